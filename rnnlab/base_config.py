@@ -1,0 +1,133 @@
+"""The base config: every key rnnlab reads, with its default and meaning.
+
+Experiment configs under `configs/` start from `get_config()` and override
+what they need; code never calls `config.get(key, default)`. Any key can be
+overridden on the command line, e.g. `--config.train.steps=100`; a key that
+is not here is an error (configs are locked).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from rnnlab.errors import UserError
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                      # params init, data order, dropout, sampling
+  c.task = "char_lm"              # rnnlab.tasks.TASKS
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "tinyshakespeare"  # corpus name: $RNNLAB_DATA_DIR/<name>/input.txt
+  c.data.path = ""                # explicit UTF-8 text file; overrides name
+  c.data.source = "file"          # "file" or "tfds" (needs the tfds extra)
+  c.data.val_fraction = 0.1       # nanoGPT split: first 90% train, last 10% val
+  c.data.test_fraction = 0.0      # carved from the end, after val; 0 = no test
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "rnn_lm"         # rnnlab.models.MODELS
+  c.model.cell = "gru"            # rnnlab.models.cells.CELLS: rnn, lstm, gru
+  c.model.hidden_size = 256
+  c.model.num_layers = 2
+  c.model.embedding = "learned"   # "learned" table or "one_hot" (char-rnn)
+  c.model.embed_dim = 64          # ignored for one_hot
+  c.model.dropout_rate = 0.1      # between layers and before the readout
+  c.model.activation = "tanh"     # rnn only: "tanh" or "relu"
+  c.model.forget_bias = 1.0       # lstm only: forget-gate bias init
+  c.model.reset_after = True      # gru only: True = PyTorch/cuDNN, False = chapter
+  c.model.hoist_input_projection = False  # one matmul for all steps' inputs
+  c.model.unroll = 1              # time steps per scan iteration
+  c.model.dtype = "float32"       # compute dtype; carries stay float32
+  c.model.param_dtype = "float32"
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 64
+  c.train.seq_len = 128           # BPTT length of each random window
+  c.train.steps = 2000
+  c.train.log_every = 50          # steps between metrics.jsonl/console lines
+  c.train.eval_every = 500        # steps between validation passes
+  c.train.checkpoint_every = 500  # steps between checkpoints
+  c.train.max_to_keep = 2         # checkpoints kept on disk
+  c.train.sample_every = 1000     # steps between text samples; 0 = never
+  c.train.progress_bar = True
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adam"           # rnnlab.optim.OPTIMIZERS
+  c.optim.learning_rate = 2e-3    # peak learning rate
+  c.optim.schedule = "constant"   # rnnlab.optim.SCHEDULES
+  c.optim.warmup_steps = 0
+  c.optim.final_lr_fraction = 0.1  # cosine decays to this fraction of peak
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.0      # adamw only (decoupled)
+  c.optim.clip_norm = 1.0         # clip by global norm; 0 = off
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_streams = 32         # parallel contiguous streams over a split
+  c.eval.seq_len = 256            # chunk length; state carries across chunks
+
+  c.sample = ml_collections.ConfigDict()
+  c.sample.prime = "\n"
+  c.sample.length = 500
+  c.sample.temperature = 0.8      # 0 = greedy (argmax)
+  c.sample.top_k = 0              # 0 = whole vocabulary
+  return c
+
+
+POSITIVE_KEYS = (
+    "model.hidden_size", "model.num_layers", "model.embed_dim", "model.unroll",
+    "train.batch_size", "train.seq_len", "train.log_every", "train.eval_every",
+    "train.checkpoint_every", "train.max_to_keep", "eval.num_streams",
+    "eval.seq_len", "optim.learning_rate")
+NON_NEGATIVE_KEYS = (
+    "train.steps", "train.sample_every", "optim.warmup_steps",
+    "optim.clip_norm", "optim.weight_decay", "sample.temperature",
+    "sample.top_k", "sample.length")
+FRACTION_KEYS = ("model.dropout_rate", "optim.final_lr_fraction")
+
+
+def _get(config, dotted: str):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def validate(config: ml_collections.ConfigDict):
+  """Raises ValueError naming the first out-of-range size or rate."""
+  for key in POSITIVE_KEYS:
+    if not _get(config, key) > 0:
+      raise UserError(f"config.{key}={_get(config, key)!r} must be > 0.")
+  for key in NON_NEGATIVE_KEYS:
+    if not _get(config, key) >= 0:
+      raise UserError(f"config.{key}={_get(config, key)!r} must be >= 0.")
+  for key in FRACTION_KEYS:
+    if not 0 <= _get(config, key) <= 1:
+      raise UserError(f"config.{key}={_get(config, key)!r} must be in "
+                       "[0, 1].")
+
+
+def parse_arg(arg: str, valid=("runlocal",)) -> set[str]:
+  """Parses a config arg like "runlocal" (comma-separated flags)."""
+  flags = {a for a in (arg or "").split(",") if a}
+  unknown = flags - set(valid)
+  if unknown:
+    raise UserError(f"Unknown config arg {sorted(unknown)!r}. Valid choices: "
+                    f"{', '.join(valid)}.")
+  return flags
+
+
+def make_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a char-LM config to a seconds-long smoke run (tests, CI)."""
+  c.model.hidden_size = 32
+  c.model.embed_dim = 16
+  c.train.batch_size = 8
+  c.train.seq_len = 32
+  c.train.steps = 20
+  c.train.log_every = 5
+  c.train.eval_every = 10
+  c.train.checkpoint_every = 10
+  c.train.sample_every = 20
+  c.optim.warmup_steps = min(c.optim.warmup_steps, 2)
+  c.sample.length = 50
+  return c

@@ -1,0 +1,80 @@
+"""Orbax checkpoints: save, find the latest, restore (all or params only).
+
+Layout: <workdir>/checkpoints/<step>/{params,opt_state,meta}. Orbax writes
+each step to a temporary directory and renames it when complete, so a crash
+mid-save leaves the previous step intact and the partial one is ignored.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from rnnlab.errors import CheckpointError
+
+
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpointer:
+  """Thin wrapper over `ocp.CheckpointManager` with rnnlab's items."""
+
+  def __init__(self, directory: pathlib.Path, max_to_keep: int | None = None,
+               read_only: bool = False):
+    self.directory = pathlib.Path(directory).absolute()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=not read_only, read_only=read_only)
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, params, opt_state, meta: dict[str, Any]):
+    """Starts an async save of step `step`; `wait()` blocks until it lands."""
+    self.manager.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params),
+        opt_state=ocp.args.StandardSave(opt_state),
+        meta=ocp.args.JsonSave(meta)), force=True)
+
+  def restore(self, params_template, opt_state_template,
+              step: int | None = None):
+    """Restores (step, params, opt_state, meta) into the templates' shapes."""
+    step = self._step(step)
+    try:
+      out = self.manager.restore(step, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(_abstract(params_template)),
+          opt_state=ocp.args.StandardRestore(_abstract(opt_state_template)),
+          meta=ocp.args.JsonRestore()))
+    except (ValueError, KeyError, TypeError) as e:
+      raise CheckpointError(
+          f"Checkpoint {self.directory / str(step)} does not match the "
+          f"model and optimizer of this config: {e}") from e
+    return step, out["params"], out["opt_state"], out["meta"]
+
+  def restore_params(self, params_template, step: int | None = None):
+    """Restores only (step, params): enough for evaluation and sampling."""
+    step = self._step(step)
+    try:
+      out = self.manager.restore(step, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(_abstract(params_template))))
+    except (ValueError, KeyError, TypeError) as e:
+      raise CheckpointError(
+          f"Checkpoint {self.directory / str(step)} does not match the "
+          f"model of this config: {e}") from e
+    return step, out["params"]
+
+  def _step(self, step):
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"No checkpoint in {self.directory}.")
+    return step
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()

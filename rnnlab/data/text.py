@@ -1,0 +1,276 @@
+"""Character-level text data: corpus lookup, vocabulary, batches, eval streams.
+
+Shape legend: B batch (streams), T sequence length, C chunks.
+
+The corpus file is found in this order (`resolve_corpus`):
+  1. an explicit path (`config.data.path`);
+  2. $RNNLAB_DATA_DIR/<name>/input.txt;
+  3. the user cache, $XDG_CACHE_HOME/rnnlab/<name>/input.txt (~/.cache/...);
+  4. a download from the dataset's public URL into that cache, with a short
+     timeout. RNNLAB_OFFLINE=1 skips the network entirely (a socket timeout
+     does not bound a DNS lookup).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+import urllib.request
+
+import numpy as np
+
+from rnnlab.errors import DataError, UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  url: str
+  sha256: str | None = None
+
+
+CORPORA: dict[str, Corpus] = {
+    "tinyshakespeare": Corpus(
+        url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+        "tinyshakespeare/input.txt",
+        sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+}
+
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
+def cache_dir() -> pathlib.Path:
+  base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+  return pathlib.Path(base) / "rnnlab"
+
+
+def _offline() -> bool:
+  return os.environ.get("RNNLAB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _how_to(name: str, tried: list[str]) -> str:
+  return (
+      f"Cannot find the {name!r} corpus. Looked in: {', '.join(tried)}.\n"
+      "Supply it in one of these ways:\n"
+      "  --config.data.path=/path/to/input.txt\n"
+      f"  export RNNLAB_DATA_DIR=/dir/holding  (file at <dir>/{name}/input.txt)\n"
+      f"  download {CORPORA[name].url if name in CORPORA else 'it'}\n"
+      f"    to {cache_dir() / name / 'input.txt'}")
+
+
+def download(url: str, dest: pathlib.Path, sha256: str | None = None,
+             timeout: float = DOWNLOAD_TIMEOUT_S) -> pathlib.Path:
+  """Downloads `url` to `dest` atomically (temp file, checksum, rename)."""
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  with urllib.request.urlopen(url, timeout=timeout) as response:
+    payload = response.read()
+  if sha256 and hashlib.sha256(payload).hexdigest() != sha256:
+    raise DataError(f"Checksum mismatch for {url}; not saving it to {dest}.")
+  with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as f:
+    f.write(payload)
+  os.replace(f.name, dest)
+  return dest
+
+
+def resolve_corpus(name: str, path: str | None = None) -> pathlib.Path:
+  """Returns the path of corpus `name` (see the module docstring for order)."""
+  if path:
+    p = pathlib.Path(path).expanduser()
+    if not p.is_file():
+      raise DataError(f"data.path={path!r} is not a file.")
+    return p
+  tried = ["config.data.path (unset)"]
+  data_dir = os.environ.get("RNNLAB_DATA_DIR")
+  if data_dir:
+    p = pathlib.Path(data_dir).expanduser() / name / "input.txt"
+    if p.is_file():
+      return p
+    tried.append(str(p))
+  else:
+    tried.append("$RNNLAB_DATA_DIR (unset)")
+  cached = cache_dir() / name / "input.txt"
+  if cached.is_file():
+    return cached
+  tried.append(str(cached))
+  corpus = CORPORA.get(name)
+  if corpus is None:
+    raise DataError(_how_to(name, tried) + f"\n({name!r} has no download URL; "
+                    f"known corpora: {', '.join(sorted(CORPORA))}.)")
+  if _offline():
+    raise DataError(_how_to(name, tried) + "\n(RNNLAB_OFFLINE is set, so no "
+                    "download was tried.)")
+  try:
+    return download(corpus.url, cached, corpus.sha256)
+  except OSError as e:
+    raise DataError(_how_to(name, tried) +
+                    f"\n(Download from {corpus.url} failed: {e})") from None
+
+
+def read_text(path: pathlib.Path) -> str:
+  """Reads a UTF-8 text file, with clear errors for empty or binary files."""
+  raw = path.read_bytes()
+  if not raw:
+    raise DataError(f"{path} is empty.")
+  if b"\x00" in raw[:65536]:
+    raise DataError(f"{path} looks binary (it holds NUL bytes); expected "
+                    "UTF-8 text.")
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise DataError(f"{path} is not valid UTF-8 text ({e}).") from None
+
+
+def read_tfds_text(name: str = "tiny_shakespeare") -> str:
+  """The corpus via TFDS (`pip install rnnlab[tfds]`), splits re-joined.
+
+  TFDS splits it 90/5/5; joining train+validation+test restores the file so
+  that the same split as the plain file (see `split_tokens`) applies.
+  With RNNLAB_OFFLINE=1 only an already prepared dataset is read.
+  """
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise DataError("data.source='tfds' needs tensorflow-datasets: "
+                    "pip install 'rnnlab[tfds]'.") from None
+  parts = []
+  try:
+    for split in ("train", "validation", "test"):
+      source = tfds.data_source(name, split=split, download=not _offline())
+      parts.extend(_as_str(source[i]["text"]) for i in range(len(source)))
+  except (KeyError, AssertionError, OSError) as e:
+    raise DataError(f"TFDS dataset {name!r} is not available"
+                    f"{' offline' if _offline() else ''}: {e}. Use "
+                    "data.source='file' or prepare it with tfds first.") from None
+  return "".join(parts)
+
+
+def _as_str(text) -> str:
+  return text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
+class Vocab:
+  """Characters <-> integer ids, in sorted character order."""
+
+  def __init__(self, chars):
+    self.chars = list(chars)
+    if len(set(self.chars)) != len(self.chars):
+      raise UserError("Vocabulary characters must be unique.")
+    self._ids = {c: i for i, c in enumerate(self.chars)}
+
+  @classmethod
+  def from_text(cls, text: str) -> "Vocab":
+    return cls(sorted(set(text)))
+
+  def __len__(self):
+    return len(self.chars)
+
+  def __eq__(self, other):
+    return isinstance(other, Vocab) and self.chars == other.chars
+
+  def unknown(self, text: str) -> list[str]:
+    return sorted({c for c in text if c not in self._ids})
+
+  def encode(self, text: str) -> np.ndarray:
+    missing = self.unknown(text)
+    if missing:
+      raise UserError(
+          f"Characters not in the vocabulary: {missing!r}. The vocabulary has "
+          f"{len(self)} characters: {''.join(self.chars)!r}.")
+    return np.fromiter((self._ids[c] for c in text), np.int32, len(text))
+
+  def decode(self, ids) -> str:
+    return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
+
+  def to_json(self) -> str:
+    return json.dumps({"type": "char", "chars": self.chars},
+                      ensure_ascii=False)
+
+  @classmethod
+  def from_json(cls, s: str) -> "Vocab":
+    d = json.loads(s)
+    if d.get("type") != "char" or not isinstance(d.get("chars"), list):
+      raise UserError("Not a character vocabulary JSON "
+                       "(expected {'type': 'char', 'chars': [...]}).")
+    return cls(d["chars"])
+
+  def save(self, path: pathlib.Path):
+    tmp = pathlib.Path(str(path) + ".tmp")
+    tmp.write_text(self.to_json(), encoding="utf-8")
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: pathlib.Path) -> "Vocab":
+    return cls.from_json(pathlib.Path(path).read_text(encoding="utf-8"))
+
+
+def split_tokens(tokens: np.ndarray, val_fraction: float,
+                 test_fraction: float = 0.0) -> dict[str, np.ndarray]:
+  """Contiguous split: train first, then validation, then test (at the end).
+
+  With val_fraction=0.1, test_fraction=0 this is nanoGPT's 90/10 split.
+  """
+  n = len(tokens)
+  if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and
+          val_fraction + test_fraction < 1):
+    raise UserError(f"Invalid split fractions: val={val_fraction}, "
+                     f"test={test_fraction}; each in [0, 1), sum below 1.")
+  n_train = int(n * (1 - val_fraction - test_fraction))  # as nanoGPT rounds
+  n_test = int(n * test_fraction)
+  n_val = n - n_train - n_test
+  return {"train": tokens[:n_train],
+          "val": tokens[n_train:n_train + n_val],
+          "test": tokens[n_train + n_val:]}
+
+
+def random_windows(tokens: np.ndarray, batch_size: int, seq_len: int,
+                   seed: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+  """B random windows: inputs [B, T] and next-token targets [B, T].
+
+  A pure function of (seed, step), so a resumed run sees the same batches.
+  """
+  max_start = len(tokens) - seq_len - 1
+  if max_start < 0:
+    raise UserError(f"seq_len={seq_len} needs at least {seq_len + 1} "
+                     f"tokens; the training split has {len(tokens)}.")
+  rng = np.random.default_rng([seed, step])
+  starts = rng.integers(0, max_start + 1, size=batch_size)
+  idx = starts[:, None] + np.arange(seq_len + 1)
+  windows = tokens[idx]
+  return windows[:, :-1], windows[:, 1:]
+
+
+def eval_streams(tokens: np.ndarray, num_streams: int,
+                 seq_len: int) -> dict[str, np.ndarray]:
+  """Lays a split out as B contiguous streams cut into chunks of length T.
+
+  Every next-token target of the split appears exactly once, with mask 1;
+  the tail is padded with mask 0. Carrying the state from chunk c to c+1
+  gives each prediction the full history of its stream, as char-rnn does.
+
+  Returns inputs, targets, mask, each [C, B, T].
+  """
+  n_targets = len(tokens) - 1
+  if n_targets < 1:
+    raise UserError("An evaluation split needs at least 2 tokens.")
+  num_streams = max(1, min(num_streams, n_targets))
+  stream_len = -(-n_targets // num_streams)
+  num_chunks = -(-stream_len // seq_len)
+  padded = num_chunks * seq_len
+  inputs = np.zeros((num_streams, padded), np.int32)
+  targets = np.zeros((num_streams, padded), np.int32)
+  mask = np.zeros((num_streams, padded), np.float32)
+  for b in range(num_streams):
+    lo = b * stream_len
+    hi = min(lo + stream_len, n_targets)
+    n = max(hi - lo, 0)
+    inputs[b, :n] = tokens[lo:hi]
+    targets[b, :n] = tokens[lo + 1:hi + 1]
+    mask[b, :n] = 1.0
+
+  def chunked(a):  # [B, C*T] -> [C, B, T]
+    return a.reshape(num_streams, num_chunks, seq_len).transpose(1, 0, 2)
+
+  return {"inputs": chunked(inputs), "targets": chunked(targets),
+          "mask": chunked(mask)}

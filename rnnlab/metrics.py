@@ -1,0 +1,144 @@
+"""Run bookkeeping: metrics.jsonl, TensorBoard events, status, provenance.
+
+A workdir holds:
+  config.json      the config the run used
+  provenance.json  git commit and dirty flag, package versions, devices
+  status.json      {"status": "running" | "done" | "failed", "step": ...}
+  metrics.jsonl    one JSON object per line: {"step", "split", metrics...}
+  events.out.*     TensorBoard scalars (tensorboardX; no TensorFlow needed)
+  curves.png       train/val loss against step
+"""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+from typing import Any, Mapping
+
+import jax
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
+            "ml-collections", "numpy", "absl-py")
+
+
+def write_json(path: pathlib.Path, obj: Any):
+  """Writes JSON atomically (temp file + rename)."""
+  tmp = pathlib.Path(f"{path}.tmp")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+  os.replace(tmp, path)
+
+
+def read_json(path: pathlib.Path) -> Any:
+  return json.loads(pathlib.Path(path).read_text())
+
+
+def _git(*args: str) -> str | None:
+  try:
+    out = subprocess.run(
+        ["git", *args], cwd=pathlib.Path(__file__).resolve().parent,
+        capture_output=True, text=True, timeout=10, check=True)
+    return out.stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def provenance() -> dict[str, Any]:
+  """What produced this run: code version, packages and hardware."""
+  versions = {}
+  for name in PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  status = _git("status", "--porcelain", "--untracked-files=no")
+  return {
+      "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      "git_commit": _git("rev-parse", "HEAD"),
+      "git_dirty": None if status is None else bool(status),
+      "command": sys.argv,
+      "python": sys.version.split()[0],
+      "platform": platform.platform(),
+      "hostname": platform.node(),
+      "packages": versions,
+      "jax_backend": jax.default_backend(),
+      "devices": [str(d) for d in jax.devices()],
+      "process_count": jax.process_count(),
+  }
+
+
+def to_float(x) -> float:
+  return float(jax.device_get(x))
+
+
+class MetricWriter:
+  """Appends scalars to metrics.jsonl and TensorBoard, from process 0 only."""
+
+  def __init__(self, workdir: pathlib.Path):
+    self.active = jax.process_index() == 0
+    self.path = pathlib.Path(workdir) / "metrics.jsonl"
+    self._tb = None
+    if self.active:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._tb = tensorboardX.SummaryWriter(str(workdir))
+
+  def write(self, step: int, split: str, metrics: Mapping[str, Any]):
+    if not self.active:
+      return
+    values = {k: to_float(v) for k, v in metrics.items()}
+    record = {"step": int(step), "split": split, **values}
+    with self.path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
+    for k, v in values.items():
+      if math.isfinite(v):
+        self._tb.add_scalar(f"{split}/{k}", v, step)
+
+  def write_text(self, step: int, tag: str, text: str):
+    if self.active:
+      self._tb.add_text(tag, text, step)
+
+  def flush(self):
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+def read_metrics(workdir: pathlib.Path) -> list[dict[str, Any]]:
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def plot_curves(workdir: pathlib.Path, key: str = "loss") -> pathlib.Path:
+  """Plots `key` against step for every split in metrics.jsonl."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  records = read_metrics(workdir)
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for split in sorted({r["split"] for r in records}):
+    points = [(r["step"], r[key]) for r in records
+              if r["split"] == split and key in r]
+    if points:
+      steps, values = zip(*points)
+      ax.plot(steps, values, label=split, marker="." if len(points) < 30
+              else None)
+  ax.set_xlabel("step")
+  ax.set_ylabel(f"{key} (nats/token)" if key == "loss" else key)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  out = pathlib.Path(workdir) / "curves.png"
+  fig.tight_layout()
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out

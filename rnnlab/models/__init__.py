@@ -1,0 +1,21 @@
+"""Model registry: `config.model.name` -> Flax module class.
+
+Cells live in `cells.py` (CELLS), sequence layers in `layers.py`, and one
+file per task model (e.g. `lm.py`). Each model class has a
+`from_config(model_config, **task_fields)` constructor.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from rnnlab.models import lm
+from rnnlab.registry import lookup
+
+MODELS = {
+    "rnn_lm": lm.RecurrentLM,
+}
+
+
+def create_model(c: ml_collections.ConfigDict, **task_fields):
+  """`config.model` + task-derived fields (e.g. vocab_size) -> module."""
+  return lookup(MODELS, c.name, "model").from_config(c, **task_fields)

@@ -1,0 +1,19 @@
+"""Task registry: `config.task` -> Task class.
+
+A task owns its data, builds its model, and defines the training loss and
+the evaluation metrics; `rnnlab.train` runs any task the same way. To add
+one, subclass `base.Task`, implement its methods, and register it here.
+"""
+from __future__ import annotations
+
+from rnnlab.registry import lookup
+from rnnlab.tasks import base
+from rnnlab.tasks import char_lm
+
+TASKS: dict[str, type[base.Task]] = {
+    "char_lm": char_lm.CharLMTask,
+}
+
+
+def create_task(config) -> base.Task:
+  return lookup(TASKS, config.task, "task")(config)

@@ -1,0 +1,53 @@
+"""The interface between a task and the generic trainer in `rnnlab.train`."""
+from __future__ import annotations
+
+import abc
+import pathlib
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+Batch = Mapping[str, Any]
+Metrics = dict[str, Any]
+
+
+class Task(abc.ABC):
+  """Data + model + loss + evaluation for one kind of problem."""
+
+  config: ml_collections.ConfigDict
+  model: nn.Module
+
+  @abc.abstractmethod
+  def init_inputs(self) -> tuple[Any, ...]:
+    """Example model inputs (small batch) for `model.init`."""
+
+  @abc.abstractmethod
+  def train_batch(self, step: int) -> Batch:
+    """The batch for `step`: a pure function of (config.seed, step)."""
+
+  @abc.abstractmethod
+  def loss_fn(self, params, batch: Batch, rng: jax.Array
+              ) -> tuple[jax.Array, Metrics]:
+    """Training loss (train mode, dropout on) and auxiliary metrics."""
+
+  @property
+  @abc.abstractmethod
+  def eval_splits(self) -> tuple[str, ...]:
+    """Splits `evaluate` accepts, e.g. ("val", "test")."""
+
+  @abc.abstractmethod
+  def evaluate(self, params, split: str) -> Metrics:
+    """Metrics over the whole of `split` (eval mode)."""
+
+  def tokens_per_batch(self) -> int:
+    """For throughput logging."""
+    return 0
+
+  def save_metadata(self, workdir: pathlib.Path):
+    """Writes what inference needs besides the checkpoint (e.g. vocab)."""
+
+  def periodic_output(self, params, step: int) -> str | None:
+    """Something human-readable to log during training (e.g. a sample)."""
+    return None

@@ -1,0 +1,128 @@
+"""Character-level language modelling (Tiny Shakespeare by default).
+
+Training batches are random windows [B, T] from the training split; the loss
+is the mean next-character cross-entropy over all B*T positions (full BPTT
+within the window). Evaluation runs over a whole split as contiguous streams,
+carrying the recurrent state across chunks, and reports nats and bits/char.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rnnlab import models
+from rnnlab import sample
+from rnnlab.data import text
+from rnnlab.errors import UserError
+from rnnlab.tasks import base
+
+VOCAB_FILE = "vocab.json"
+
+
+def load_corpus(data_config) -> str:
+  if data_config.source == "tfds":
+    return text.read_tfds_text()
+  if data_config.source != "file":
+    raise UserError(f"Unknown data.source {data_config.source!r}. Valid "
+                     "choices: 'file', 'tfds'.")
+  return text.read_text(text.resolve_corpus(data_config.name,
+                                            data_config.path))
+
+
+def nll_sum(logits, targets, mask):
+  """Masked sum of next-token negative log-likelihoods, and the count."""
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  return jnp.sum(nll * mask), jnp.sum(mask)
+
+
+class CharLMTask(base.Task):
+  """Config keys: data.*, model.*, train.batch_size/seq_len, eval.*."""
+
+  def __init__(self, config):
+    self.config = config
+    corpus = load_corpus(config.data)
+    self.vocab = text.Vocab.from_text(corpus)  # the whole file, as nanoGPT
+    self.splits = text.split_tokens(
+        self.vocab.encode(corpus), config.data.val_fraction,
+        config.data.test_fraction)
+    if len(self.splits["train"]) < config.train.seq_len + 1:
+      raise UserError(
+          f"train.seq_len={config.train.seq_len} is longer than the training "
+          f"split ({len(self.splits['train'])} characters).")
+    self.model = models.create_model(config.model,
+                                     vocab_size=len(self.vocab))
+    self._eval_data = {}
+
+  def init_inputs(self):
+    return (jnp.zeros((1, self.config.train.seq_len), jnp.int32),)
+
+  def tokens_per_batch(self):
+    return self.config.train.batch_size * self.config.train.seq_len
+
+  def train_batch(self, step):
+    inputs, targets = text.random_windows(
+        self.splits["train"], self.config.train.batch_size,
+        self.config.train.seq_len, self.config.seed, step)
+    return {"inputs": inputs, "targets": targets}
+
+  def loss_fn(self, params, batch, rng):
+    logits, _ = self.model.apply({"params": params}, batch["inputs"],
+                                 train=True, rngs={"dropout": rng})
+    loss = optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch["targets"]).mean()
+    return loss, {}
+
+  @property
+  def eval_splits(self):
+    return tuple(s for s in ("val", "test") if len(self.splits[s]) > 1)
+
+  def evaluate(self, params, split):
+    if split not in self.eval_splits:
+      raise UserError(f"Unknown or empty split {split!r}. Valid choices: "
+                       f"{', '.join(self.eval_splits)}.")
+    if split not in self._eval_data:
+      self._eval_data[split] = jax.tree.map(jnp.asarray, text.eval_streams(
+          self.splits[split], self.config.eval.num_streams,
+          self.config.eval.seq_len))
+    total, count = _stream_nll(self.model, params, self._eval_data[split])
+    loss = float(total) / float(count)
+    return {"loss": loss, "bits_per_char": loss / math.log(2),
+            "perplexity": math.exp(loss), "chars": int(count)}
+
+  def save_metadata(self, workdir):
+    path = pathlib.Path(workdir) / VOCAB_FILE
+    if path.exists():
+      saved = text.Vocab.load(path)
+      if saved != self.vocab:
+        raise UserError(
+            f"{path} does not match this run's corpus: saved "
+            f"{len(saved)} characters, corpus has {len(self.vocab)}. Use a "
+            "new workdir for a different corpus.")
+    else:
+      self.vocab.save(path)
+
+  def periodic_output(self, params, step):
+    s = self.config.sample
+    return sample.sample_text(
+        self.model, params, self.vocab, s.prime, s.length,
+        seed=self.config.seed + step, temperature=s.temperature,
+        top_k=s.top_k)[0]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _stream_nll(model, params, data):
+  """Sum of NLL over chunks [C, B, T], carrying the state from chunk to chunk."""
+
+  def chunk(carry, xs):
+    logits, carry = model.apply({"params": params}, xs["inputs"], carry)
+    return carry, nll_sum(logits, xs["targets"], xs["mask"])
+
+  carry = model.initialize_carry(data["inputs"].shape[1])
+  _, (sums, counts) = jax.lax.scan(chunk, carry, data)
+  return jnp.sum(sums), jnp.sum(counts)

@@ -1,0 +1,197 @@
+"""Corpus lookup, vocabulary, splits and batching for character data."""
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+
+from rnnlab.data import text
+
+
+# --- corpus lookup -----------------------------------------------------------
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+  """No env var, an empty cache, and no network unless a test allows it."""
+  monkeypatch.delenv("RNNLAB_DATA_DIR", raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+  monkeypatch.setenv("RNNLAB_OFFLINE", "1")
+  return tmp_path
+
+
+def _write(path, content="hello"):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(content)
+  return path
+
+
+def test_lookup_order_path_then_env_then_cache(isolated, monkeypatch):
+  cached = _write(isolated / "cache" / "rnnlab" / "tinyshakespeare" /
+                  "input.txt")
+  assert text.resolve_corpus("tinyshakespeare") == cached
+  env_file = _write(isolated / "data" / "tinyshakespeare" / "input.txt")
+  monkeypatch.setenv("RNNLAB_DATA_DIR", str(isolated / "data"))
+  assert text.resolve_corpus("tinyshakespeare") == env_file
+  explicit = _write(isolated / "mine.txt")
+  assert text.resolve_corpus("tinyshakespeare", str(explicit)) == explicit
+
+
+def test_offline_missing_corpus_fails_fast_with_how_to(isolated, monkeypatch):
+  def no_network(*args, **kwargs):
+    raise AssertionError("the network must not be touched offline")
+  monkeypatch.setattr(text.urllib.request, "urlopen", no_network)
+  start = time.perf_counter()
+  with pytest.raises(text.DataError) as e:
+    text.resolve_corpus("tinyshakespeare")
+  assert time.perf_counter() - start < 1.0
+  message = str(e.value)
+  assert "--config.data.path" in message and "RNNLAB_DATA_DIR" in message
+  assert text.CORPORA["tinyshakespeare"].url in message
+  assert "RNNLAB_OFFLINE" in message
+
+
+def test_explicit_path_that_is_missing(isolated):
+  with pytest.raises(text.DataError, match="nope.txt.*not a file"):
+    text.resolve_corpus("tinyshakespeare", str(isolated / "nope.txt"))
+
+
+class _FakeResponse(io.BytesIO):
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *args):
+    return False
+
+
+def test_download_goes_to_cache_with_timeout_and_checksum(isolated,
+                                                          monkeypatch):
+  payload = b"First Citizen:\nhello\n"
+  calls = []
+
+  def fake_urlopen(url, timeout):
+    calls.append((url, timeout))
+    return _FakeResponse(payload)
+
+  monkeypatch.delenv("RNNLAB_OFFLINE")
+  monkeypatch.setattr(text.urllib.request, "urlopen", fake_urlopen)
+  monkeypatch.setitem(text.CORPORA, "tinyshakespeare", text.Corpus(
+      url="https://example.invalid/input.txt",
+      sha256=__import__("hashlib").sha256(payload).hexdigest()))
+  path = text.resolve_corpus("tinyshakespeare")
+  assert path == isolated / "cache" / "rnnlab" / "tinyshakespeare" / "input.txt"
+  assert path.read_bytes() == payload
+  assert calls == [("https://example.invalid/input.txt",
+                    text.DOWNLOAD_TIMEOUT_S)]
+  assert text.DOWNLOAD_TIMEOUT_S <= 30
+
+
+def test_download_failure_and_bad_checksum(isolated, monkeypatch):
+  monkeypatch.delenv("RNNLAB_OFFLINE")
+
+  def unreachable(url, timeout):
+    raise OSError("Network is unreachable")
+  monkeypatch.setattr(text.urllib.request, "urlopen", unreachable)
+  with pytest.raises(text.DataError, match="Download from .* failed.*"
+                     "unreachable"):
+    text.resolve_corpus("tinyshakespeare")
+
+  monkeypatch.setattr(text.urllib.request, "urlopen",
+                      lambda url, timeout: _FakeResponse(b"tampered"))
+  with pytest.raises(text.DataError, match="Checksum mismatch"):
+    text.resolve_corpus("tinyshakespeare")
+  assert not (isolated / "cache" / "rnnlab" / "tinyshakespeare" /
+              "input.txt").exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "is empty"),
+    (b"\x00\x01\x02binary", "looks binary"),
+    ("caf\u00e9".encode("latin-1"), "not valid UTF-8"),
+])
+def test_unreadable_files(tmp_path, content, message):
+  path = tmp_path / "bad.txt"
+  path.write_bytes(content)
+  with pytest.raises(text.DataError, match=message):
+    text.read_text(path)
+
+
+def test_tfds_source_rejoins_splits(monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("RNNLAB_OFFLINE", "1")
+  with tfds.testing.mock_data(num_examples=1):
+    expected = "".join(
+        text._as_str(tfds.data_source("tiny_shakespeare", split=s)[0]["text"])
+        for s in ("train", "validation", "test"))
+    assert text.read_tfds_text() == expected
+  assert expected
+
+
+# --- vocabulary, splits, batches ----------------------------------------------
+
+def test_real_corpus_vocab_and_nanogpt_split(corpus_path):
+  corpus = text.read_text(corpus_path)
+  assert len(corpus) == 1_115_394
+  vocab = text.Vocab.from_text(corpus)
+  assert len(vocab) == 65
+  splits = text.split_tokens(vocab.encode(corpus), 0.1)
+  assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (
+      1_003_854, 111_540, 0)
+  assert vocab.decode(splits["val"][:20]) == corpus[1_003_854:1_003_874]
+
+
+def test_vocab_json_roundtrip_and_unknown_characters(tmp_path):
+  vocab = text.Vocab.from_text("hello world\u00e9")
+  path = tmp_path / "vocab.json"
+  vocab.save(path)
+  assert json.loads(path.read_text())["chars"] == sorted(set("hello world\u00e9"))
+  loaded = text.Vocab.load(path)
+  assert loaded == vocab
+  assert loaded.decode(loaded.encode("hello")) == "hello"
+  with pytest.raises(ValueError, match=r"not in the vocabulary: \['Z', 'q'\]"):
+    vocab.encode("qZ hello")
+
+
+def test_split_with_test_fraction():
+  splits = text.split_tokens(np.arange(1000), 0.1, 0.05)
+  assert [len(splits[s]) for s in ("train", "val", "test")] == [850, 100, 50]
+  np.testing.assert_array_equal(np.concatenate(list(splits.values())),
+                                np.arange(1000))
+  with pytest.raises(ValueError, match="Invalid split fractions"):
+    text.split_tokens(np.arange(10), 0.6, 0.5)
+
+
+def test_random_windows_are_shifted_and_pure_in_seed_and_step():
+  tokens = np.arange(500, dtype=np.int32)
+  x, y = text.random_windows(tokens, 4, 16, seed=0, step=3)
+  assert x.shape == y.shape == (4, 16)
+  np.testing.assert_array_equal(y, x + 1)
+  np.testing.assert_array_equal(np.diff(x, axis=1), 1)
+  x2, _ = text.random_windows(tokens, 4, 16, seed=0, step=3)
+  np.testing.assert_array_equal(x, x2)
+  x3, _ = text.random_windows(tokens, 4, 16, seed=0, step=4)
+  x4, _ = text.random_windows(tokens, 4, 16, seed=1, step=3)
+  assert not np.array_equal(x, x3) and not np.array_equal(x, x4)
+  with pytest.raises(ValueError, match="seq_len=600 needs at least 601"):
+    text.random_windows(tokens, 4, 600, seed=0, step=0)
+
+
+@pytest.mark.parametrize("n,streams,seq_len", [(101, 4, 8), (50, 7, 5),
+                                               (10, 32, 4)])
+def test_eval_streams_cover_every_target_once(n, streams, seq_len):
+  tokens = np.arange(n, dtype=np.int32)
+  data = text.eval_streams(tokens, streams, seq_len)
+  c, b, t = data["inputs"].shape
+  assert t == seq_len
+  mask = data["mask"].astype(bool)
+  targets = data["targets"][mask]
+  assert sorted(targets.tolist()) == list(range(1, n))
+  np.testing.assert_array_equal(data["targets"][mask],
+                                data["inputs"][mask] + 1)
+  # Each stream is contiguous across chunks: chunk c+1 continues chunk c.
+  flat = data["inputs"].transpose(1, 0, 2).reshape(b, c * t)
+  flat_mask = data["mask"].transpose(1, 0, 2).reshape(b, c * t).astype(bool)
+  for row, m in zip(flat, flat_mask):
+    np.testing.assert_array_equal(np.diff(row[m]), 1)

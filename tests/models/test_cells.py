@@ -1,0 +1,238 @@
+"""Cells against their textbook equations in plain numpy; layers against loops."""
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rnnlab.models import cells
+from rnnlab.models import layers
+
+B, D, H, T = 3, 5, 4, 7
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def randomize(params, seed=0):
+  """Random weights and biases (the init's zero biases would hide bugs)."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda p: jnp.asarray(rng.normal(0, 0.5, p.shape), p.dtype), params)
+
+
+def blocks(w, n):
+  """Splits a fused [in, n*H] kernel (or [n*H] bias) into n per-gate parts."""
+  return np.split(np.asarray(w, np.float64), n, axis=-1)
+
+
+def numpy_rnn(p, h, x, phi):
+  # H_t = φ(W_xh x_t + W_hh H_{t-1} + b)
+  h = phi(x @ p["input_proj"]["kernel"] + h @ p["hidden_proj"]["kernel"] +
+          p["input_proj"]["bias"])
+  return h, h
+
+
+def numpy_lstm(p, carry, x):
+  c, h = carry
+  wxi, wxf, wxc, wxo = blocks(p["input_proj"]["kernel"], 4)
+  bi, bf, bc, bo = blocks(p["input_proj"]["bias"], 4)
+  whi, whf, whc, who = blocks(p["hidden_proj"]["kernel"], 4)
+  i = sigmoid(x @ wxi + h @ whi + bi)
+  f = sigmoid(x @ wxf + h @ whf + bf)
+  o = sigmoid(x @ wxo + h @ who + bo)
+  c_tilde = np.tanh(x @ wxc + h @ whc + bc)
+  c = f * c + i * c_tilde
+  h = o * np.tanh(c)
+  return (c, h), h
+
+
+def numpy_gru(p, h, x, reset_after):
+  wxr, wxz, wxh = blocks(p["input_proj"]["kernel"], 3)
+  br, bz, bh = blocks(p["input_proj"]["bias"], 3)
+  if reset_after:
+    whr, whz, whh = blocks(p["hidden_proj"]["kernel"], 3)
+  else:
+    whr, whz = blocks(p["hidden_proj"]["kernel"], 2)
+    whh = np.asarray(p["candidate_proj"]["kernel"], np.float64)
+  r = sigmoid(x @ wxr + h @ whr + br)
+  z = sigmoid(x @ wxz + h @ whz + bz)
+  if reset_after:
+    h_tilde = np.tanh(x @ wxh + r * (h @ whh + p["hidden_candidate_bias"]) + bh)
+  else:
+    h_tilde = np.tanh(x @ wxh + (r * h) @ whh + bh)
+  h = (1 - z) * h + z * h_tilde
+  return h, h
+
+
+CASES = {
+    "rnn_tanh": (dict(name="rnn", activation="tanh"),
+                 lambda p, c, x: numpy_rnn(p, c, x, np.tanh)),
+    "rnn_relu": (dict(name="rnn", activation="relu"),
+                 lambda p, c, x: numpy_rnn(p, c, x, lambda a: np.maximum(a, 0))),
+    "lstm": (dict(name="lstm"), numpy_lstm),
+    "gru_reset_after": (dict(name="gru", reset_after=True),
+                        lambda p, c, x: numpy_gru(p, c, x, True)),
+    "gru_reset_before": (dict(name="gru", reset_after=False),
+                         lambda p, c, x: numpy_gru(p, c, x, False)),
+}
+
+
+def make(case):
+  spec, reference = CASES[case]
+  options = {k: v for k, v in spec.items() if k != "name"}
+  return cells.create_cell(spec["name"], H, options), reference
+
+
+def to_np(tree):
+  return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
+def random_carry(cell, rng):
+  return jax.tree.map(lambda z: jnp.asarray(rng.normal(size=z.shape), z.dtype),
+                      cell.initialize_carry((B,)))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cell_matches_numpy_equations(case):
+  cell, reference = make(case)
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(B, D)), jnp.float32)
+  carry = random_carry(cell, rng)
+  params = randomize(cell.init(jax.random.key(0), carry, x)["params"])
+  new_carry, y = cell.apply({"params": params}, carry, x)
+  ref_carry, ref_y = reference(to_np(params), to_np(carry), np.asarray(x))
+  np.testing.assert_allclose(y, ref_y, atol=1e-5, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5,
+                                                       rtol=1e-5),
+               new_carry, ref_carry)
+
+
+@pytest.mark.parametrize("case,shapes", [
+    ("rnn_tanh", {"input_proj": (D, H), "hidden_proj": (H, H)}),
+    ("lstm", {"input_proj": (D, 4 * H), "hidden_proj": (H, 4 * H)}),
+    ("gru_reset_after", {"input_proj": (D, 3 * H), "hidden_proj": (H, 3 * H)}),
+    ("gru_reset_before", {"input_proj": (D, 3 * H), "hidden_proj": (H, 2 * H),
+                          "candidate_proj": (H, H)}),
+])
+def test_gate_weights_are_fused(case, shapes):
+  cell, _ = make(case)
+  params = cell.init(jax.random.key(0), cell.initialize_carry((B,)),
+                     jnp.zeros((B, D)))["params"]
+  got = {k: v["kernel"].shape for k, v in params.items()
+         if isinstance(v, dict) and "kernel" in v}
+  assert got == shapes
+
+
+@pytest.mark.parametrize("forget_bias", [1.0, 0.5])
+def test_lstm_forget_bias_init(forget_bias):
+  cell = cells.create_cell("lstm", H, {"forget_bias": forget_bias})
+  params = cell.init(jax.random.key(0), cell.initialize_carry((B,)),
+                     jnp.zeros((B, D)))["params"]
+  i, f, g, o = np.split(np.asarray(params["input_proj"]["bias"]), 4)
+  np.testing.assert_array_equal(f, forget_bias)
+  for other in (i, g, o):
+    np.testing.assert_array_equal(other, 0.0)
+
+
+def test_recurrent_kernel_blocks_are_orthogonal():
+  cell = cells.create_cell("lstm", 8)
+  params = cell.init(jax.random.key(0), cell.initialize_carry((2,)),
+                     jnp.zeros((2, 3)))["params"]
+  for block in blocks(params["hidden_proj"]["kernel"], 4):
+    np.testing.assert_allclose(block.T @ block, np.eye(8), atol=1e-5)
+
+
+def test_unknown_cell_lists_valid_names():
+  with pytest.raises(ValueError, match=r"Unknown cell 'gur'.*'gru', 'lstm', "
+                     r"'rnn'"):
+    cells.create_cell("gur", H)
+
+
+def test_unknown_activation_lists_valid_names():
+  with pytest.raises(ValueError, match=r"'sigmoid'.*'relu', 'tanh'"):
+    cells.create_cell("rnn", H, {"activation": "sigmoid"})
+
+
+def _sequence_inputs(case, hoist, unroll=1):
+  cell, _ = make(case)
+  layer = layers.Recurrent(cell, hoist_input_projection=hoist, unroll=unroll)
+  xs = jnp.asarray(np.random.default_rng(2).normal(size=(B, T, D)),
+                   jnp.float32)
+  return cell, layer, xs
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_scan_equals_python_loop_of_steps(case):
+  cell, layer, xs = _sequence_inputs(case, hoist=True)
+  params = randomize(layer.init(jax.random.key(0), xs)["params"])
+  carry, ys = layer.apply({"params": params}, xs)
+  step_carry = cell.initialize_carry((B,))
+  for t in range(T):
+    step_carry, y = cell.apply({"params": params["cell"]}, step_carry,
+                               xs[:, t])
+    np.testing.assert_allclose(ys[:, t], y, atol=1e-5, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               carry, step_carry)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hoisted_projection_equals_per_step(case):
+  _, hoisted, xs = _sequence_inputs(case, hoist=True)
+  _, per_step, _ = _sequence_inputs(case, hoist=False, unroll=3)
+  p_hoisted = hoisted.init(jax.random.key(0), xs)["params"]
+  p_per_step = per_step.init(jax.random.key(0), xs)["params"]
+  assert (jax.tree.map(jnp.shape, p_hoisted) ==
+          jax.tree.map(jnp.shape, p_per_step))
+  params = randomize(p_hoisted)
+  out_h = hoisted.apply({"params": params}, xs)
+  out_p = per_step.apply({"params": params}, xs)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5,
+                                                       rtol=1e-5),
+               out_h, out_p)
+
+
+def test_reverse_runs_backwards_in_time():
+  cell, _ = make("gru_reset_after")
+  xs = jnp.asarray(np.random.default_rng(3).normal(size=(B, T, D)),
+                   jnp.float32)
+  forward = layers.Recurrent(cell)
+  backward = layers.Recurrent(cell, reverse=True)
+  params = forward.init(jax.random.key(0), xs)["params"]
+  _, ys_back = backward.apply({"params": params}, xs)
+  _, ys_fwd_on_flipped = forward.apply({"params": params}, xs[:, ::-1])
+  np.testing.assert_allclose(ys_back, ys_fwd_on_flipped[:, ::-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
+def test_carries_stay_float32_with_bfloat16_params(cell_name):
+  stack = layers.RecurrentStack(cell_name, 8, num_layers=2,
+                                dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+  xs = jnp.ones((2, 5, 3), jnp.bfloat16)
+  variables = stack.init(jax.random.key(0), xs)
+  assert {p.dtype for p in jax.tree.leaves(variables)} == {
+      jnp.dtype(jnp.bfloat16)}
+  carries, ys = stack.apply(variables, xs)
+  assert {c.dtype for c in jax.tree.leaves(carries)} == {
+      jnp.dtype(jnp.float32)}
+  assert ys.shape == (2, 5, 8)
+
+
+def test_stack_dropout_only_in_training():
+  stack = layers.RecurrentStack("gru", 8, num_layers=3, dropout_rate=0.5,
+                                cell_options=flax.core.FrozenDict())
+  xs = jnp.ones((2, 5, 3))
+  variables = stack.init(jax.random.key(0), xs)
+  _, eval_a = stack.apply(variables, xs)
+  _, eval_b = stack.apply(variables, xs)
+  np.testing.assert_array_equal(eval_a, eval_b)
+  _, train_a = stack.apply(variables, xs, train=True,
+                           rngs={"dropout": jax.random.key(1)})
+  _, train_b = stack.apply(variables, xs, train=True,
+                           rngs={"dropout": jax.random.key(2)})
+  assert not np.allclose(train_a, eval_a)
+  assert not np.allclose(train_a, train_b)
+  assert len(variables["params"]) == 3

@@ -1,0 +1,109 @@
+"""The jit-compiled sampler: determinism, temperature, equivalence, prime."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rnnlab import base_config
+from rnnlab import models
+from rnnlab import sample
+from rnnlab.data import text
+
+VOCAB = text.Vocab.from_text("abcdefghij klmnopqrstuvwxyz.\n")
+
+
+@pytest.fixture(scope="module")
+def lm():
+  c = base_config.get_config().model
+  c.cell, c.hidden_size, c.embed_dim = "lstm", 16, 8
+  model = models.create_model(c, vocab_size=len(VOCAB))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))
+  # Larger weights than the init so that distributions are far from uniform.
+  params = jax.tree.map(lambda p: p * 3.0, params["params"])
+  return model, params
+
+
+draw = functools.partial(sample.sample_text, vocab=VOCAB, length=40)
+
+
+def test_same_seed_same_text_and_different_seeds_differ(lm):
+  model, params = lm
+  a = draw(model, params, prime="the ", seed=0)
+  assert a == draw(model, params, prime="the ", seed=0)
+  assert a != draw(model, params, prime="the ", seed=1)
+  assert len(a[0]) == 40 and set(a[0]) <= set(VOCAB.chars)
+
+
+def test_temperature_to_zero_is_argmax(lm):
+  model, params = lm
+  prime = jnp.asarray(VOCAB.encode("abc"))[None]
+  greedy, _ = sample.generate(model, params, prime, jax.random.key(0),
+                              length=30, temperature=0.0)
+  cold, _ = sample.generate(model, params, prime, jax.random.key(5),
+                            length=30, temperature=1e-4)
+  np.testing.assert_array_equal(greedy, cold)
+  # Greedy decoding picks the argmax of each step's logits.
+  logits, _ = model.apply({"params": params},
+                          jnp.concatenate([prime, greedy], axis=1))
+  np.testing.assert_array_equal(greedy[0], jnp.argmax(logits[0, 2:-1], -1))
+
+
+@pytest.mark.parametrize("top_k", [0, 3])
+def test_sampler_equals_step_by_step_forward(lm, top_k):
+  model, params = lm
+  rng = jax.random.key(7)
+  prime = jnp.asarray(np.stack([VOCAB.encode("hello"),
+                                VOCAB.encode("world")]))
+  tokens, step_logits = sample.generate(model, params, prime, rng, length=25,
+                                        temperature=0.9, top_k=top_k)
+  # Reference: one model call per character, in a Python loop.
+  apply = jax.jit(model.apply)
+  logits, carry = apply({"params": params}, prime)
+  last = logits[:, -1]
+  for i in range(25):
+    np.testing.assert_allclose(step_logits[:, i], last, atol=1e-5)
+    token = sample.next_token(last, jax.random.fold_in(rng, i), 0.9, top_k)
+    np.testing.assert_array_equal(tokens[:, i], token)
+    logits, carry = apply({"params": params}, token[:, None], carry)
+    last = logits[:, 0]
+  # And a single forward pass over prime + sample gives the same logits.
+  full, _ = model.apply({"params": params},
+                        jnp.concatenate([prime, tokens], axis=1))
+  np.testing.assert_allclose(full[:, 4:-1], step_logits, atol=1e-4)
+
+
+def test_top_k_restricts_choices(lm):
+  model, params = lm
+  prime = jnp.asarray(VOCAB.encode("a"))[None]
+  tokens, logits = sample.generate(model, params, prime, jax.random.key(1),
+                                   length=60, temperature=5.0, top_k=2)
+  top2 = jax.lax.top_k(logits[0], 2)[1]
+  assert all(int(t) in top2[i].tolist() for i, t in enumerate(tokens[0]))
+
+
+def test_prime_changes_output(lm):
+  model, params = lm
+  assert (draw(model, params, prime="abc", temperature=0.0) !=
+          draw(model, params, prime="xyz", temperature=0.0))
+
+
+def test_batch_rows_are_independent_draws(lm):
+  model, params = lm
+  rows = draw(model, params, prime="a", seed=3, batch_size=4)
+  assert len(rows) == 4 and len(set(rows)) > 1
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(prime="abcQ@"), r"not in the vocabulary: \['@', 'Q'\]"),
+    (dict(prime=""), "at least one character"),
+    (dict(prime="a", top_k=-1), "top_k=-1"),
+    (dict(prime="a", temperature=-1.0), "temperature=-1.0"),
+])
+def test_bad_sampling_arguments(lm, kwargs, message):
+  model, params = lm
+  with pytest.raises(ValueError, match=message):
+    draw(model, params, **kwargs)

@@ -1,0 +1,105 @@
+"""End-to-end training on the real corpus: loss goes down, resume is exact."""
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from rnnlab import checkpoint
+from rnnlab import train
+from rnnlab.data import text
+from tests.conftest import tiny_lm_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus_path):
+  """One tiny GRU run shared by the tests that inspect its workdir."""
+  del corpus_path  # resolved through RNNLAB_DATA_DIR / cache, like a user
+  workdir = tmp_path_factory.mktemp("gru")
+  config = tiny_lm_config("gru", train__sample_every=15)
+  results = train.train_and_evaluate(config, workdir)
+  return config, workdir, results
+
+
+def test_tiny_run_lowers_loss_on_real_corpus(trained):
+  _, workdir, results = trained
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").open()]
+  train_losses = [r["loss"] for r in records if r["split"] == "train"]
+  assert train_losses[-1] < train_losses[0] - 0.3
+  val = results["eval"]["val"]
+  # A uniform guess over 65 characters costs ln 65 = 4.17 nats.
+  assert val["loss"] < np.log(65) - 0.8
+  assert val["bits_per_char"] == pytest.approx(val["loss"] / np.log(2))
+  assert val["chars"] == 111_540 - 1  # every validation target, once
+
+
+def test_workdir_holds_run_records(trained):
+  config, workdir, results = trained
+  for name in ("config.json", "provenance.json", "status.json", "vocab.json",
+               "metrics.jsonl", "samples.txt", "curves.png"):
+    assert (workdir / name).is_file(), name
+  assert list(workdir.glob("events.out.tfevents.*"))
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["model"]["cell"] == "gru"
+  assert saved["train"]["steps"] == config.train.steps
+  prov = json.loads((workdir / "provenance.json").read_text())
+  assert {"git_commit", "git_dirty", "packages", "devices"} <= set(prov)
+  assert prov["packages"]["jax"] == jax.__version__
+  status = json.loads((workdir / "status.json").read_text())
+  assert status["status"] == "done" and status["step"] == config.train.steps
+  assert len(text.Vocab.load(workdir / "vocab.json")) == 65
+  assert "=== step 15 ===" in (workdir / "samples.txt").read_text()
+  ckpt = checkpoint.Checkpointer(workdir / "checkpoints", read_only=True)
+  assert ckpt.latest_step() == config.train.steps
+  splits = {json.loads(l)["split"] for l in (workdir / "metrics.jsonl").open()}
+  assert {"train", "val", "compile"} <= splits
+
+
+def test_evaluate_checkpoint_without_training(trained):
+  config, workdir, results = trained
+  evaluated = train.evaluate_checkpoint(None, workdir)
+  assert evaluated["step"] == config.train.steps
+  assert evaluated["eval"]["val"]["loss"] == pytest.approx(
+      results["eval"]["val"]["loss"], rel=1e-6)
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, corpus_path):
+  del corpus_path
+  # Dropout on, so the per-step RNG must also resume correctly.
+  overrides = dict(model__dropout_rate=0.2, train__checkpoint_every=7,
+                   train__eval_every=1000)
+  stopped = tmp_path / "stopped"
+  train.train_and_evaluate(tiny_lm_config(train__steps=14, **overrides),
+                           stopped)
+  resumed = train.train_and_evaluate(
+      tiny_lm_config(train__steps=24, **overrides), stopped)
+  straight = tmp_path / "straight"
+  train.train_and_evaluate(tiny_lm_config(train__steps=24, **overrides),
+                           straight)
+  assert resumed["step"] == 24
+  template = train.load_run_for_inference(straight).params
+  a = checkpoint.Checkpointer(stopped / "checkpoints", read_only=True)
+  b = checkpoint.Checkpointer(straight / "checkpoints", read_only=True)
+  _, params_a = a.restore_params(template, 24)
+  _, params_b = b.restore_params(template, 24)
+  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+  # The metrics log continues rather than restarting from step 0.
+  steps = [json.loads(l)["step"] for l in (stopped / "metrics.jsonl").open()
+           if json.loads(l)["split"] == "train"]
+  assert steps == sorted(steps) and steps[-1] == 24
+
+
+def test_unknown_names_fail_before_training(tmp_path):
+  for key, value, message in [
+      ("model__cell", "gur", r"Unknown cell 'gur'.*'gru', 'lstm', 'rnn'"),
+      ("optim__name", "adamm", r"Unknown optimizer 'adamm'.*'adam'"),
+      ("optim__schedule", "cosin", r"Unknown schedule 'cosin'.*'constant'"),
+      ("task", "lm", r"Unknown task 'lm'.*'char_lm'"),
+      ("train__batch_size", 0, r"train.batch_size=0 must be > 0"),
+      ("train__seq_len", 2_000_000, r"seq_len=2000000 is longer than"),
+  ]:
+    with pytest.raises(ValueError, match=message):
+      train.train_and_evaluate(tiny_lm_config(**{key: value}),
+                               tmp_path / key)

@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64
   c.train.seq_len = 128           # BPTT length of each random window
-  c.train.steps = 2000
+  c.train.steps = 3000
   c.train.log_every = 50          # steps between metrics.jsonl/console lines
   c.train.eval_every = 500        # steps between validation passes
   c.train.checkpoint_every = 500  # steps between checkpoints
@@ -54,8 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adam"           # rnnlab.optim.OPTIMIZERS
   c.optim.learning_rate = 2e-3    # peak learning rate
-  c.optim.schedule = "constant"   # rnnlab.optim.SCHEDULES
-  c.optim.warmup_steps = 0
+  c.optim.schedule = "warmup_cosine"  # rnnlab.optim.SCHEDULES
+  c.optim.warmup_steps = 100
   c.optim.final_lr_fraction = 0.1  # cosine decays to this fraction of peak
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999

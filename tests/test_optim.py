@@ -12,7 +12,7 @@ from rnnlab import optim
 
 def optim_config(**kw):
   c = base_config.get_config().optim
-  c.update(kw)
+  c.update(dict(schedule="constant", warmup_steps=0), **kw)
   return c
 
 

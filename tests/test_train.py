@@ -103,3 +103,15 @@ def test_unknown_names_fail_before_training(tmp_path):
     with pytest.raises(ValueError, match=message):
       train.train_and_evaluate(tiny_lm_config(**{key: value}),
                                tmp_path / key)
+
+
+def test_any_utf8_text_file_works(tmp_path):
+  corpus = tmp_path / "tiny.txt"
+  corpus.write_text("ab\u00e7" * 2000, encoding="utf-8")
+  config = tiny_lm_config("lstm", data__path=str(corpus), train__steps=40,
+                          train__eval_every=40)
+  results = train.train_and_evaluate(config, tmp_path / "run")
+  vocab = text.Vocab.load(tmp_path / "run" / "vocab.json")
+  assert vocab.chars == ["a", "b", "\u00e7"]
+  # A periodic sequence is almost perfectly predictable.
+  assert results["eval"]["val"]["loss"] < 0.3

@@ -115,14 +115,16 @@ class CharLMTask(base.Task):
         top_k=s.top_k)[0]
 
 
+def eval_step(model, params, carry, chunk):
+  """One chunk [B, T] of an eval stream: (carry, chunk) -> (carry, sums)."""
+  logits, carry = model.apply({"params": params}, chunk["inputs"], carry)
+  return carry, nll_sum(logits, chunk["targets"], chunk["mask"])
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _stream_nll(model, params, data):
-  """Sum of NLL over chunks [C, B, T], carrying the state from chunk to chunk."""
-
-  def chunk(carry, xs):
-    logits, carry = model.apply({"params": params}, xs["inputs"], carry)
-    return carry, nll_sum(logits, xs["targets"], xs["mask"])
-
+  """Sum of NLL over chunks [C, B, T], carrying the state chunk to chunk."""
   carry = model.initialize_carry(data["inputs"].shape[1])
-  _, (sums, counts) = jax.lax.scan(chunk, carry, data)
+  _, (sums, counts) = jax.lax.scan(
+      functools.partial(eval_step, model, params), carry, data)
   return jnp.sum(sums), jnp.sum(counts)

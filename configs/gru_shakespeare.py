@@ -4,11 +4,15 @@
   python -m rnnlab.main --config=configs/gru_shakespeare.py:runlocal --workdir=/tmp/gru
 
 2 x 256 GRU (reset after: PyTorch/cuDNN form); otherwise the shared recipe of
-rnnlab/base_config.py: 64-dim embedding, dropout 0.1, 3,000 steps of 64 random
+rnnlab/base_config.py: 64-dim embedding, dropout 0.1, 2,000 steps of 64 random
 128-character windows, Adam 2e-3 (100 warm-up steps, cosine decay to 2e-4),
 clip 1.0. Split: first 90% train, last 10% validation.
 
-Measured: RESULT_PLACEHOLDER
+Measured (2026-11-25, this 2-core CPU machine, jax 0.10.2, the first command
+above, RNNLAB_DATA_DIR=../shared/data): validation 1.4837 nats/char
+(2.141 bits/char) after 2,000 steps (16.4M training characters); 10 min 44 s
+wall clock for the whole command, compilation (2 s) and four full validation
+passes (1.2 s each) included; 25.9k tokens/s median training throughput.
 """
 from rnnlab import base_config
 

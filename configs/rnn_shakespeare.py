@@ -4,7 +4,7 @@
   python -m rnnlab.main --config=configs/rnn_shakespeare.py:runlocal --workdir=/tmp/rnn
 
 2 x 256 Elman RNN (tanh); otherwise the shared recipe of
-rnnlab/base_config.py: 64-dim embedding, dropout 0.1, 3,000 steps of 64 random
+rnnlab/base_config.py: 64-dim embedding, dropout 0.1, 2,000 steps of 64 random
 128-character windows, Adam 2e-3 (100 warm-up steps, cosine decay to 2e-4),
 clip 1.0. Split: first 90% train, last 10% validation.
 

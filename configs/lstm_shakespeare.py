@@ -8,7 +8,12 @@ rnnlab/base_config.py: 64-dim embedding, dropout 0.1, 2,000 steps of 64 random
 128-character windows, Adam 2e-3 (100 warm-up steps, cosine decay to 2e-4),
 clip 1.0. Split: first 90% train, last 10% validation.
 
-Measured: RESULT_PLACEHOLDER
+Measured (2026-11-25, this 2-core CPU machine, jax 0.10.2, the first command
+above with RNNLAB_DATA_DIR=../shared/data): validation 1.4765 nats/char
+(2.130 bits/char) after 2,000 steps, in 12 min 34 s wall clock for the whole
+command; 22.2k characters/s training throughput; 874,881 parameters.
+For scale, a plain PyTorch 2x256 LSTM with a similar recipe reached 1.486
+after 592 s on this machine (../shared/NOTES.md).
 """
 from rnnlab import base_config
 

@@ -31,6 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.num_layers = 2
   c.model.embedding = "learned"   # "learned" table or "one_hot" (char-rnn)
   c.model.embed_dim = 64          # ignored for one_hot
+  # N(0, std²) table, as PyTorch's nn.Embedding. Flax's default (std
+  # 1/sqrt(E) = 0.125) learned slower here: val loss after 400 steps, GRU
+  # 1.766 vs 1.666, LSTM 2.017 vs 1.749 (std 1.0).
+  c.model.embed_init_std = 1.0
   c.model.dropout_rate = 0.1      # between layers and before the readout
   c.model.activation = "tanh"     # rnn only: "tanh" or "relu"
   c.model.forget_bias = 1.0       # lstm only: forget-gate bias init

@@ -173,6 +173,10 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   mark, excluded = time.perf_counter(), 0.0
   for step in range(start, total):
     state, step_metrics = step_fn(state, task.train_batch(step), rng)
+    if history:
+      # Keep at most one step in flight, so the progress bar and the host's
+      # batch preparation keep pace with the device instead of queueing.
+      jax.block_until_ready(history[-1])
     history.append(step_metrics)
     done = step + 1
     if step == start:

@@ -19,8 +19,9 @@ EMBEDDINGS = ("learned", "one_hot")
 class RecurrentLM(nn.Module):
   """tokens [B, T] int -> (logits [B, T, V] float32, carries).
 
-  embedding="learned" uses an [V, E] table; "one_hot" feeds one-hot vectors
-  of size V straight into the first layer, as char-rnn does. `rnn` is the
+  embedding="learned" uses an [V, E] table drawn from N(0, embed_init_std²);
+  "one_hot" feeds one-hot vectors of size V straight into the first layer,
+  as char-rnn does. `rnn` is the
   recurrent stack; dropout (its rate) is applied again before the readout.
   Carries are per-layer cell carries; pass them back to continue a sequence.
   """
@@ -29,6 +30,7 @@ class RecurrentLM(nn.Module):
   rnn: layers.RecurrentStack
   embed_dim: int = 64
   embedding: str = "learned"
+  embed_init_std: float = 1.0
 
   @classmethod
   def from_config(cls, c, *, vocab_size: int) -> "RecurrentLM":
@@ -36,7 +38,7 @@ class RecurrentLM(nn.Module):
     rnn = layers.RecurrentStack(**layers.stack_kwargs_from_config(c),
                                 parent=None)
     return cls(vocab_size=vocab_size, rnn=rnn, embed_dim=c.embed_dim,
-               embedding=c.embedding)
+               embedding=c.embedding, embed_init_std=c.embed_init_std)
 
   def initialize_carry(self, batch_size: int) -> tuple[Any, ...]:
     return self.rnn.initialize_carry(batch_size)
@@ -46,6 +48,7 @@ class RecurrentLM(nn.Module):
     dtype, param_dtype = self.rnn.dtype, self.rnn.param_dtype
     if self.embedding == "learned":
       x = nn.Embed(self.vocab_size, self.embed_dim, param_dtype=param_dtype,
+                   embedding_init=nn.initializers.normal(self.embed_init_std),
                    name="embed")(tokens)
     else:
       x = jax.nn.one_hot(tokens, self.vocab_size, dtype=dtype)

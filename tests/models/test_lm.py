@@ -53,3 +53,13 @@ def test_one_hot_has_no_embedding_table():
 def test_bad_names_list_valid_choices(key, value, message):
   with pytest.raises(ValueError, match=message):
     models.create_model(lm_config(**{key: value}), vocab_size=V)
+
+
+@pytest.mark.parametrize("std", [1.0, 0.1])
+def test_embedding_init_std_is_configurable(std):
+  model = models.create_model(lm_config(embed_dim=64, embed_init_std=std),
+                              vocab_size=V)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 2), jnp.int32))
+  table = params["params"]["embed"]["embedding"]
+  assert table.shape == (V, 64)
+  assert float(jnp.std(table)) == pytest.approx(std, rel=0.1)

@@ -16,7 +16,6 @@ import time
 from typing import Any, Callable
 
 from absl import logging
-import flax
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
@@ -27,10 +26,12 @@ import optax
 from rnnlab import base_config
 from rnnlab import checkpoint
 from rnnlab import metrics as metrics_lib
+from rnnlab import models
 from rnnlab import optim
 from rnnlab import tasks
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, UserError
+from rnnlab.tasks import char_lm
 
 TrainState = train_state.TrainState
 CHECKPOINT_DIR = "checkpoints"
@@ -250,8 +251,6 @@ def load_run_for_inference(workdir: pathlib.Path) -> InferenceRun:
 
   Reads only JSON (config, vocab) and Orbax arrays; the corpus is not needed.
   """
-  from rnnlab import models  # pylint: disable=g-import-not-at-top
-  from rnnlab.tasks import char_lm  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   config = load_config(workdir)
   vocab_path = workdir / char_lm.VOCAB_FILE

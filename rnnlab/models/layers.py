@@ -114,8 +114,6 @@ def stack_kwargs_from_config(c) -> dict[str, Any]:
   """`config.model` -> RecurrentStack fields; validates names and sizes."""
   options = flax.core.FrozenDict({k: c[k] for k in CELL_OPTION_KEYS})
   cells_lib.create_cell(c.cell, c.hidden_size, options)  # fail fast on names
-  if c.num_layers <= 0:
-    raise UserError(f"num_layers must be positive, got {c.num_layers}.")
   return dict(
       cell=c.cell, hidden_size=c.hidden_size, num_layers=c.num_layers,
       dropout_rate=c.dropout_rate, cell_options=options,

@@ -13,7 +13,6 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from rnnlab import models

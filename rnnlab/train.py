@@ -58,24 +58,29 @@ def train_step(state: TrainState, batch, rng: jax.Array, *,
   return new_state, metrics
 
 
-def init_params(task: tasks.base.Task, seed: int):
+def init_params(model, init_inputs: tuple[Any, ...], seed: int):
   """Initialises parameters, logging their count before allocating them."""
   rng = jax.random.key(seed)
-  shapes = jax.eval_shape(
-      functools.partial(task.model.init, train=False), rng,
-      *task.init_inputs())["params"]
+  init = functools.partial(model.init, train=False)
+  shapes = jax.eval_shape(init, rng, *init_inputs)["params"]
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
-  logging.info("Model %s: %s parameters.", type(task.model).__name__,
-               f"{count:,}")
-  return task.model.init(rng, *task.init_inputs(), train=False)["params"]
+  logging.info("Model %s: %s parameters.", type(model).__name__, f"{count:,}")
+  return init(rng, *init_inputs)["params"]
 
 
-def create_train_state(task, config) -> tuple[TrainState, optax.Schedule]:
-  params = init_params(task, config.seed)
+def create_train_state(model, init_inputs, config
+                       ) -> tuple[TrainState, optax.Schedule]:
+  params = init_params(model, init_inputs, config.seed)
   tx = optim.create_optimizer(config.optim, config.train.steps)
   schedule = optim.create_schedule(config.optim, config.train.steps)
-  state = TrainState.create(apply_fn=task.model.apply, params=params, tx=tx)
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
   return state, schedule
+
+
+def make_train_step(loss_fn: Callable, schedule: optax.Schedule):
+  """`train_step` for this loss, jitted with the state donated."""
+  return jax.jit(functools.partial(train_step, loss_fn=loss_fn,
+                                   schedule=schedule), donate_argnums=0)
 
 
 def _prepare_workdir(workdir: pathlib.Path, config) -> None:
@@ -150,7 +155,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   task = tasks.create_task(config)
   task.save_metadata(workdir)
-  state, schedule = create_train_state(task, config)
+  state, schedule = create_train_state(task.model, task.init_inputs(),
+                                       config)
   ckpt = checkpoint.Checkpointer(workdir / CHECKPOINT_DIR,
                                  config.train.max_to_keep)
   if ckpt.latest_step() is not None:
@@ -160,8 +166,7 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
     logging.info("Resumed from %s at step %d.", ckpt.directory, step)
   start = int(state.step)
 
-  step_fn = jax.jit(functools.partial(
-      train_step, loss_fn=task.loss_fn, schedule=schedule), donate_argnums=0)
+  step_fn = make_train_step(task.loss_fn, schedule)
   rng = jax.random.key(config.seed)
   writer = metrics_lib.MetricWriter(workdir)
   total = config.train.steps

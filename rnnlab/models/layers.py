@@ -4,6 +4,7 @@ Shape legend: B batch, T time, D input features, H hidden size.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import flax
@@ -23,6 +24,48 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
 # Keys of config.model that individual cells take (see cells.*.config_keys).
 CELL_OPTION_KEYS = tuple(sorted({k for c in cells_lib.CELLS.values()
                                  for k in c.config_keys}))
+
+
+def _hash32(x: Array) -> Array:
+  """lowbias32 integer hash (C. Wellons): cheap, vectorises, good avalanche."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x7FEB352D)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
+
+
+def dropout_keep_mask(rng: Array, shape: tuple[int, ...], rate: float) -> Array:
+  """Boolean keep-mask with P(keep) = 1 - rate, a pure function of `rng`.
+
+  Each element hashes its flat index with two 32-bit words drawn from `rng`.
+  On CPU this is ~30x cheaper than `jax.random.bernoulli` (threefry): 0.6 ms
+  instead of 17 ms for a [64, 128, 256] mask, which is most of a dropout
+  layer's cost in a training step.
+  """
+  seed = jax.random.bits(rng, (2,), jnp.uint32)
+  index = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
+  bits = _hash32(_hash32(index ^ seed[0]) + seed[1])
+  threshold = min(int(round(rate * 2.0**32)), 2**32 - 1)
+  return bits >= jnp.uint32(threshold)
+
+
+class Dropout(nn.Module):
+  """Inverted dropout with hash-based masks (see `dropout_keep_mask`)."""
+
+  rate: float
+  deterministic: bool | None = None
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: bool | None = None) -> Array:
+    deterministic = nn.merge_param("deterministic", self.deterministic,
+                                   deterministic)
+    if deterministic or self.rate == 0.0:
+      return x
+    if self.rate >= 1.0:
+      return jnp.zeros_like(x)
+    keep = dropout_keep_mask(self.make_rng("dropout"), x.shape, self.rate)
+    return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
 
 
 def _step(cell, carry, x):
@@ -100,7 +143,7 @@ class RecurrentStack(nn.Module):
     new_carries = []
     for i in range(self.num_layers):
       if i > 0:
-        xs = nn.Dropout(self.dropout_rate, deterministic=not train)(xs)
+        xs = Dropout(self.dropout_rate, deterministic=not train)(xs)
       layer = Recurrent(
           self.make_cell(parent=None),
           hoist_input_projection=self.hoist_input_projection,

@@ -53,7 +53,7 @@ class RecurrentLM(nn.Module):
     else:
       x = jax.nn.one_hot(tokens, self.vocab_size, dtype=dtype)
     carries, h = self.rnn(x, carries, train=train)
-    h = nn.Dropout(self.rnn.dropout_rate, deterministic=not train)(h)
+    h = layers.Dropout(self.rnn.dropout_rate, deterministic=not train)(h)
     logits = nn.Dense(self.vocab_size, dtype=dtype, param_dtype=param_dtype,
                       name="readout")(h)
     return logits.astype(jnp.float32), carries

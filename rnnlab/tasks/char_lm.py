@@ -34,6 +34,15 @@ def load_corpus(data_config) -> str:
                                             data_config.path))
 
 
+def lm_loss(model, params, batch, rng):
+  """Mean next-token cross-entropy over all B*T positions, dropout on."""
+  logits, _ = model.apply({"params": params}, batch["inputs"], train=True,
+                          rngs={"dropout": rng})
+  loss = optax.softmax_cross_entropy_with_integer_labels(
+      logits, batch["targets"]).mean()
+  return loss, {}
+
+
 def nll_sum(logits, targets, mask):
   """Masked sum of next-token negative log-likelihoods, and the count."""
   nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
@@ -71,11 +80,7 @@ class CharLMTask(base.Task):
     return {"inputs": inputs, "targets": targets}
 
   def loss_fn(self, params, batch, rng):
-    logits, _ = self.model.apply({"params": params}, batch["inputs"],
-                                 train=True, rngs={"dropout": rng})
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch["targets"]).mean()
-    return loss, {}
+    return lm_loss(self.model, params, batch, rng)
 
   @property
   def eval_splits(self):

@@ -1,0 +1,84 @@
+"""Shared pieces of the speed benchmarks: shapes, FLOP counts, timing.
+
+Shapes follow the speed issue: batch 64, sequence 128, embedding 64,
+hidden 256, 2 layers, vocabulary 65, fp32; plus hidden 512 and 1024 at
+batch 32.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+SEQ_LEN, EMBED, LAYERS, VOCAB = 128, 64, 2, 65
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  name: str
+  batch: int
+  hidden: int
+  seq_len: int = SEQ_LEN
+  embed: int = EMBED
+  layers: int = LAYERS
+  vocab: int = VOCAB
+
+  @property
+  def tokens(self) -> int:
+    return self.batch * self.seq_len
+
+
+SHAPES = {
+    "ref": Shape("ref", batch=64, hidden=256),
+    "h512": Shape("h512", batch=32, hidden=512),
+    "h1024": Shape("h1024", batch=32, hidden=1024),
+}
+
+
+def train_flops_per_token(cell: str, s: Shape) -> float:
+  """Matmul FLOPs of one training token: 3x the forward (fwd + 2x bwd).
+
+  Forward per layer: 2 (D_in + H) G H for the gates; readout: 2 H V.
+  Elementwise work and the embedding gather are not counted.
+  """
+  g = GATES[cell]
+  forward = 0.0
+  for layer in range(s.layers):
+    d_in = s.embed if layer == 0 else s.hidden
+    forward += 2 * (d_in + s.hidden) * g * s.hidden
+  forward += 2 * s.hidden * s.vocab
+  return 3 * forward
+
+
+def timed(fn: Callable[[], None]) -> float:
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def steps_for(seconds_per_step: float, target_s: float = 1.0) -> int:
+  """Steps per timed run so that each run lasts about `target_s`."""
+  return max(1, round(target_s / max(seconds_per_step, 1e-6)))
+
+
+def summarize(samples: list[float]) -> tuple[float, float]:
+  """Median and the half-spread (max-min)/2 relative to the median."""
+  med = statistics.median(samples)
+  return med, (max(samples) - min(samples)) / 2 / med
+
+
+def machine() -> str:
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"

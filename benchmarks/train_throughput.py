@@ -1,0 +1,255 @@
+"""Training throughput: rnnlab vs stock Flax vs PyTorch, side by side.
+
+  python benchmarks/train_throughput.py                 # all cells and shapes
+  python benchmarks/train_throughput.py --cells=gru --shapes=ref --repeats=7
+
+For each (cell, shape) the three implementations run interleaved in this one
+process: repeat r times {rnnlab, stock Flax, PyTorch}, each timing about a
+second of full training steps (forward, backward, clip-by-global-norm, Adam).
+A figure is the median over repeats, after a warm-up.
+
+- rnnlab: the project's own model (`models.create_model`) and jitted
+  `train.train_step`, exactly as `configs/*_shakespeare.py` use them.
+- stock Flax: `nn.RNN` over `OptimizedLSTMCell` / `GRUCell` / `SimpleCell`.
+- PyTorch: eager `nn.LSTM` / `nn.GRU` / `nn.RNN` (oneDNN kernels), 2 threads,
+  `clip_grad_norm_` + `torch.optim.Adam`.
+All three: embedding 64, 2 layers, dropout 0.1 between layers and before the
+readout, vocabulary 65, fp32, random tokens.
+
+Needs the bench extra: pip install -e '.[bench]'.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+
+import numpy as np
+
+from benchmarks import harness
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--cells", default="rnn,lstm,gru")
+  p.add_argument("--shapes", default="ref,h512,h1024")
+  p.add_argument("--impls", default="rnnlab,flax,torch")
+  p.add_argument("--repeats", type=int, default=7)
+  p.add_argument("--seconds", type=float, default=1.0,
+                 help="Target length of each timed run.")
+  p.add_argument("--threads", type=int, default=2, help="PyTorch threads.")
+  p.add_argument("--override", action="append", default=[],
+                 help="rnnlab model config override, e.g. unroll=2.")
+  return p.parse_args(argv)
+
+
+# --- rnnlab -----------------------------------------------------------------
+
+def rnnlab_config(cell: str, s: harness.Shape, overrides=()):
+  from rnnlab import base_config  # pylint: disable=g-import-not-at-top
+  c = base_config.get_config()
+  c.model.cell, c.model.hidden_size = cell, s.hidden
+  c.model.num_layers, c.model.embed_dim = s.layers, s.embed
+  c.train.batch_size, c.train.seq_len = s.batch, s.seq_len
+  c.optim.schedule, c.optim.warmup_steps = "constant", 0
+  for kv in overrides:
+    key, value = kv.split("=", 1)
+    c.model[key] = type(c.model[key])(
+        value if not isinstance(c.model[key], bool) else value == "True")
+  return c
+
+
+class JaxRunner:
+  """Times a jitted `step(state, batch, rng) -> (state, metrics)`."""
+
+  def __init__(self, state, step_fn, s: harness.Shape, seed=0):
+    import jax  # pylint: disable=g-import-not-at-top
+    self.jax = jax
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, s.vocab, (s.batch, s.seq_len + 1), np.int32)
+    self.batch = {"inputs": jax.device_put(tokens[:, :-1]),
+                  "targets": jax.device_put(tokens[:, 1:])}
+    self.state, self.step_fn = state, step_fn
+    self.rng = jax.random.key(seed)
+
+  def run(self, n: int):
+    metrics = None
+    for _ in range(n):
+      self.state, metrics = self.step_fn(self.state, self.batch, self.rng)
+    self.jax.block_until_ready(metrics)
+
+
+def make_rnnlab(cell, s, overrides=()):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from rnnlab import models, train  # pylint: disable=g-import-not-at-top
+  from rnnlab.tasks import char_lm  # pylint: disable=g-import-not-at-top
+  c = rnnlab_config(cell, s, overrides)
+  model = models.create_model(c.model, vocab_size=s.vocab)
+  state, schedule = train.create_train_state(
+      model, (jnp.zeros((1, s.seq_len), jnp.int32),), c)
+  step = train.make_train_step(functools.partial(char_lm.lm_loss, model),
+                               schedule)
+  return JaxRunner(state, step, s)
+
+
+# --- stock Flax ---------------------------------------------------------------
+
+def make_flax(cell, s):
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from flax.training import train_state  # pylint: disable=g-import-not-at-top
+  cells = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell,
+           "rnn": nn.SimpleCell}
+
+  class StockFlaxLM(nn.Module):
+    @nn.compact
+    def __call__(self, tokens, train: bool = True):
+      x = nn.Embed(s.vocab, s.embed)(tokens)
+      for i in range(s.layers):
+        if i:
+          x = nn.Dropout(0.1, deterministic=not train)(x)
+        x = nn.RNN(cells[cell](s.hidden))(x)
+      x = nn.Dropout(0.1, deterministic=not train)(x)
+      return nn.Dense(s.vocab)(x)
+
+  model = StockFlaxLM()
+  params = model.init(jax.random.key(0), jnp.zeros((1, s.seq_len), jnp.int32),
+                      train=False)["params"]
+  tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(2e-3))
+  state = train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                        tx=tx)
+
+  def step(state, batch, rng):
+    def loss_fn(p):
+      logits = model.apply({"params": p}, batch["inputs"],
+                           rngs={"dropout": jax.random.fold_in(rng,
+                                                               state.step)})
+      return optax.softmax_cross_entropy_with_integer_labels(
+          logits, batch["targets"]).mean()
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads), {"loss": loss}
+
+  return JaxRunner(state, jax.jit(step, donate_argnums=0), s)
+
+
+# --- PyTorch --------------------------------------------------------------------
+
+class TorchRunner:
+
+  def __init__(self, cell, s: harness.Shape, threads: int):
+    import torch  # pylint: disable=g-import-not-at-top
+    from torch import nn  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
+
+    class TorchLM(nn.Module):
+      def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(s.vocab, s.embed)
+        self.rnn = rnn_cls(s.embed, s.hidden, num_layers=s.layers,
+                           batch_first=True, dropout=0.1)
+        self.drop = nn.Dropout(0.1)
+        self.out = nn.Linear(s.hidden, s.vocab)
+
+      def forward(self, x):
+        h, _ = self.rnn(self.embed(x))
+        return self.out(self.drop(h))
+
+    self.torch = torch
+    self.model = TorchLM().train()
+    self.opt = torch.optim.Adam(self.model.parameters(), lr=2e-3)
+    tokens = torch.from_numpy(np.random.default_rng(0).integers(
+        0, s.vocab, (s.batch, s.seq_len + 1)))
+    self.x, self.y = tokens[:, :-1], tokens[:, 1:].reshape(-1)
+    self.vocab = s.vocab
+
+  def run(self, n: int):
+    F = self.torch.nn.functional  # pylint: disable=invalid-name
+    for _ in range(n):
+      self.opt.zero_grad(set_to_none=True)
+      logits = self.model(self.x)
+      loss = F.cross_entropy(logits.reshape(-1, self.vocab), self.y)
+      loss.backward()
+      self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+      self.opt.step()
+    float(loss.detach())
+
+
+# --- peak -----------------------------------------------------------------------
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  """fp32 GFLOP/s of a large jitted matmul: the machine's practical peak."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  dot = jax.jit(lambda x: x @ x)
+  dot(a).block_until_ready()
+  best = min(harness.timed(lambda: dot(a).block_until_ready())
+             for _ in range(repeats))
+  return 2 * n**3 / best / 1e9
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  from rnnlab import cli  # pylint: disable=g-import-not-at-top
+  cli.setup()
+  import jax  # pylint: disable=g-import-not-at-top
+  makers = {
+      "rnnlab": lambda c, s: make_rnnlab(c, s, args.override),
+      "flax": make_flax,
+      "torch": lambda c, s: TorchRunner(c, s, args.threads),
+  }
+  impls = args.impls.split(",")
+  peak = matmul_peak_gflops()
+  print(f"# {time.strftime('%Y-%m-%d %H:%M')} | {harness.machine()} | "
+        f"jax {jax.__version__} | python {sys.version.split()[0]}")
+  if "torch" in impls:
+    import torch  # pylint: disable=g-import-not-at-top
+    print(f"# torch {torch.__version__}, {args.threads} threads")
+  print(f"# fp32 matmul peak (2048^3, jit): {peak:.0f} GFLOP/s")
+  if args.override:
+    print(f"# rnnlab overrides: {args.override}")
+  print("| cell | shape | " + " | ".join(f"{i} tok/s" for i in impls) +
+        " | rnnlab/torch | rnnlab/flax | rnnlab GFLOP/s (% peak) | noise |")
+  print("|---" * (len(impls) + 6) + "|")
+  results = {}
+  for shape_name in args.shapes.split(","):
+    s = harness.SHAPES[shape_name]
+    for cell in args.cells.split(","):
+      runners = {name: makers[name](cell, s) for name in impls}
+      steps = {}
+      for name, r in runners.items():
+        r.run(2)  # compile / warm up
+        steps[name] = harness.steps_for(harness.timed(lambda: r.run(1)),
+                                        args.seconds)
+      samples = {name: [] for name in runners}
+      for _ in range(args.repeats):
+        for name, r in runners.items():
+          seconds = harness.timed(functools.partial(r.run, steps[name]))
+          samples[name].append(steps[name] * s.tokens / seconds)
+      stats = {n: harness.summarize(v) for n, v in samples.items()}
+      results[(cell, shape_name)] = stats
+      tps = {n: m for n, (m, _) in stats.items()}
+      row = [cell, shape_name] + [f"{tps[n]:,.0f}" for n in impls]
+      ratio = lambda peer: (f"{tps['rnnlab'] / tps[peer]:.2f}x"
+                            if "rnnlab" in tps and peer in tps else "-")
+      row += [ratio("torch"), ratio("flax")]
+      if "rnnlab" in tps:
+        gflops = tps["rnnlab"] * harness.train_flops_per_token(cell, s) / 1e9
+        row.append(f"{gflops:.0f} ({100 * gflops / peak:.0f}%)")
+      else:
+        row.append("-")
+      row.append("±" + "/".join(f"{100 * stats[n][1]:.0f}%" for n in impls))
+      print("| " + " | ".join(row) + " |", flush=True)
+      del runners
+  return results
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("RNNLAB_OFFLINE", "1")
+  main()

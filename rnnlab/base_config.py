@@ -39,11 +39,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.activation = "tanh"     # rnn only: "tanh" or "relu"
   c.model.forget_bias = 1.0       # lstm only: forget-gate bias init
   c.model.reset_after = True      # gru only: True = PyTorch/cuDNN, False = chapter
-  # True: one matmul for all steps' input terms, outside the time loop.
-  # False measured faster on this 2-core CPU (GRU 2x256, batch 64x128:
-  # 27.5k vs 22.4k tok/s); the speed benchmark revisits it.
+  # How the recurrence runs; each choice computes the same function, and
+  # the defaults are the fastest measured here (docs/benchmarks.md).
+  # "scan" (nn.scan, XLA autodiff), "fused" (custom-VJP kernel, weight
+  # gradients as single matmuls after the loop; models/fused.py) or "auto"
+  # (fused from hidden 512 up).
+  c.model.implementation = "auto"
+  # "wavefront" runs all layers in one loop, layer l one step behind layer
+  # l-1, so their steps can run on separate cores; or "layer_by_layer".
+  c.model.layer_schedule = "wavefront"
+  # scan only: one matmul for all steps' input terms before the loop (True),
+  # or the whole cell per step (False: faster here at hidden 256).
   c.model.hoist_input_projection = False
-  c.model.unroll = 1              # time steps per scan iteration
+  c.model.unroll = 1              # time steps per loop iteration
   c.model.dtype = "float32"       # compute dtype; carries stay float32
   c.model.param_dtype = "float32"
 

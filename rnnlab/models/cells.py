@@ -91,8 +91,30 @@ class RecurrentCell(nn.Module):
     """x [..., D] -> [..., G*H]: input term of every gate, biases included."""
     return self.input_proj(x)
 
-  def recurrence(self, carry: Carry, xp: Array) -> tuple[Carry, Array]:
+  def supports_fused(self) -> bool:
+    """Whether a step is `gate(carry, xp, hidden_of(carry) @ W_hh)` with a
+    purely elementwise gate, as the fused kernel (`fused.py`) needs."""
+    return True
+
+  @staticmethod
+  def hidden_of(carry: Carry) -> Array:
+    """The part of the carry that multiplies the recurrent kernel."""
+    return carry
+
+  def gate_function(self) -> Callable[..., tuple[Carry, Array]]:
+    """Pure `gate(carry, xp, hp, extras) -> (carry, y)`, elementwise only.
+
+    xp: input terms [B, G*H]; hp: hidden_of(carry) @ W_hh; extras: the
+    parameters the gate uses directly (`gate_extras`).
+    """
     raise NotImplementedError
+
+  def gate_extras(self) -> dict[str, Array]:
+    return {}
+
+  def recurrence(self, carry: Carry, xp: Array) -> tuple[Carry, Array]:
+    hp = self.hidden_proj(self.hidden_of(carry))
+    return self.gate_function()(carry, xp, hp, self.gate_extras())
 
   def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
     return self.recurrence(carry, self.project_inputs(x))
@@ -100,8 +122,10 @@ class RecurrentCell(nn.Module):
   def initialize_carry(self, batch_shape: tuple[int, ...]) -> Carry:
     return jnp.zeros((*batch_shape, self.hidden_size), jnp.float32)
 
-  def _gates(self, xp: Array, hp: Array) -> Array:
-    return (xp + hp).astype(jnp.float32)
+
+def _preactivation(xp: Array, hp: Array) -> Array:
+  """Gate pre-activations in float32, whatever the compute dtype."""
+  return (xp + hp).astype(jnp.float32)
 
 
 class ElmanCell(RecurrentCell):
@@ -114,10 +138,15 @@ class ElmanCell(RecurrentCell):
   num_gates: ClassVar[int] = 1
   config_keys: ClassVar[tuple[str, ...]] = ("activation",)
 
-  def recurrence(self, carry, xp):
+  def gate_function(self):
     phi = lookup(ACTIVATIONS, self.activation, "activation")
-    h = phi(self._gates(xp, self.hidden_proj(carry)))
-    return h, h
+
+    def gate(h, xp, hp, extras):
+      del h, extras
+      h = phi(_preactivation(xp, hp))
+      return h, h
+
+    return gate
 
 
 class LSTMCell(RecurrentCell):
@@ -143,17 +172,25 @@ class LSTMCell(RecurrentCell):
     h = self.hidden_size
     return jnp.zeros(shape, dtype).at[h:2 * h].set(self.forget_bias)
 
-  def recurrence(self, carry, xp):
-    c, h = carry
-    gates = self._gates(xp, self.hidden_proj(h))
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return (c, h), h
+  @staticmethod
+  def hidden_of(carry):
+    return carry[1]
+
+  def gate_function(self):
+    return _lstm_gate
 
   def initialize_carry(self, batch_shape):
     zeros = super().initialize_carry(batch_shape)
     return zeros, zeros
+
+
+def _lstm_gate(carry, xp, hp, extras):
+  del extras
+  c, _ = carry
+  i, f, g, o = jnp.split(_preactivation(xp, hp), 4, axis=-1)
+  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h = jax.nn.sigmoid(o) * jnp.tanh(c)
+  return (c, h), h
 
 
 class GRUCell(RecurrentCell):
@@ -193,22 +230,41 @@ class GRUCell(RecurrentCell):
     else:
       self.candidate_proj = self._hidden_dense(1)
 
+  def supports_fused(self):
+    return self.reset_after
+
+  def gate_extras(self):
+    if self.reset_after:
+      return {"hidden_candidate_bias": self.hidden_candidate_bias}
+    return {}
+
+  def gate_function(self):
+    if not self.reset_after:
+      raise NotImplementedError("The reset-before GRU has a matmul inside "
+                                "its gate; it runs as a plain recurrence.")
+    return _gru_reset_after_gate
+
   def recurrence(self, h, xp):
+    if self.reset_after:
+      return super().recurrence(h, xp)
     xr, xz, xn = jnp.split(xp, 3, axis=-1)
-    hp = self.hidden_proj(h)
-    if self.reset_after:
-      hr, hz, hn = jnp.split(hp, 3, axis=-1)
-      hn = hn + self.hidden_candidate_bias.astype(hn.dtype)
-    else:
-      hr, hz = jnp.split(hp, 2, axis=-1)
-    r = jax.nn.sigmoid(self._gates(xr, hr))
-    z = jax.nn.sigmoid(self._gates(xz, hz))
-    if self.reset_after:
-      n = jnp.tanh(xn.astype(jnp.float32) + r * hn.astype(jnp.float32))
-    else:
-      n = jnp.tanh(self._gates(xn, self.candidate_proj(r * h)))
+    hr, hz = jnp.split(self.hidden_proj(h), 2, axis=-1)
+    r = jax.nn.sigmoid(_preactivation(xr, hr))
+    z = jax.nn.sigmoid(_preactivation(xz, hz))
+    n = jnp.tanh(_preactivation(xn, self.candidate_proj(r * h)))
     h = (1.0 - z) * h + z * n
     return h, h
+
+
+def _gru_reset_after_gate(h, xp, hp, extras):
+  xr, xz, xn = jnp.split(xp, 3, axis=-1)
+  hr, hz, hn = jnp.split(hp, 3, axis=-1)
+  hn = hn + extras["hidden_candidate_bias"].astype(hn.dtype)
+  r = jax.nn.sigmoid(_preactivation(xr, hr))
+  z = jax.nn.sigmoid(_preactivation(xz, hz))
+  n = jnp.tanh(xn.astype(jnp.float32) + r * hn.astype(jnp.float32))
+  h = (1.0 - z) * h + z * n
+  return h, h
 
 
 CELLS: dict[str, type[RecurrentCell]] = {

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from rnnlab.errors import UserError
 from rnnlab.models import cells as cells_lib
+from rnnlab.models import fused
 from rnnlab.registry import lookup
 
 Array = jax.Array
@@ -76,32 +77,93 @@ def _recurrence(cell, carry, xp):
   return cell.recurrence(carry, xp)
 
 
+IMPLEMENTATIONS = ("auto", "scan", "fused")
+# "auto" picks "fused" from this hidden size up. Measured on the 2-core CPU
+# (docs/benchmarks.md): at hidden 256 the per-step scan is faster (its small
+# matmuls stay in cache), from 512 up the fused kernel wins (weight
+# gradients as one matmul instead of T read-modify-writes of dW_hh).
+FUSED_FROM_HIDDEN_SIZE = 512
+
+
+def resolve_implementation(implementation: str, hidden_size: int) -> str:
+  lookup({i: i for i in IMPLEMENTATIONS}, implementation,
+         "recurrent implementation")
+  if implementation == "auto":
+    return "fused" if hidden_size >= FUSED_FROM_HIDDEN_SIZE else "scan"
+  return implementation
+
+
+def scan_cell(cell: cells_lib.RecurrentCell, carry: Any, xs: Array, *,
+              hoist_input_projection: bool = True, unroll: int = 1,
+              reverse: bool = False, implementation: str = "scan"):
+  """Runs a bound `cell` over xs [B, T, D] -> (carry, ys [B, T, H]).
+
+  implementation="scan": `nn.scan` over the cell, differentiated by XLA.
+    hoist_input_projection=True computes the input term of every gate for
+    all time steps as one [B*T, D] x [D, G*H] matmul before the loop, so
+    only the recurrent matmul stays inside it; False calls the whole cell
+    per step.
+  implementation="fused": the custom-VJP kernel of `fused.py` (always
+    hoisted; weight gradients as single matmuls after the loop). Cells that
+    do not support it (reset-before GRU) fall back to "scan".
+  implementation="auto": "fused" from FUSED_FROM_HIDDEN_SIZE up, else "scan".
+  All give the same parameters and (to rounding) the same outputs.
+  """
+  implementation = resolve_implementation(implementation, cell.hidden_size)
+  if implementation == "fused" and cell.supports_fused():
+    return _fused_cell(cell, carry, xs, unroll=unroll, reverse=reverse)
+  if hoist_input_projection:
+    body, inputs = _recurrence, cell.project_inputs(xs)
+  else:
+    body, inputs = _step, xs
+  scan = nn.scan(
+      body, variable_broadcast="params", split_rngs={"params": False},
+      in_axes=1, out_axes=1, unroll=unroll, reverse=reverse)
+  return scan(cell, carry, inputs)
+
+
+def _fused_cell(cell, carry, xs, *, unroll, reverse):
+  if cell.is_initializing():
+    cell(carry, xs[:, 0])  # creates the parameters
+  params = cell.variables["params"]
+  dtype = cell.dtype
+  weights = {"w_x": params["input_proj"]["kernel"].astype(dtype),
+             "b": params["input_proj"]["bias"].astype(dtype),
+             "w_h": params["hidden_proj"]["kernel"].astype(dtype),
+             "extras": cell.gate_extras()}
+  xs_tm = jnp.swapaxes(xs, 0, 1).astype(dtype)  # [T, B, D]
+  if reverse:
+    xs_tm = xs_tm[::-1]
+  carry, ys = fused.fused_scan(cell.gate_function(), type(cell).hidden_of,
+                               unroll, weights, carry, xs_tm)
+  if reverse:
+    ys = ys[::-1]
+  return carry, jnp.swapaxes(ys, 0, 1)
+
+
 class Recurrent(nn.Module):
   """Runs `cell` over the time axis: xs [B, T, D] -> (carry, ys [B, T, H]).
 
-  hoist_input_projection=True computes the input term of every gate for all
-  time steps as one [B*T, D] x [D, G*H] matmul before the loop, so only the
-  recurrent matmul stays inside it. False calls the whole cell per step.
-  Both give the same parameters and (to rounding) the same outputs.
+  See `scan_cell` for `hoist_input_projection`.
   """
 
   cell: cells_lib.RecurrentCell
   hoist_input_projection: bool = True
   unroll: int = 1
   reverse: bool = False
+  implementation: str = "scan"
 
   @nn.compact
   def __call__(self, xs: Array, initial_carry: Any = None):
     if initial_carry is None:
       initial_carry = self.cell.initialize_carry(xs.shape[:1])
-    if self.hoist_input_projection:
-      body, inputs = _recurrence, self.cell.project_inputs(xs)
-    else:
-      body, inputs = _step, xs
-    scan = nn.scan(
-        body, variable_broadcast="params", split_rngs={"params": False},
-        in_axes=1, out_axes=1, unroll=self.unroll, reverse=self.reverse)
-    return scan(self.cell, initial_carry, inputs)
+    return scan_cell(self.cell, initial_carry, xs,
+                     hoist_input_projection=self.hoist_input_projection,
+                     unroll=self.unroll, reverse=self.reverse,
+                     implementation=self.implementation)
+
+
+SCHEDULES = ("layer_by_layer", "wavefront")
 
 
 class RecurrentStack(nn.Module):
@@ -111,6 +173,12 @@ class RecurrentStack(nn.Module):
   carry per layer (pass it back in to continue a sequence).
   `cell_options` is a mapping holding the cell-specific keys (e.g. the model
   config); see `cells.create_cell`.
+
+  schedule="layer_by_layer" runs each layer over the whole sequence in turn.
+  schedule="wavefront" runs all layers in one loop, layer l at time t - l in
+  iteration t: the layers' steps in an iteration are independent, so XLA can
+  run them on different cores. Both give the same result. The wavefront
+  applies to the "scan" implementation; "fused" layers run one by one.
   """
 
   cell: str
@@ -120,37 +188,92 @@ class RecurrentStack(nn.Module):
   cell_options: Any = None
   hoist_input_projection: bool = True
   unroll: int = 1
+  schedule: str = "layer_by_layer"
+  implementation: str = "scan"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
-  def make_cell(self, parent=None) -> cells_lib.RecurrentCell:
+  def make_cell(self, **kwargs) -> cells_lib.RecurrentCell:
     return cells_lib.create_cell(
         self.cell, self.hidden_size, self.cell_options, dtype=self.dtype,
-        param_dtype=self.param_dtype, parent=parent)
+        param_dtype=self.param_dtype, **kwargs)
+
+  def setup(self):
+    if self.num_layers <= 0:
+      raise UserError(f"num_layers must be positive, got {self.num_layers}.")
+    lookup({s: s for s in SCHEDULES}, self.schedule, "layer schedule")
+    self.layers = [self.make_cell() for _ in range(self.num_layers)]
+    self.dropout = Dropout(self.dropout_rate)
 
   def initialize_carry(self, batch_size: int) -> tuple[Any, ...]:
     """Zero float32 carries for every layer."""
     carry = self.make_cell(parent=None).initialize_carry((batch_size,))
     return tuple(carry for _ in range(self.num_layers))
 
-  @nn.compact
   def __call__(self, xs: Array, carries: Sequence[Any] | None = None, *,
                train: bool = False):
-    if self.num_layers <= 0:
-      raise UserError(f"num_layers must be positive, got {self.num_layers}.")
     if carries is None:
       carries = self.initialize_carry(xs.shape[0])
+    implementation = resolve_implementation(self.implementation,
+                                            self.hidden_size)
+    if (self.schedule == "wavefront" and self.num_layers > 1 and
+        implementation == "scan"):
+      return self._wavefront(xs, tuple(carries), train)
     new_carries = []
-    for i in range(self.num_layers):
+    for i, cell in enumerate(self.layers):
       if i > 0:
-        xs = Dropout(self.dropout_rate, deterministic=not train)(xs)
-      layer = Recurrent(
-          self.make_cell(parent=None),
+        xs = self.dropout(xs, deterministic=not train)
+      carry, xs = scan_cell(
+          cell, carries[i], xs,
           hoist_input_projection=self.hoist_input_projection,
-          unroll=self.unroll, name=f"layer_{i}")
-      carry, xs = layer(xs, carries[i])
+          unroll=self.unroll, implementation=self.implementation)
       new_carries.append(carry)
     return tuple(new_carries), xs
+
+  def _wavefront(self, xs, carries, train):
+    """All layers in one scan; layer l handles time t = i - l in iteration i.
+
+    Iteration i feeds layer l (l > 0) with layer l-1's output from
+    iteration i-1. The first and last L-1 iterations are partly outside the
+    sequence; there a layer keeps its carry unchanged.
+    """
+    num_layers, (batch, steps) = self.num_layers, xs.shape[:2]
+    lag = num_layers - 1
+    xs_tm = jnp.swapaxes(xs, 0, 1)  # [T, B, D], time-major for the scan
+    inputs = {"x": jnp.pad(xs_tm, ((0, lag), (0, 0), (0, 0))),
+              "t": jnp.arange(steps + lag)}
+    if train and self.dropout_rate > 0:
+      # One mask per layer input, drawn for the whole sequence up front and
+      # shifted so that iteration i sees layer l's mask for time i - l.
+      keep = jax.vmap(lambda r: dropout_keep_mask(
+          r, (steps, batch, self.hidden_size), self.dropout_rate))(
+              jax.random.split(self.make_rng("dropout"), lag))
+      inputs["keep"] = tuple(
+          jnp.pad(keep[l - 1], ((l, lag - l), (0, 0), (0, 0)))
+          for l in range(1, num_layers))
+    zeros = jnp.zeros((batch, self.hidden_size), xs.dtype)
+    init = (carries, (zeros,) * lag)
+
+    def body(stack, state, inp):
+      carries, feeds = state
+      new_carries, outputs = [], []
+      for l, cell in enumerate(stack.layers):
+        x = inp["x"] if l == 0 else feeds[l - 1]
+        if l > 0 and "keep" in inp:
+          x = jnp.where(inp["keep"][l - 1], x / (1 - self.dropout_rate), 0)
+        carry, y = cell(carries[l], x)
+        t = inp["t"] - l
+        inside = (t >= 0) & (t < steps)
+        carry = jax.tree.map(lambda new, old: jnp.where(inside, new, old),
+                             carry, carries[l])
+        new_carries.append(carry)
+        outputs.append(y)
+      return (tuple(new_carries), tuple(outputs[:-1])), outputs[-1]
+
+    scan = nn.scan(body, variable_broadcast="params",
+                   split_rngs={"params": False}, unroll=self.unroll)
+    (carries, _), ys = scan(self, init, inputs)
+    return carries, jnp.swapaxes(ys[lag:], 0, 1)
 
 
 def stack_kwargs_from_config(c) -> dict[str, Any]:
@@ -161,5 +284,5 @@ def stack_kwargs_from_config(c) -> dict[str, Any]:
       cell=c.cell, hidden_size=c.hidden_size, num_layers=c.num_layers,
       dropout_rate=c.dropout_rate, cell_options=options,
       hoist_input_projection=c.hoist_input_projection, unroll=c.unroll,
-      dtype=lookup(DTYPES, c.dtype, "dtype"),
+      schedule=c.layer_schedule, implementation=c.implementation, dtype=lookup(DTYPES, c.dtype, "dtype"),
       param_dtype=lookup(DTYPES, c.param_dtype, "param_dtype"))

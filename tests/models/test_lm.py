@@ -40,7 +40,7 @@ def test_one_hot_has_no_embedding_table():
   model = models.create_model(lm_config(embedding="one_hot"), vocab_size=V)
   params = model.init(jax.random.key(0), jnp.zeros((1, 2), jnp.int32))
   assert "embed" not in params["params"]
-  first_kernel = params["params"]["rnn"]["layer_0"]["cell"]["input_proj"]
+  first_kernel = params["params"]["rnn"]["layers_0"]["input_proj"]
   assert first_kernel["kernel"].shape[0] == V
 
 

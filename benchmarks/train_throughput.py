@@ -9,7 +9,8 @@ second of full training steps (forward, backward, clip-by-global-norm, Adam).
 A figure is the median over repeats, after a warm-up.
 
 - rnnlab: the project's own model (`models.create_model`) and jitted
-  `train.train_step`, exactly as `configs/*_shakespeare.py` use them.
+  `train.train_step`, with the model settings of `configs/<cell>_shakespeare.py`
+  (only the shape changed).
 - stock Flax: `nn.RNN` over `OptimizedLSTMCell` / `GRUCell` / `SimpleCell`.
 - PyTorch: eager `nn.LSTM` / `nn.GRU` / `nn.RNN` (oneDNN kernels), 2 threads,
   `clip_grad_norm_` + `torch.optim.Adam`.
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import os
+import pathlib
 import sys
 import time
 
@@ -47,9 +50,16 @@ def parse_args(argv=None):
 
 # --- rnnlab -----------------------------------------------------------------
 
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
 def rnnlab_config(cell: str, s: harness.Shape, overrides=()):
-  from rnnlab import base_config  # pylint: disable=g-import-not-at-top
-  c = base_config.get_config()
+  """configs/<cell>_shakespeare.py at the benchmark's shape."""
+  path = CONFIGS / f"{cell}_shakespeare.py"
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
   c.model.cell, c.model.hidden_size = cell, s.hidden
   c.model.num_layers, c.model.embed_dim = s.layers, s.embed
   c.train.batch_size, c.train.seq_len = s.batch, s.seq_len

@@ -65,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.max_to_keep = 2         # checkpoints kept on disk
   c.train.sample_every = 1000     # steps between text samples; 0 = never
   c.train.progress_bar = True
+  c.train.profile_steps = 0       # >0: JAX profiler trace of that many steps
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adam"           # rnnlab.optim.OPTIMIZERS
@@ -96,7 +97,8 @@ POSITIVE_KEYS = (
     "train.checkpoint_every", "train.max_to_keep", "eval.num_streams",
     "eval.seq_len", "optim.learning_rate")
 NON_NEGATIVE_KEYS = (
-    "train.steps", "train.sample_every", "optim.warmup_steps",
+    "train.steps", "train.sample_every", "train.profile_steps",
+    "optim.warmup_steps",
     "optim.clip_norm", "optim.weight_decay", "sample.temperature",
     "sample.top_k", "sample.length")
 FRACTION_KEYS = ("model.dropout_rate", "optim.final_lr_fraction")

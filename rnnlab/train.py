@@ -172,12 +172,15 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   total = config.train.steps
   tokens_per_step = task.tokens_per_batch()
 
+  profiler = _StepProfiler(workdir / "profile", start,
+                           config.train.profile_steps)
   progress = _progress_bar(config, start, total)
   history, eval_results = [], {}
   # Throughput over each log interval, excluding compile, eval, sampling
   # and checkpoint time.
   mark, excluded = time.perf_counter(), 0.0
   for step in range(start, total):
+    profiler.before(step, history)
     state, step_metrics = step_fn(state, task.train_batch(step), rng)
     if history:
       # Keep at most one step in flight, so the progress bar and the host's
@@ -213,6 +216,7 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
     if done % config.train.checkpoint_every == 0 or done == total:
       ckpt.save(done, state.params, state.opt_state, {"step": done})
     excluded += time.perf_counter() - other_start
+  profiler.stop(history)
   progress.close()
 
   if start >= total:
@@ -224,6 +228,38 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   if jax.process_index() == 0:
     metrics_lib.plot_curves(workdir)
   return {"step": max(start, total), "eval": eval_results}
+
+
+class _StepProfiler:
+  """Writes a JAX profiler trace of `num_steps` training steps.
+
+  The trace starts a few steps after (re)start, so compilation is not in it;
+  open it with TensorBoard's profile plugin, XProf or Perfetto, or summarise
+  it with `python -m benchmarks.step_breakdown --trace=<dir>`.
+  """
+
+  SKIP = 3
+
+  def __init__(self, directory: pathlib.Path, start: int, num_steps: int):
+    self.directory, self.num_steps = directory, num_steps
+    self.first = start + self.SKIP if num_steps else -1
+    self.active = False
+
+  def before(self, step: int, pending):
+    if step == self.first:
+      jax.block_until_ready(pending)
+      jax.profiler.start_trace(str(self.directory))
+      self.active = True
+    elif step == self.first + self.num_steps:
+      self.stop(pending)
+
+  def stop(self, pending):
+    if self.active:
+      jax.block_until_ready(pending)
+      jax.profiler.stop_trace()
+      self.active = False
+      logging.info("Wrote a profile of %d steps to %s.", self.num_steps,
+                   self.directory)
 
 
 def _progress_bar(config, start: int, total: int):

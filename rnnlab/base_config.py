@@ -148,3 +148,24 @@ def make_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.optim.warmup_steps = min(c.optim.warmup_steps, 2)
   c.sample.length = 50
   return c
+
+
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+  """A run's config.json on top of today's defaults.
+
+  Keys added to rnnlab after the run was made take their defaults, so older
+  runs stay loadable; keys rnnlab no longer has are dropped.
+  """
+  config = get_config()
+
+  def merge(node, values):
+    for key, value in values.items():
+      if key not in node:
+        continue
+      if isinstance(node[key], ml_collections.ConfigDict):
+        merge(node[key], value)
+      else:
+        node[key] = value
+
+  merge(config, saved)
+  return config

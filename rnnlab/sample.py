@@ -4,8 +4,9 @@
         --length=1000 --temperature=0.8 --seed=0 [--top_k=5] [--batch_size=4]
 
 The prime is run through the model in one call; then `lax.scan` draws one
-token per step and feeds it back, carrying the recurrent state. The draw at
-step i uses `fold_in(rng, i)`, so the text is a pure function of the seed.
+token per step and feeds it back, carrying the recurrent state (one step of
+each layer per token, `RecurrentLM.step`). The draw at step i uses the i-th
+of `step_seeds(rng, length)`, so the text is a pure function of the seed.
 """
 from __future__ import annotations
 
@@ -17,19 +18,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnlab import hashrng
+
 from rnnlab.errors import UserError
 
 Array = jax.Array
 
 
-def next_token(logits: Array, rng: Array, temperature, top_k: int = 0):
-  """Draws ids [B] from logits [B, V]; temperature 0 means argmax."""
+def step_seeds(rng: Array, length: int) -> Array:
+  """One uint32 seed pair per generated position: [length, 2]."""
+  return hashrng.seeds(rng, (length,))
+
+
+def next_token(logits: Array, seed: Array, temperature, top_k: int = 0):
+  """Draws ids [B] from logits [B, V]; temperature 0 means argmax.
+
+  Gumbel-max: argmax(logits / T + g), g = -log(-log(u)), the same rule as
+  `jax.random.categorical`, with u from `hashrng` (seed: a uint32 pair)
+  because threefry inside the generation loop cost half of each step.
+  """
   if top_k > 0:
     kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
     logits = jnp.where(logits < kth, -jnp.inf, logits)
   greedy = jnp.argmax(logits, axis=-1)
-  scaled = logits / jnp.maximum(temperature, 1e-6)
-  drawn = jax.random.categorical(rng, scaled, axis=-1)
+  gumbel = -jnp.log(-jnp.log(hashrng.uniform(seed, logits.shape)))
+  drawn = jnp.argmax(logits / jnp.maximum(temperature, 1e-6) + gumbel,
+                     axis=-1)
   return jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)
 
 
@@ -44,15 +58,14 @@ def generate(model, params, prime: Array, rng: Array, *, length: int,
   logits, carry = model.apply(variables, prime)
   temperature = jnp.asarray(temperature, jnp.float32)
 
-  def step(state, i):
+  def step(state, seed):
     carry, last_logits = state
-    token = next_token(last_logits, jax.random.fold_in(rng, i), temperature,
-                       top_k)
-    logits, carry = model.apply(variables, token[:, None], carry)
-    return (carry, logits[:, 0]), (token, last_logits)
+    token = next_token(last_logits, seed, temperature, top_k)
+    logits, carry = model.apply(variables, token, carry, method="step")
+    return (carry, logits), (token, last_logits)
 
   _, (tokens, step_logits) = jax.lax.scan(
-      step, (carry, logits[:, -1]), jnp.arange(length))
+      step, (carry, logits[:, -1]), step_seeds(rng, length))
   return tokens.T, step_logits.transpose(1, 0, 2)
 
 

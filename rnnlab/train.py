@@ -284,7 +284,7 @@ def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   if not path.exists():
     raise CheckpointError(f"No config.json in {workdir}: not an rnnlab run "
                           "directory (train there first).")
-  return ml_collections.ConfigDict(metrics_lib.read_json(path))
+  return base_config.from_saved(metrics_lib.read_json(path))
 
 
 def load_run_for_inference(workdir: pathlib.Path) -> InferenceRun:

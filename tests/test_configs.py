@@ -38,3 +38,15 @@ def test_config_and_runlocal_variant(path):
   assert "Measured" in module.__doc__ and "PLACEHOLDER" not in module.__doc__
   with pytest.raises(ValueError, match=r"Unknown config arg \['runlcoal'\]"):
     module.get_config("runlcoal")
+
+
+def test_saved_config_loads_with_new_keys_defaulted():
+  saved = base_config.get_config().to_dict()
+  del saved["model"]["layer_schedule"]  # as if saved before the key existed
+  saved["model"]["cell"] = "lstm"
+  saved["retired_key"] = 1
+  config = base_config.from_saved(saved)
+  assert config.model.cell == "lstm"
+  assert config.model.layer_schedule == base_config.get_config(
+  ).model.layer_schedule
+  assert "retired_key" not in config

@@ -64,9 +64,10 @@ def test_sampler_equals_step_by_step_forward(lm, top_k):
   apply = jax.jit(model.apply)
   logits, carry = apply({"params": params}, prime)
   last = logits[:, -1]
+  seeds = sample.step_seeds(rng, 25)
   for i in range(25):
     np.testing.assert_allclose(step_logits[:, i], last, atol=1e-5)
-    token = sample.next_token(last, jax.random.fold_in(rng, i), 0.9, top_k)
+    token = sample.next_token(last, seeds[i], 0.9, top_k)
     np.testing.assert_array_equal(tokens[:, i], token)
     logits, carry = apply({"params": params}, token[:, None], carry)
     last = logits[:, 0]
@@ -107,3 +108,17 @@ def test_bad_sampling_arguments(lm, kwargs, message):
   model, params = lm
   with pytest.raises(ValueError, match=message):
     draw(model, params, **kwargs)
+
+
+def test_draws_follow_the_softmax_distribution():
+  """Gumbel-max with hash uniforms samples softmax(logits / T)."""
+  logits = jnp.log(jnp.array([[0.5, 0.25, 0.15, 0.1]]))
+  seeds = sample.step_seeds(jax.random.key(0), 20000)
+  draws = jax.vmap(lambda s: sample.next_token(logits, s, 1.0))(seeds)
+  freq = np.bincount(np.asarray(draws).ravel(), minlength=4) / 20000
+  np.testing.assert_allclose(freq, [0.5, 0.25, 0.15, 0.1], atol=0.015)
+  hot = jax.vmap(lambda s: sample.next_token(logits, s, 0.5))(seeds)
+  expected = np.array([0.5, 0.25, 0.15, 0.1])**2
+  np.testing.assert_allclose(
+      np.bincount(np.asarray(hot).ravel(), minlength=4) / 20000,
+      expected / expected.sum(), atol=0.015)

@@ -4,7 +4,6 @@ Shape legend: B batch, T time, D input features, H hidden size.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import flax
@@ -12,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab import hashrng
 from rnnlab.errors import UserError
 from rnnlab.models import cells as cells_lib
 from rnnlab.models import fused
@@ -27,32 +27,10 @@ CELL_OPTION_KEYS = tuple(sorted({k for c in cells_lib.CELLS.values()
                                  for k in c.config_keys}))
 
 
-def _hash32(x: Array) -> Array:
-  """lowbias32 integer hash (C. Wellons): cheap, vectorises, good avalanche."""
-  x = x ^ (x >> 16)
-  x = x * jnp.uint32(0x7FEB352D)
-  x = x ^ (x >> 15)
-  x = x * jnp.uint32(0x846CA68B)
-  return x ^ (x >> 16)
-
-
-def dropout_keep_mask(rng: Array, shape: tuple[int, ...], rate: float) -> Array:
-  """Boolean keep-mask with P(keep) = 1 - rate, a pure function of `rng`.
-
-  Each element hashes its flat index with two 32-bit words drawn from `rng`.
-  On CPU this is ~30x cheaper than `jax.random.bernoulli` (threefry): 0.6 ms
-  instead of 17 ms for a [64, 128, 256] mask, which is most of a dropout
-  layer's cost in a training step.
-  """
-  seed = jax.random.bits(rng, (2,), jnp.uint32)
-  index = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
-  bits = _hash32(_hash32(index ^ seed[0]) + seed[1])
-  threshold = min(int(round(rate * 2.0**32)), 2**32 - 1)
-  return bits >= jnp.uint32(threshold)
-
-
 class Dropout(nn.Module):
-  """Inverted dropout with hash-based masks (see `dropout_keep_mask`)."""
+  """Inverted dropout with hash-based masks (`hashrng.keep_mask`): on CPU
+  ~30x cheaper than nn.Dropout's threefry masks, most of a dropout layer's
+  cost in a training step."""
 
   rate: float
   deterministic: bool | None = None
@@ -65,7 +43,7 @@ class Dropout(nn.Module):
       return x
     if self.rate >= 1.0:
       return jnp.zeros_like(x)
-    keep = dropout_keep_mask(self.make_rng("dropout"), x.shape, self.rate)
+    keep = hashrng.keep_mask(self.make_rng("dropout"), x.shape, self.rate)
     return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
 
 
@@ -230,6 +208,18 @@ class RecurrentStack(nn.Module):
       new_carries.append(carry)
     return tuple(new_carries), xs
 
+  def step(self, x: Array, carries: Sequence[Any]):
+    """One time step of every layer: x [B, D] -> (carries, y [B, H]).
+
+    For generation, where a scan of length 1 per layer (and the wavefront's
+    extra iteration) would cost more than the step itself. Eval mode.
+    """
+    new_carries = []
+    for cell, carry in zip(self.layers, carries):
+      carry, x = cell(carry, x)
+      new_carries.append(carry)
+    return tuple(new_carries), x
+
   def _wavefront(self, xs, carries, train):
     """All layers in one scan; layer l handles time t = i - l in iteration i.
 
@@ -245,7 +235,7 @@ class RecurrentStack(nn.Module):
     if train and self.dropout_rate > 0:
       # One mask per layer input, drawn for the whole sequence up front and
       # shifted so that iteration i sees layer l's mask for time i - l.
-      keep = jax.vmap(lambda r: dropout_keep_mask(
+      keep = jax.vmap(lambda r: hashrng.keep_mask(
           r, (steps, batch, self.hidden_size), self.dropout_rate))(
               jax.random.split(self.make_rng("dropout"), lag))
       inputs["keep"] = tuple(

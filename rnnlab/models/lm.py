@@ -43,17 +43,27 @@ class RecurrentLM(nn.Module):
   def initialize_carry(self, batch_size: int) -> tuple[Any, ...]:
     return self.rnn.initialize_carry(batch_size)
 
-  @nn.compact
-  def __call__(self, tokens, carries=None, *, train: bool = False):
+  def setup(self):
     dtype, param_dtype = self.rnn.dtype, self.rnn.param_dtype
     if self.embedding == "learned":
-      x = nn.Embed(self.vocab_size, self.embed_dim, param_dtype=param_dtype,
-                   embedding_init=nn.initializers.normal(self.embed_init_std),
-                   name="embed")(tokens)
-    else:
-      x = jax.nn.one_hot(tokens, self.vocab_size, dtype=dtype)
-    carries, h = self.rnn(x, carries, train=train)
-    h = layers.Dropout(self.rnn.dropout_rate, deterministic=not train)(h)
-    logits = nn.Dense(self.vocab_size, dtype=dtype, param_dtype=param_dtype,
-                      name="readout")(h)
-    return logits.astype(jnp.float32), carries
+      self.embed = nn.Embed(
+          self.vocab_size, self.embed_dim, param_dtype=param_dtype,
+          embedding_init=nn.initializers.normal(self.embed_init_std))
+    self.dropout = layers.Dropout(self.rnn.dropout_rate)
+    self.readout = nn.Dense(self.vocab_size, dtype=dtype,
+                            param_dtype=param_dtype)
+
+  def _inputs(self, tokens):
+    if self.embedding == "learned":
+      return self.embed(tokens)
+    return jax.nn.one_hot(tokens, self.vocab_size, dtype=self.rnn.dtype)
+
+  def __call__(self, tokens, carries=None, *, train: bool = False):
+    carries, h = self.rnn(self._inputs(tokens), carries, train=train)
+    h = self.dropout(h, deterministic=not train)
+    return self.readout(h).astype(jnp.float32), carries
+
+  def step(self, tokens, carries):
+    """One token per sequence: tokens [B] -> (logits [B, V], carries)."""
+    carries, h = self.rnn.step(self._inputs(tokens), carries)
+    return self.readout(h).astype(jnp.float32), carries

@@ -1,4 +1,4 @@
-"""Hash-based dropout masks: right keep rate, independent, deterministic."""
+"""Hash-based random numbers: dropout masks and uniforms."""
 from __future__ import annotations
 
 import jax
@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rnnlab import hashrng
 from rnnlab.models import layers
 
 SHAPE = (64, 128, 128)  # 1M elements
@@ -13,7 +14,7 @@ SHAPE = (64, 128, 128)  # 1M elements
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_keep_fraction_matches_rate(rate):
-  keep = np.asarray(layers.dropout_keep_mask(jax.random.key(0), SHAPE, rate))
+  keep = np.asarray(hashrng.keep_mask(jax.random.key(0), SHAPE, rate))
   assert keep.dtype == bool and keep.shape == SHAPE
   # Binomial std at 1M elements is < 0.0005.
   assert abs(keep.mean() - (1 - rate)) < 0.002
@@ -24,11 +25,11 @@ def test_keep_fraction_matches_rate(rate):
 
 
 def test_masks_are_deterministic_and_independent():
-  a = np.asarray(layers.dropout_keep_mask(jax.random.key(1), SHAPE, 0.5),
+  a = np.asarray(hashrng.keep_mask(jax.random.key(1), SHAPE, 0.5),
                  np.float32).ravel()
-  again = np.asarray(layers.dropout_keep_mask(jax.random.key(1), SHAPE, 0.5),
+  again = np.asarray(hashrng.keep_mask(jax.random.key(1), SHAPE, 0.5),
                      np.float32).ravel()
-  b = np.asarray(layers.dropout_keep_mask(jax.random.key(2), SHAPE, 0.5),
+  b = np.asarray(hashrng.keep_mask(jax.random.key(2), SHAPE, 0.5),
                  np.float32).ravel()
   np.testing.assert_array_equal(a, again)
   assert abs(np.corrcoef(a, b)[0, 1]) < 0.01          # across keys
@@ -47,3 +48,10 @@ def test_dropout_module_scales_and_switches_off():
   np.testing.assert_array_equal(drop.apply({}, x, deterministic=True), x)
   assert not np.any(layers.Dropout(1.0).apply(
       {}, x, deterministic=False, rngs={"dropout": jax.random.key(0)}))
+
+
+def test_uniform_is_in_open_interval_and_uniform():
+  u = np.asarray(hashrng.uniform(hashrng.seeds(jax.random.key(3)), SHAPE))
+  assert u.dtype == np.float32 and 0 < u.min() and u.max() < 1
+  hist, _ = np.histogram(u, bins=10, range=(0, 1))
+  assert np.all(np.abs(hist / u.size - 0.1) < 0.002)

@@ -150,7 +150,8 @@ def make_flax(cell, s):
 
 class TorchRunner:
 
-  def __init__(self, cell, s: harness.Shape, threads: int):
+  def __init__(self, cell, s: harness.Shape, threads: int,
+               device: str = "cpu"):
     import torch  # pylint: disable=g-import-not-at-top
     from torch import nn  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(threads)
@@ -171,10 +172,11 @@ class TorchRunner:
         return self.out(self.drop(h))
 
     self.torch = torch
-    self.model = TorchLM().train()
+    self.model = TorchLM().train().to(device)
     self.opt = torch.optim.Adam(self.model.parameters(), lr=2e-3)
     tokens = torch.from_numpy(np.random.default_rng(0).integers(
         0, s.vocab, (s.batch, s.seq_len + 1)))
+    tokens = tokens.to(device)
     self.x, self.y = tokens[:, :-1], tokens[:, 1:].reshape(-1)
     self.vocab = s.vocab
 
@@ -187,7 +189,7 @@ class TorchRunner:
       loss.backward()
       self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
       self.opt.step()
-    float(loss.detach())
+    float(loss.detach())  # waits for the device
 
 
 # --- peak -----------------------------------------------------------------------

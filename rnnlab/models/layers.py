@@ -55,7 +55,7 @@ def _recurrence(cell, carry, xp):
   return cell.recurrence(carry, xp)
 
 
-IMPLEMENTATIONS = ("auto", "scan", "fused")
+IMPLEMENTATIONS = ("auto", "scan", "fused", "cudnn")
 # "auto" picks "fused" from this hidden size up. Measured on the 2-core CPU
 # (docs/benchmarks.md): at hidden 256 the per-step scan is faster (its small
 # matmuls stay in cache), from 512 up the fused kernel wins (weight
@@ -85,9 +85,13 @@ def scan_cell(cell: cells_lib.RecurrentCell, carry: Any, xs: Array, *,
     hoisted; weight gradients as single matmuls after the loop). Cells that
     do not support it (reset-before GRU) fall back to "scan".
   implementation="auto": "fused" from FUSED_FROM_HIDDEN_SIZE up, else "scan".
+  implementation="cudnn": LSTM only, on a CUDA GPU: cuDNN's kernel through
+    `jax.experimental.rnn` (see `cudnn_lstm`).
   All give the same parameters and (to rounding) the same outputs.
   """
   implementation = resolve_implementation(implementation, cell.hidden_size)
+  if implementation == "cudnn":
+    return _cudnn_cell(cell, carry, xs, reverse=reverse)
   if implementation == "fused" and cell.supports_fused():
     return _fused_cell(cell, carry, xs, unroll=unroll, reverse=reverse)
   if hoist_input_projection:
@@ -117,6 +121,62 @@ def _fused_cell(cell, carry, xs, *, unroll, reverse):
   if reverse:
     ys = ys[::-1]
   return carry, jnp.swapaxes(ys, 0, 1)
+
+
+# None: jax.experimental.rnn.lstm (cuDNN). Tests set a CPU reference with the
+# same signature to check the weight packing without a GPU.
+CUDNN_LSTM_FN = None
+
+
+def cudnn_lstm(weights: dict[str, Array], carry, xs: Array, *,
+               lstm_fn=None):
+  """One LSTM layer through cuDNN: xs [B, T, D] -> ((c, h), ys [B, T, H]).
+
+  weights: our layout, w_x [D, 4H], b [4H], w_h [H, 4H], gates i, f, g, o
+  (cuDNN's order too). cuDNN wants one flat vector holding W_ih [4H, D],
+  W_hh [4H, H], b_ih, b_hh; we pack it on every call, so the parameters keep
+  the layout of every other implementation and checkpoints move freely
+  between them (the transposes are negligible next to the layer).
+  Computes in float32: jax.experimental.rnn has no bf16 LSTM.
+  lstm_fn: `jax.experimental.rnn.lstm` by default; tests pass the unpacked
+  reference to check the packing on CPU.
+  """
+  from jax.experimental import rnn as jax_rnn  # only this path needs it
+  lstm_fn = lstm_fn or jax_rnn.lstm
+  f32 = lambda a: a.astype(jnp.float32)
+  w_x, w_h, b = f32(weights["w_x"]), f32(weights["w_h"]), f32(weights["b"])
+  packed = jnp.concatenate([w_x.T.ravel(), w_h.T.ravel(), b,
+                            jnp.zeros_like(b)])
+  c0, h0 = carry
+  batch, steps = xs.shape[:2]
+  ys, h_n, c_n = lstm_fn(
+      f32(xs), h0[None], c0[None], packed,
+      jnp.full((batch,), steps, jnp.int32), input_size=xs.shape[-1],
+      hidden_size=w_h.shape[0], num_layers=1, dropout=0.0,
+      bidirectional=False)
+  return (c_n[0], h_n[0]), ys
+
+
+def _cudnn_cell(cell, carry, xs, *, reverse):
+  if not isinstance(cell, cells_lib.LSTMCell):
+    raise UserError(
+        f"implementation='cudnn' runs only the LSTM cell (cuDNN through "
+        f"jax.experimental.rnn); got a {type(cell).__name__}. Use one of "
+        f"'auto', 'scan', 'fused' for it.")
+  if CUDNN_LSTM_FN is None and jax.default_backend() != "gpu":
+    raise UserError(
+        f"implementation='cudnn' needs a CUDA GPU, but JAX's backend is "
+        f"{jax.default_backend()!r}. Use one of 'auto', 'scan', 'fused'.")
+  if cell.is_initializing():
+    cell(carry, xs[:, 0])  # creates the parameters
+  params = cell.variables["params"]
+  weights = {"w_x": params["input_proj"]["kernel"],
+             "b": params["input_proj"]["bias"],
+             "w_h": params["hidden_proj"]["kernel"]}
+  if reverse:
+    xs = xs[:, ::-1]
+  carry, ys = cudnn_lstm(weights, carry, xs, lstm_fn=CUDNN_LSTM_FN)
+  return carry, (ys[:, ::-1] if reverse else ys)
 
 
 class Recurrent(nn.Module):

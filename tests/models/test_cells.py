@@ -311,5 +311,47 @@ def test_auto_implementation_by_hidden_size():
   assert layers.resolve_implementation("auto", 256) == "scan"
   assert layers.resolve_implementation("auto", 512) == "fused"
   assert layers.resolve_implementation("scan", 1024) == "scan"
-  with pytest.raises(ValueError, match=r"'auto', 'fused', 'scan'"):
-    layers.resolve_implementation("cudnn", 256)
+  with pytest.raises(ValueError, match=r"'auto', 'cudnn', 'fused', 'scan'"):
+    layers.resolve_implementation("cuda", 256)
+
+
+def _reference_lstm(x, h0, c0, packed, seq_lengths, *, input_size,
+                    hidden_size, num_layers, dropout, bidirectional):
+  """jax.experimental.rnn.lstm's signature over JAX's plain-XLA reference:
+  unpacking with JAX's own layout checks how we pack for cuDNN."""
+  from jax.experimental import rnn
+  w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(
+      packed, input_size, hidden_size, num_layers, bidirectional)
+  return rnn.lstm_ref(x, h0, c0, w_ih, w_hh, b_ih, b_hh, seq_lengths,
+                      input_size, hidden_size, num_layers, dropout,
+                      bidirectional)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cudnn_packing_equals_scan_values_and_gradients(monkeypatch, reverse):
+  """The cuDNN path's weight packing, run through JAX's reference LSTM on
+  CPU (the kernel itself is checked on a GPU: benchmarks/gpu_check.py)."""
+  monkeypatch.setattr(layers, "CUDNN_LSTM_FN", _reference_lstm)
+  cell, _ = make("lstm")
+  scan = layers.Recurrent(cell, reverse=reverse, implementation="scan")
+  cudnn = layers.Recurrent(cell, reverse=reverse, implementation="cudnn")
+  rng = np.random.default_rng(6)
+  xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
+  variables = randomize(scan.init(jax.random.key(0), xs))
+  assert (jax.tree.map(jnp.shape, cudnn.init(jax.random.key(0), xs)) ==
+          jax.tree.map(jnp.shape, variables))
+  carry = random_carry(cell, rng)
+  _assert_trees_close(scan.apply(variables, xs, carry),
+                      cudnn.apply(variables, xs, carry))
+  _assert_trees_close(_grads(scan, variables, xs, carry),
+                      _grads(cudnn, variables, xs, carry))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("gru_reset_after", r"runs only the LSTM cell .*; got a GRUCell"),
+    ("lstm", "needs a CUDA GPU, but JAX's backend is 'cpu'")])
+def test_cudnn_refuses_other_cells_and_cpu(case, message):
+  cell, _ = make(case)
+  layer = layers.Recurrent(cell, implementation="cudnn")
+  with pytest.raises(layers.UserError, match=message):
+    layer.init(jax.random.key(0), jnp.ones((B, T, D)))

@@ -42,8 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   # How the recurrence runs; each choice computes the same function, and
   # the defaults are the fastest measured here (docs/benchmarks.md).
   # "scan" (nn.scan, XLA autodiff), "fused" (custom-VJP kernel, weight
-  # gradients as single matmuls after the loop; models/fused.py) or "auto"
-  # (fused from hidden 512 up).
+  # gradients as single matmuls after the loop; models/fused.py), "cudnn"
+  # (LSTM on a CUDA GPU, cuDNN via jax.experimental.rnn, float32) or "auto"
+  # ("fused" on a GPU; on the CPU "fused" from hidden 512 up).
   c.model.implementation = "auto"
   # "wavefront" runs all layers in one loop, layer l one step behind layer
   # l-1, so their steps can run on separate cores; or "layer_by_layer".
@@ -52,7 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
   # or the whole cell per step (False: faster here at hidden 256).
   c.model.hoist_input_projection = False
   c.model.unroll = 1              # time steps per loop iteration
-  c.model.dtype = "float32"       # compute dtype; carries stay float32
+  # Compute dtype ("bfloat16" for mixed precision on GPU/TPU): carries, gate
+  # pre-activations and logits stay float32. param_dtype is the stored
+  # parameters' (keep float32 so that Adam's updates are not rounded away).
+  c.model.dtype = "float32"
   c.model.param_dtype = "float32"
 
   c.train = ml_collections.ConfigDict()

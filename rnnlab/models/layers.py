@@ -56,10 +56,11 @@ def _recurrence(cell, carry, xp):
 
 
 IMPLEMENTATIONS = ("auto", "scan", "fused", "cudnn")
-# "auto" picks "fused" from this hidden size up. Measured on the 2-core CPU
-# (docs/benchmarks.md): at hidden 256 the per-step scan is faster (its small
-# matmuls stay in cache), from 512 up the fused kernel wins (weight
-# gradients as one matmul instead of T read-modify-writes of dW_hh).
+# On the CPU "auto" picks "fused" from this hidden size up. Measured on the
+# 2-core CPU (docs/benchmarks.md): at hidden 256 the per-step scan is faster
+# (its small matmuls stay in cache), from 512 up the fused kernel wins
+# (weight gradients as one matmul instead of T read-modify-writes of dW_hh).
+# On a GPU "fused" won at every size measured (1.5-1.7x "scan" on an H100).
 FUSED_FROM_HIDDEN_SIZE = 512
 
 
@@ -67,6 +68,8 @@ def resolve_implementation(implementation: str, hidden_size: int) -> str:
   lookup({i: i for i in IMPLEMENTATIONS}, implementation,
          "recurrent implementation")
   if implementation == "auto":
+    if jax.default_backend() == "gpu":
+      return "fused"
     return "fused" if hidden_size >= FUSED_FROM_HIDDEN_SIZE else "scan"
   return implementation
 
@@ -84,7 +87,8 @@ def scan_cell(cell: cells_lib.RecurrentCell, carry: Any, xs: Array, *,
   implementation="fused": the custom-VJP kernel of `fused.py` (always
     hoisted; weight gradients as single matmuls after the loop). Cells that
     do not support it (reset-before GRU) fall back to "scan".
-  implementation="auto": "fused" from FUSED_FROM_HIDDEN_SIZE up, else "scan".
+  implementation="auto": on a GPU "fused"; on the CPU "fused" from
+    FUSED_FROM_HIDDEN_SIZE up, else "scan".
   implementation="cudnn": LSTM only, on a CUDA GPU: cuDNN's kernel through
     `jax.experimental.rnn` (see `cudnn_lstm`).
   All give the same parameters and (to rounding) the same outputs.
@@ -216,7 +220,8 @@ class RecurrentStack(nn.Module):
   schedule="wavefront" runs all layers in one loop, layer l at time t - l in
   iteration t: the layers' steps in an iteration are independent, so XLA can
   run them on different cores. Both give the same result. The wavefront
-  applies to the "scan" implementation; "fused" layers run one by one.
+  applies to the "scan" implementation; "fused" and "cudnn" layers run one
+  by one (a fused wavefront kernel was slower: docs/benchmarks.md).
   """
 
   cell: str
@@ -280,6 +285,15 @@ class RecurrentStack(nn.Module):
       new_carries.append(carry)
     return tuple(new_carries), x
 
+  def _wavefront_keep_masks(self, steps, batch, train):
+    """Dropout keep masks [L-1, T, B, H] of layers 1.., drawn for the whole
+    sequence up front (time-major); None when dropout is off."""
+    if not train or self.dropout_rate == 0:
+      return None
+    return jax.vmap(lambda r: hashrng.keep_mask(
+        r, (steps, batch, self.hidden_size), self.dropout_rate))(
+            jax.random.split(self.make_rng("dropout"), self.num_layers - 1))
+
   def _wavefront(self, xs, carries, train):
     """All layers in one scan; layer l handles time t = i - l in iteration i.
 
@@ -292,12 +306,9 @@ class RecurrentStack(nn.Module):
     xs_tm = jnp.swapaxes(xs, 0, 1)  # [T, B, D], time-major for the scan
     inputs = {"x": jnp.pad(xs_tm, ((0, lag), (0, 0), (0, 0))),
               "t": jnp.arange(steps + lag)}
-    if train and self.dropout_rate > 0:
-      # One mask per layer input, drawn for the whole sequence up front and
-      # shifted so that iteration i sees layer l's mask for time i - l.
-      keep = jax.vmap(lambda r: hashrng.keep_mask(
-          r, (steps, batch, self.hidden_size), self.dropout_rate))(
-              jax.random.split(self.make_rng("dropout"), lag))
+    keep = self._wavefront_keep_masks(steps, batch, train)
+    if keep is not None:
+      # Shifted so that iteration i sees layer l's mask for time i - l.
       inputs["keep"] = tuple(
           jnp.pad(keep[l - 1], ((l, lag - l), (0, 0), (0, 0)))
           for l in range(1, num_layers))

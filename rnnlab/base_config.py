@@ -53,6 +53,22 @@ def get_config() -> ml_collections.ConfigDict:
   # or the whole cell per step (False: faster here at hidden 256).
   c.model.hoist_input_projection = False
   c.model.unroll = 1              # time steps per loop iteration
+  # Deep and regularised stacks (models/layers.py RecurrentStack); the
+  # defaults are the plain stack, which keeps the wavefront fast path.
+  c.model.hidden_sizes = ()        # per-layer sizes, e.g. (512, 256); () =
+                                   # hidden_size for all num_layers layers
+  c.model.residual = False         # add each layer's input to its output
+                                   # (layers > 0 of equal width)
+  c.model.layer_norm = False       # LayerNorm on each layer's output
+  c.model.bidirectional = False    # encoders only: refused by language models
+  c.model.bidirectional_merge = "concat"  # or "sum"
+  # Variational dropout (Gal & Ghahramani: one mask per sequence, shared
+  # over time) of each layer's input, output, and H_{t-1} in the recurrent
+  # matmuls; zoneout keeps each carry unit with this probability per step.
+  c.model.input_dropout = 0.0
+  c.model.output_dropout = 0.0
+  c.model.recurrent_dropout = 0.0
+  c.model.zoneout = 0.0
   # Compute dtype ("bfloat16" for mixed precision on GPU/TPU): carries, gate
   # pre-activations and logits stay float32. param_dtype is the stored
   # parameters' (keep float32 so that Adam's updates are not rounded away).
@@ -105,7 +121,9 @@ NON_NEGATIVE_KEYS = (
     "optim.warmup_steps",
     "optim.clip_norm", "optim.weight_decay", "sample.temperature",
     "sample.top_k", "sample.length")
-FRACTION_KEYS = ("model.dropout_rate", "optim.final_lr_fraction")
+FRACTION_KEYS = ("model.dropout_rate", "model.input_dropout",
+                 "model.output_dropout", "model.recurrent_dropout",
+                 "model.zoneout", "optim.final_lr_fraction")
 
 
 def _get(config, dotted: str):

@@ -9,6 +9,10 @@ projection out of the time loop (see `rnnlab.models.layers.Recurrent`):
   recurrence(carry, xp)    the rest of the step, given projected inputs xp
   __call__(carry, x)       = recurrence(carry, project_inputs(x))
 
+Both take an optional `hidden_mask` [B, H]: variational recurrent dropout
+(Gal & Ghahramani 2016) multiplies H_{t-1} by it where H_{t-1} enters the
+recurrent matmuls only, so the carried state itself is not dropped.
+
 Gate weights are fused: one input matmul and one hidden matmul cover all
 gates. Parameters may be any dtype (`param_dtype`, compute in `dtype`), but
 gate nonlinearities and carries are float32 so that long sequences do not
@@ -112,15 +116,21 @@ class RecurrentCell(nn.Module):
   def gate_extras(self) -> dict[str, Array]:
     return {}
 
-  def recurrence(self, carry: Carry, xp: Array) -> tuple[Carry, Array]:
-    hp = self.hidden_proj(self.hidden_of(carry))
+  def recurrence(self, carry: Carry, xp: Array,
+                 hidden_mask: Array | None = None) -> tuple[Carry, Array]:
+    hp = self.hidden_proj(_masked(self.hidden_of(carry), hidden_mask))
     return self.gate_function()(carry, xp, hp, self.gate_extras())
 
-  def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
-    return self.recurrence(carry, self.project_inputs(x))
+  def __call__(self, carry: Carry, x: Array,
+               hidden_mask: Array | None = None) -> tuple[Carry, Array]:
+    return self.recurrence(carry, self.project_inputs(x), hidden_mask)
 
   def initialize_carry(self, batch_shape: tuple[int, ...]) -> Carry:
     return jnp.zeros((*batch_shape, self.hidden_size), jnp.float32)
+
+
+def _masked(h: Array, mask: Array | None) -> Array:
+  return h if mask is None else h * mask
 
 
 def _preactivation(xp: Array, hp: Array) -> Array:
@@ -244,14 +254,15 @@ class GRUCell(RecurrentCell):
                                 "its gate; it runs as a plain recurrence.")
     return _gru_reset_after_gate
 
-  def recurrence(self, h, xp):
+  def recurrence(self, h, xp, hidden_mask=None):
     if self.reset_after:
-      return super().recurrence(h, xp)
+      return super().recurrence(h, xp, hidden_mask)
     xr, xz, xn = jnp.split(xp, 3, axis=-1)
-    hr, hz = jnp.split(self.hidden_proj(h), 2, axis=-1)
+    dropped = _masked(h, hidden_mask)  # in the matmuls; H_t uses h itself
+    hr, hz = jnp.split(self.hidden_proj(dropped), 2, axis=-1)
     r = jax.nn.sigmoid(_preactivation(xr, hr))
     z = jax.nn.sigmoid(_preactivation(xz, hz))
-    n = jnp.tanh(_preactivation(xn, self.candidate_proj(r * h)))
+    n = jnp.tanh(_preactivation(xn, self.candidate_proj(r * dropped)))
     h = (1.0 - z) * h + z * n
     return h, h
 

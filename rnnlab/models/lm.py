@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab.errors import UserError
 from rnnlab.models import layers
 from rnnlab.registry import lookup
 
@@ -35,6 +36,13 @@ class RecurrentLM(nn.Module):
   @classmethod
   def from_config(cls, c, *, vocab_size: int) -> "RecurrentLM":
     lookup({e: e for e in EMBEDDINGS}, c.embedding, "embedding")
+    if c.bidirectional:
+      raise UserError(
+          "model.bidirectional=True cannot be used in a language model: the "
+          "backward direction reads the characters after each position, "
+          "including the one it is asked to predict, so the loss would mean "
+          "nothing. Use bidirectional layers in encoders (classification, "
+          "seq2seq); for a two-way LM, train a forward and a backward LM.")
     rnn = layers.RecurrentStack(**layers.stack_kwargs_from_config(c),
                                 parent=None)
     return cls(vocab_size=vocab_size, rnn=rnn, embed_dim=c.embed_dim,

@@ -23,6 +23,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.source = "file"          # "file" or "tfds" (needs the tfds extra)
   c.data.val_fraction = 0.1       # nanoGPT split: first 90% train, last 10% val
   c.data.test_fraction = 0.0      # carved from the end, after val; 0 = no test
+  # task="seq2seq" (rnnlab/data/seq2seq.py): generated problems.
+  c.data.problem = "addition"     # "addition" or "dates"
+  c.data.max_digits = 3           # addition: operands below 10**max_digits
+  c.data.locales = ("en_US", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR",
+                    "nl_NL")      # dates: babel locales
+  c.data.formats = ("full", "long", "medium", "numeric")  # dates
+  c.data.max_source_len = 48      # dates: longest rendering accepted
+  c.data.num_val = 1000           # held-out examples (dates: held-out days)
+  c.data.num_test = 2000
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "rnn_lm"         # rnnlab.models.MODELS
@@ -38,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.1      # between layers and before the readout
   c.model.activation = "tanh"     # rnn only: "tanh" or "relu"
   c.model.forget_bias = 1.0       # lstm only: forget-gate bias init
+  # seq2seq only: "none", "additive", "dot", "general", "scaled_dot"
+  # (rnnlab/models/attention.py).
+  c.model.attention = "additive"
   c.model.reset_after = True      # gru only: True = PyTorch/cuDNN, False = chapter
   # How the recurrence runs; each choice computes the same function, and
   # the defaults are the fastest measured here (docs/benchmarks.md).
@@ -102,6 +114,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.num_streams = 32         # parallel contiguous streams over a split
   c.eval.seq_len = 256            # chunk length; state carries across chunks
+  c.eval.batch_size = 500         # seq2seq: examples per decoding batch
+  c.eval.beam_size = 1            # seq2seq: >1 also reports beam accuracy
 
   c.sample = ml_collections.ConfigDict()
   c.sample.prime = "\n"
@@ -115,7 +129,8 @@ POSITIVE_KEYS = (
     "model.hidden_size", "model.num_layers", "model.embed_dim", "model.unroll",
     "train.batch_size", "train.seq_len", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.max_to_keep", "eval.num_streams",
-    "eval.seq_len", "optim.learning_rate")
+    "eval.seq_len", "eval.batch_size", "eval.beam_size",
+    "optim.learning_rate")
 NON_NEGATIVE_KEYS = (
     "train.steps", "train.sample_every", "train.profile_steps",
     "optim.warmup_steps",

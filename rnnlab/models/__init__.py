@@ -9,10 +9,12 @@ from __future__ import annotations
 import ml_collections
 
 from rnnlab.models import lm
+from rnnlab.models import seq2seq
 from rnnlab.registry import lookup
 
 MODELS = {
     "rnn_lm": lm.RecurrentLM,
+    "seq2seq": seq2seq.Seq2Seq,
 }
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 from rnnlab.registry import lookup
 from rnnlab.tasks import base
 from rnnlab.tasks import char_lm
+from rnnlab.tasks import seq2seq
 
 TASKS: dict[str, type[base.Task]] = {
     "char_lm": char_lm.CharLMTask,
+    "seq2seq": seq2seq.Seq2SeqTask,
 }
 
 

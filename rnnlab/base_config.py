@@ -116,6 +116,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.seq_len = 256            # chunk length; state carries across chunks
   c.eval.batch_size = 500         # seq2seq: examples per decoding batch
   c.eval.beam_size = 1            # seq2seq: >1 also reports beam accuracy
+  c.eval.attention_plots = 4      # seq2seq: test heatmaps in <workdir>/attention
 
   c.sample = ml_collections.ConfigDict()
   c.sample.prime = "\n"
@@ -133,6 +134,7 @@ POSITIVE_KEYS = (
     "optim.learning_rate")
 NON_NEGATIVE_KEYS = (
     "train.steps", "train.sample_every", "train.profile_steps",
+    "eval.attention_plots",
     "optim.warmup_steps",
     "optim.clip_norm", "optim.weight_decay", "sample.temperature",
     "sample.top_k", "sample.length")
@@ -184,6 +186,46 @@ def make_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.train.sample_every = 20
   c.optim.warmup_steps = min(c.optim.warmup_steps, 2)
   c.sample.length = 50
+  return c
+
+
+def seq2seq_config(problem: str, arg: str) -> ml_collections.ConfigDict:
+  """The shared recipe of configs/*_seq2seq_*.py: a bidirectional GRU
+  encoder and a GRU decoder (hidden 128) with attention.
+
+  arg: the attention ("none", "additive", "dot", "general", "scaled_dot";
+  default additive) and/or "runlocal", comma-separated. The dot-product
+  scores need queries and keys of one width, so they get a unidirectional
+  encoder as wide as the decoder.
+  """
+  from rnnlab.models import seq2seq  # pylint: disable=g-import-not-at-top
+  flags = parse_arg(arg, valid=("runlocal", *seq2seq.ATTENTION_CHOICES))
+  c = get_config()
+  c.task, c.data.problem = "seq2seq", problem
+  c.model.name, c.model.cell = "seq2seq", "gru"
+  c.model.hidden_size, c.model.num_layers, c.model.embed_dim = 128, 1, 32
+  c.model.bidirectional = True
+  c.model.dropout_rate = 0.0
+  c.model.attention = "additive"
+  for kind in seq2seq.ATTENTION_CHOICES:
+    if kind in flags:
+      c.model.attention = kind
+  if c.model.attention in ("dot", "scaled_dot"):
+    c.model.bidirectional = False
+  c.train.steps = 3000
+  c.train.log_every = 100
+  c.train.eval_every = c.train.checkpoint_every = c.train.sample_every = 1000
+  c.optim.learning_rate = 3e-3
+  c.optim.final_lr_fraction = 0.05
+  c.eval.beam_size = 4
+  if "runlocal" in flags:
+    c.model.hidden_size, c.model.embed_dim = 16, 8
+    c.data.num_val = c.data.num_test = 40
+    c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
+    c.train.eval_every = c.train.checkpoint_every = 10
+    c.train.sample_every = 20
+    c.optim.warmup_steps = 2
+    c.eval.beam_size = 2
   return c
 
 

@@ -142,3 +142,26 @@ def plot_curves(workdir: pathlib.Path, key: str = "loss") -> pathlib.Path:
   fig.savefig(out, dpi=100)
   plt.close(fig)
   return out
+
+
+def plot_attention(path: pathlib.Path, source: str, output: str, weights,
+                   title: str = "") -> pathlib.Path:
+  """Heatmap of attention weights [len(output) (+EOS), len(source)]:
+  one row per output character, one column per input character."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = list(output) + ["<eos>"]
+  weights = weights[:len(rows)]
+  fig, ax = plt.subplots(figsize=(0.3 * len(source) + 2,
+                                  0.3 * len(rows) + 1.5))
+  ax.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+  ax.set_xticks(range(len(source)), list(source))
+  ax.set_yticks(range(len(rows)), rows)
+  ax.set_xlabel("input")
+  ax.set_ylabel("output")
+  ax.set_title(title or f"{source!r} -> {output!r}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

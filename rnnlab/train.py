@@ -227,6 +227,7 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   writer.close()
   if jax.process_index() == 0:
     metrics_lib.plot_curves(workdir)
+    task.write_reports(state.params, workdir)
   return {"step": max(start, total), "eval": eval_results}
 
 
@@ -299,28 +300,38 @@ def load_run_for_inference(workdir: pathlib.Path) -> InferenceRun:
     raise CheckpointError(f"No {char_lm.VOCAB_FILE} in {workdir}.")
   vocab = text.Vocab.load(vocab_path)
   model = models.create_model(config.model, vocab_size=len(vocab))
-  ckpt_dir = workdir / CHECKPOINT_DIR
+  step, params = restore_params(model, (jnp.zeros((1, 1), jnp.int32),),
+                                workdir)
+  return InferenceRun(config, model, params, vocab, step)
+
+
+def restore_params(model, init_inputs, workdir: pathlib.Path
+                   ) -> tuple[int, Any]:
+  """(step, params) of the newest checkpoint in `workdir`; `init_inputs`
+  are example inputs of `model.init`, for the parameter shapes."""
+  ckpt_dir = pathlib.Path(workdir) / CHECKPOINT_DIR
   if not ckpt_dir.is_dir():
     raise CheckpointError(f"No checkpoint in {workdir} (expected "
                           f"{ckpt_dir}).")
   template = jax.eval_shape(
-      functools.partial(model.init, train=False), jax.random.key(0),
-      jnp.zeros((1, 1), jnp.int32))["params"]
-  ckpt = checkpoint.Checkpointer(ckpt_dir, read_only=True)
-  step, params = ckpt.restore_params(template)
-  return InferenceRun(config, model, params, vocab, step)
+      lambda key: model.init(key, *init_inputs), jax.random.key(0))["params"]
+  return checkpoint.Checkpointer(ckpt_dir, read_only=True).restore_params(
+      template)
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict | None,
                         workdir: str | pathlib.Path) -> dict[str, Any]:
-  """Metrics of every eval split for the newest checkpoint; no training."""
+  """Metrics of every eval split for the newest checkpoint; no training.
+  Also rewrites the task's reports (e.g. attention heatmaps)."""
   workdir = pathlib.Path(workdir)
   config = config or load_config(workdir)
   task = tasks.create_task(config)
-  run = load_run_for_inference(workdir)
-  if run.vocab != task.vocab:
-    raise CheckpointError(f"{workdir}/vocab.json does not match the corpus "
-                          "of this config.")
-  results = {split: task.evaluate(run.params, split)
+  if not (workdir / "config.json").exists():
+    raise CheckpointError(f"No config.json in {workdir}: not an rnnlab run "
+                          "directory (train there first).")
+  task.save_metadata(workdir)  # raises if the saved vocabulary differs
+  step, params = restore_params(task.model, task.init_inputs(), workdir)
+  results = {split: task.evaluate(params, split)
              for split in task.eval_splits}
-  return {"step": run.step, "eval": results}
+  task.write_reports(params, workdir)
+  return {"step": step, "eval": results}

@@ -102,3 +102,24 @@ def test_launch_script_passes_arguments_through(tmp_path):
   # The override reached rnnlab.main: its validation rejected the name.
   assert proc.returncode == 2
   assert "Unknown cell 'lstm_x'" in proc.stderr
+
+
+def test_seq2seq_run_writes_attention_heatmaps_and_evaluates(tmp_path):
+  config = "--config=configs/gru_seq2seq_addition.py:runlocal"
+  proc = run("rnnlab.main", config, f"--workdir={tmp_path}",
+             "--config.train.progress_bar=False")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads(proc.stdout[proc.stdout.index("{"):])
+  assert set(results["eval"]) == {"val", "test"}
+  assert 0 <= results["eval"]["test"]["accuracy"] <= 1
+  plots = sorted((tmp_path / "attention").glob("test_*.png"))
+  assert len(plots) == 4
+  assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+  for p in plots:
+    p.unlink()
+  proc = run("rnnlab.main", "--mode=eval", f"--workdir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  again = json.loads(proc.stdout[proc.stdout.index("{"):])
+  results["eval"]["test"].pop("eval_seconds")
+  assert again["eval"]["test"] == results["eval"]["test"]
+  assert len(list((tmp_path / "attention").glob("test_*.png"))) == 4

@@ -51,3 +51,7 @@ class Task(abc.ABC):
   def periodic_output(self, params, step: int) -> str | None:
     """Something human-readable to log during training (e.g. a sample)."""
     return None
+
+  def write_reports(self, params, workdir: pathlib.Path) -> list[pathlib.Path]:
+    """Files (e.g. plots) written after training and by --mode=eval."""
+    return []

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from rnnlab import decode
+from rnnlab import metrics as metrics_lib
 from rnnlab import models
 from rnnlab.data import seq2seq as data
 from rnnlab.errors import UserError
@@ -133,6 +134,19 @@ class Seq2SeqTask(base.Task):
                         "a new workdir.")
     else:
       self.vocab.save(path)
+
+  def write_reports(self, params, workdir):
+    """Attention heatmaps of the first eval.attention_plots test examples:
+    <workdir>/attention/test_<i>.png."""
+    if self.config.model.attention == "none" or not (
+        self.config.eval.attention_plots):
+      return []
+    directory = pathlib.Path(workdir) / "attention"
+    directory.mkdir(exist_ok=True)
+    return [metrics_lib.plot_attention(directory / f"test_{i}.png", source,
+                                       prediction, weights)
+            for i, (source, prediction, weights) in enumerate(attention_maps(
+                self, params, "test", self.config.eval.attention_plots))]
 
   def periodic_output(self, params, step):
     pairs, encoded = self.eval_pairs("val")

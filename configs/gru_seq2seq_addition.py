@@ -1,0 +1,25 @@
+"""Seq2seq addition, "a+b" -> "c" with operands of up to 3 digits (as in
+Flax's seq2seq example): a bidirectional GRU encoder, a GRU decoder with
+additive (Bahdanau) attention. Held-out pairs never appear in training.
+
+  python -m rnnlab.main --config=configs/gru_seq2seq_addition.py --workdir=runs/addition
+  python -m rnnlab.main --config=configs/gru_seq2seq_addition.py:none --workdir=runs/addition_none
+  python -m rnnlab.main --config=configs/gru_seq2seq_addition.py:runlocal --workdir=/tmp/addition
+
+The arg picks the attention and/or "runlocal" (base_config.seq2seq_config).
+
+Measured (2026-11-26, this 2-core CPU, jax 0.10.2, the commands above):
+exact match on the 2,000 held-out test pairs after 3,000 steps of 128,
+greedy / 4-beam decoding:
+  additive attention   99.7% / 99.7% (step 1,000: 87.7%; step 2,000:
+                       99.0%), 1 min 55 s wall for the whole command
+  no attention (:none) 25.0% / 21.0%, 1 min 15 s wall
+"""
+from rnnlab import base_config
+
+
+def get_config(arg: str = ""):
+  c = base_config.seq2seq_config("addition", arg)
+  if "runlocal" not in arg:
+    c.train.batch_size = 128
+  return c

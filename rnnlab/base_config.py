@@ -50,6 +50,8 @@ def get_config() -> ml_collections.ConfigDict:
   # seq2seq only: "none", "additive", "dot", "general", "scaled_dot"
   # (rnnlab/models/attention.py).
   c.model.attention = "additive"
+  # attention_lm only: its attention span, in hidden states (current included).
+  c.model.attention_window = 128
   c.model.reset_after = True      # gru only: True = PyTorch/cuDNN, False = chapter
   # How the recurrence runs; each choice computes the same function, and
   # the defaults are the fastest measured here (docs/benchmarks.md).
@@ -128,6 +130,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 POSITIVE_KEYS = (
     "model.hidden_size", "model.num_layers", "model.embed_dim", "model.unroll",
+    "model.attention_window",
     "train.batch_size", "train.seq_len", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.max_to_keep", "eval.num_streams",
     "eval.seq_len", "eval.batch_size", "eval.beam_size",
@@ -207,6 +210,8 @@ def seq2seq_config(problem: str, arg: str) -> ml_collections.ConfigDict:
   c.model.bidirectional = True
   c.model.dropout_rate = 0.0
   c.model.attention = "additive"
+  # attention_lm only: its attention span, in hidden states (current included).
+  c.model.attention_window = 128
   for kind in seq2seq.ATTENTION_CHOICES:
     if kind in flags:
       c.model.attention = kind

@@ -14,6 +14,7 @@ from rnnlab.registry import lookup
 
 MODELS = {
     "rnn_lm": lm.RecurrentLM,
+    "attention_lm": lm.AttentionLM,
     "seq2seq": seq2seq.Seq2Seq,
 }
 

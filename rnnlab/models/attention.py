@@ -142,13 +142,16 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, queries: Array, keys: Array, values: Array | None = None,
                *, key_lengths: Array | None = None, causal: bool = False,
-               query_offset: int | Array = 0) -> tuple[Array, Array]:
+               query_offset: int | Array = 0,
+               mask: Array | None = None) -> tuple[Array, Array]:
+    """mask: optional bool [B or 1, Q, K], and-ed with the other masks."""
     score_cls = lookup(SCORES, self.kind, "attention score")
     values = keys if values is None else values
     scores = score_cls(hidden_size=self.hidden_size, dtype=self.dtype,
                        name="score")(queries, keys)
-    mask = key_mask(queries.shape[1], keys.shape[1], key_lengths, causal,
-                    query_offset)
+    full_mask = key_mask(queries.shape[1], keys.shape[1], key_lengths, causal,
+                         query_offset)
+    mask = full_mask if mask is None else full_mask & mask
     weights = masked_softmax(scores, mask)
     context = jnp.einsum("bqk,bkd->bqd", weights.astype(self.dtype),
                          values.astype(self.dtype))

@@ -75,3 +75,79 @@ class RecurrentLM(nn.Module):
     """One token per sequence: tokens [B] -> (logits [B, V], carries)."""
     carries, h = self.rnn.step(self._inputs(tokens), carries)
     return self.readout(h).astype(jnp.float32), carries
+
+
+class AttentionLM(RecurrentLM):
+  """A recurrent LM whose output layer also sees causal attention over its
+  own recent hidden states.
+
+  For the hidden state h_t of position t: context_t = attention(query h_t,
+  keys = the last `window` hidden states up to and including t), then
+  logits = readout(tanh(W_c [h_t; context_t])). The states attended over
+  span chunk boundaries: carries = (stack carries, memory [B, W, H] of the
+  last W states in order, count [B] of valid ones), so training windows
+  (which start empty), streamed evaluation and step-by-step sampling all
+  compute the same function. `step` is `__call__` on one token.
+  """
+
+  attention: str = "scaled_dot"
+  window: int = 128
+
+  @classmethod
+  def from_config(cls, c, *, vocab_size: int) -> "AttentionLM":
+    from rnnlab.models import attention as attention_lib  # pylint: disable=g-import-not-at-top
+    lookup(attention_lib.SCORES, c.attention, "attention score")
+    base = RecurrentLM.from_config(c, vocab_size=vocab_size)
+    return cls(vocab_size=base.vocab_size, rnn=base.rnn,
+               embed_dim=base.embed_dim, embedding=base.embedding,
+               embed_init_std=base.embed_init_std, attention=c.attention,
+               window=c.attention_window)
+
+  def setup(self):
+    super().setup()
+    from rnnlab.models import attention as attention_lib  # pylint: disable=g-import-not-at-top
+    self.attend = attention_lib.Attention(self.attention,
+                                          dtype=self.rnn.dtype)
+    self.combine = nn.Dense(self.rnn.output_size(), dtype=self.rnn.dtype,
+                            param_dtype=self.rnn.param_dtype)
+
+  def initialize_carry(self, batch_size: int):
+    width = self.rnn.output_size()
+    return (self.rnn.initialize_carry(batch_size),
+            jnp.zeros((batch_size, self.window, width), jnp.float32),
+            jnp.zeros((batch_size,), jnp.int32))
+
+  def _attend(self, h, memory, count):
+    """h [B, T, H] after `count` valid states in memory [B, W, H]."""
+    steps, window = h.shape[1], self.window
+    keys = jnp.concatenate([memory.astype(h.dtype), h], axis=1)
+    # Stream positions relative to the chunk start: memory slot i holds
+    # position i - W (valid for the last `count` slots), chunk j holds j.
+    key_pos = jnp.arange(window + steps) - window
+    valid = jnp.concatenate([
+        jnp.arange(window)[None, :] >= window - count[:, None],
+        jnp.ones((h.shape[0], steps), bool)], axis=1)  # [B, W+T]
+    query_pos = jnp.arange(steps)
+    in_window = ((key_pos[None, :] <= query_pos[:, None]) &
+                 (key_pos[None, :] > query_pos[:, None] - window))
+    mask = valid[:, None, :] & in_window[None]
+    context, weights = self.attend(h, keys, mask=mask)
+    memory = keys[:, -window:].astype(jnp.float32)
+    count = jnp.minimum(count + steps, window)
+    return jnp.tanh(self.combine(jnp.concatenate([h, context], -1))), (
+        memory, count, weights)
+
+  def __call__(self, tokens, carries=None, *, train: bool = False):
+    if carries is None:
+      carries = self.initialize_carry(tokens.shape[0])
+    stack_carries, memory, count = carries
+    stack_carries, h = self.rnn(self._inputs(tokens), stack_carries,
+                                train=train)
+    out, (memory, count, _) = self._attend(h, memory, count)
+    out = self.dropout(out, deterministic=not train)
+    return (self.readout(out).astype(jnp.float32),
+            (stack_carries, memory, count))
+
+  def step(self, tokens, carries):
+    logits, carries = self(tokens[:, None], carries)
+    return logits[:, 0], carries

@@ -63,3 +63,72 @@ def test_embedding_init_std_is_configurable(std):
   table = params["params"]["embed"]["embedding"]
   assert table.shape == (V, 64)
   assert float(jnp.std(table)) == pytest.approx(std, rel=0.1)
+
+
+def attention_lm(window=6, **kw):
+  return models.create_model(
+      lm_config(name="attention_lm", attention="scaled_dot",
+                attention_window=window, **kw), vocab_size=V)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_attention_lm_chunks_and_steps_equal_one_pass(cell):
+  """Memory carries the last `window` states across chunks, so streaming
+  (evaluation) and stepping (sampling) compute the same logits."""
+  model = attention_lm(cell=cell)
+  tokens = jnp.asarray(np.random.default_rng(1).integers(0, V, (3, 20)))
+  params = model.init(jax.random.key(0), tokens)["params"]
+  variables = {"params": params}
+  logits, _ = model.apply(variables, tokens)
+  first, carries = model.apply(variables, tokens[:, :8])
+  second, _ = model.apply(variables, tokens[:, 8:], carries)
+  np.testing.assert_allclose(jnp.concatenate([first, second], 1), logits,
+                             atol=1e-5)
+  carries = model.initialize_carry(3)
+  for t in range(20):
+    step_logits, carries = model.apply(variables, tokens[:, t], carries,
+                                       method="step")
+    np.testing.assert_allclose(step_logits, logits[:, t], atol=1e-5)
+
+
+def test_attention_lm_is_causal():
+  model = attention_lm()
+  tokens = jnp.asarray(np.random.default_rng(2).integers(0, V, (2, 12)))
+  params = model.init(jax.random.key(0), tokens)["params"]
+  logits, _ = model.apply({"params": params}, tokens)
+  changed = tokens.at[:, 7:].set((tokens[:, 7:] + 1) % V)
+  other, _ = model.apply({"params": params}, changed)
+  np.testing.assert_array_equal(logits[:, :7], other[:, :7])
+  assert not np.allclose(logits[:, 7:], other[:, 7:])
+
+
+def test_attention_lm_window_mask():
+  """Query t attends to the last `window` states (current included):
+  memory slots only while within reach, nothing before the stream began."""
+  from rnnlab.models import lm  # pylint: disable=g-import-not-at-top
+  window, steps = 4, 5
+  model = attention_lm(window=window)
+  tokens = jnp.zeros((2, steps), jnp.int32)
+  params = model.init(jax.random.key(0), tokens)["params"]
+  rng = np.random.default_rng(3)
+  h = jnp.asarray(rng.normal(size=(2, steps, 8)), jnp.float32)
+  memory = jnp.asarray(rng.normal(size=(2, window, 8)), jnp.float32)
+  count = jnp.array([0, 3])
+  _, (new_memory, new_count, weights) = model.apply(
+      {"params": params}, h, memory, count, method=lm.AttentionLM._attend)
+  w = np.asarray(weights)  # [B, T, W + T]
+  np.testing.assert_allclose(w.sum(-1), 1, rtol=1e-5)
+  for b, n in enumerate((0, 3)):
+    for t in range(steps):
+      seen = np.nonzero(w[b, t])[0]
+      positions = seen - window  # stream position relative to chunk start
+      assert positions.max() == t and positions.min() == max(t - window + 1,
+                                                              -n)
+  np.testing.assert_allclose(new_memory, h[:, -window:])
+  np.testing.assert_array_equal(new_count, [4, 4])
+
+
+def test_attention_lm_needs_a_score():
+  with pytest.raises(ValueError, match=r"Unknown attention score 'none'"):
+    models.create_model(lm_config(name="attention_lm", attention="none"),
+                        vocab_size=V)

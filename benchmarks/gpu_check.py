@@ -21,7 +21,6 @@ Results are recorded in docs/benchmarks.md (GPU section).
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 
@@ -135,8 +134,8 @@ def main(argv=None):
     print(f"# {cell}: bf16 compute vs float32, max logit difference "
           f"/ max |logit| = {bf16_logits_gap(cell, s):.1e}", flush=True)
   if not args.skip_speed:
-    print(f"\n| cell | rnnlab variant | tok/s | torch cuDNN tok/s | ratio |"
-          f"\n|---|---|---|---|---|")
+    print("\n| cell | rnnlab variant | tok/s | torch cuDNN tok/s | ratio |"
+          "\n|---|---|---|---|---|")
     for cell in cells:
       runners = {"torch": tt.TorchRunner(cell, s, threads=1, device=args.torch_device)}
       for impl in IMPLEMENTATIONS[cell]:
@@ -145,16 +144,8 @@ def main(argv=None):
             continue  # cuDNN path computes in float32
           runners[f"{impl}/{dtype}"] = tt.make_rnnlab(
               cell, s, [f"implementation={impl}", f"dtype={dtype}"])
-      steps = {}
-      for name, r in runners.items():
-        r.run(2)
-        steps[name] = harness.steps_for(harness.timed(lambda: r.run(3)) / 3,
-                                        args.seconds)
-      samples = {name: [] for name in runners}
-      for _ in range(args.repeats):
-        for name, r in runners.items():
-          seconds = harness.timed(functools.partial(r.run, steps[name]))
-          samples[name].append(steps[name] * s.tokens / seconds)
+      samples = harness.interleaved_throughput(
+          runners, s.tokens, args.repeats, args.seconds, probe_steps=3)
       tps = {n: harness.summarize(v)[0] for n, v in samples.items()}
       for name, value in tps.items():
         if name != "torch":

@@ -65,6 +65,25 @@ def steps_for(seconds_per_step: float, target_s: float = 1.0) -> int:
   return max(1, round(target_s / max(seconds_per_step, 1e-6)))
 
 
+def interleaved_throughput(runners: dict, tokens_per_step: int, repeats: int,
+                           seconds: float, probe_steps: int = 1
+                           ) -> dict[str, list[float]]:
+  """Tokens/s samples per runner (objects with `run(n)`): warm up each,
+  size its timed runs to ~`seconds`, then time them in turn, `repeats`
+  rounds, so that slow drifts of the machine hit all runners alike."""
+  steps = {}
+  for name, r in runners.items():
+    r.run(2)  # compile / warm up
+    per_step = timed(lambda: r.run(probe_steps)) / probe_steps
+    steps[name] = steps_for(per_step, seconds)
+  samples = {name: [] for name in runners}
+  for _ in range(repeats):
+    for name, r in runners.items():
+      elapsed = timed(lambda: r.run(steps[name]))
+      samples[name].append(steps[name] * tokens_per_step / elapsed)
+  return samples
+
+
 def summarize(samples: list[float]) -> tuple[float, float]:
   """Median and the half-spread (max-min)/2 relative to the median."""
   med = statistics.median(samples)

@@ -234,16 +234,8 @@ def main(argv=None):
     s = harness.SHAPES[shape_name]
     for cell in args.cells.split(","):
       runners = {name: makers[name](cell, s) for name in impls}
-      steps = {}
-      for name, r in runners.items():
-        r.run(2)  # compile / warm up
-        steps[name] = harness.steps_for(harness.timed(lambda: r.run(1)),
-                                        args.seconds)
-      samples = {name: [] for name in runners}
-      for _ in range(args.repeats):
-        for name, r in runners.items():
-          seconds = harness.timed(functools.partial(r.run, steps[name]))
-          samples[name].append(steps[name] * s.tokens / seconds)
+      samples = harness.interleaved_throughput(runners, s.tokens,
+                                               args.repeats, args.seconds)
       stats = {n: harness.summarize(v) for n, v in samples.items()}
       results[(cell, shape_name)] = stats
       tps = {n: m for n, (m, _) in stats.items()}

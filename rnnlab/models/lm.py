@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab.errors import UserError
+from rnnlab.models import attention as attention_lib
 from rnnlab.models import layers
 from rnnlab.registry import lookup
 
@@ -95,7 +96,6 @@ class AttentionLM(RecurrentLM):
 
   @classmethod
   def from_config(cls, c, *, vocab_size: int) -> "AttentionLM":
-    from rnnlab.models import attention as attention_lib  # pylint: disable=g-import-not-at-top
     lookup(attention_lib.SCORES, c.attention, "attention score")
     base = RecurrentLM.from_config(c, vocab_size=vocab_size)
     return cls(vocab_size=base.vocab_size, rnn=base.rnn,
@@ -105,7 +105,6 @@ class AttentionLM(RecurrentLM):
 
   def setup(self):
     super().setup()
-    from rnnlab.models import attention as attention_lib  # pylint: disable=g-import-not-at-top
     self.attend = attention_lib.Attention(self.attention,
                                           dtype=self.rnn.dtype)
     self.combine = nn.Dense(self.rnn.output_size(), dtype=self.rnn.dtype,

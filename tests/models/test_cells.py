@@ -9,6 +9,7 @@ import pytest
 
 from rnnlab.models import cells
 from rnnlab.models import layers
+from tests.models.helpers import randomize
 
 B, D, H, T = 3, 5, 4, 7
 
@@ -16,12 +17,6 @@ B, D, H, T = 3, 5, 4, 7
 def sigmoid(x):
   return 1.0 / (1.0 + np.exp(-x))
 
-
-def randomize(params, seed=0):
-  """Random weights and biases (the init's zero biases would hide bugs)."""
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(
-      lambda p: jnp.asarray(rng.normal(0, 0.5, p.shape), p.dtype), params)
 
 
 def blocks(w, n):

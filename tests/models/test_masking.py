@@ -10,6 +10,7 @@ import pytest
 from rnnlab.errors import UserError
 from rnnlab.models import cells
 from rnnlab.models import layers
+from tests.models.helpers import randomize
 
 B, D, H, T = 3, 5, 4, 7
 LENGTHS = np.array([7, 4, 1])
@@ -19,11 +20,6 @@ def _xs(steps=T, seed=0):
   return jnp.asarray(np.random.default_rng(seed).normal(size=(B, steps, D)),
                      jnp.float32)
 
-
-def _randomize(variables, seed=1):
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(
-      lambda p: jnp.asarray(rng.normal(0, 0.5, p.shape), p.dtype), variables)
 
 
 def _close(a, b):
@@ -50,7 +46,7 @@ def test_masked_layer_equals_each_sequence_alone(cell_name, reverse, hoist):
   layer = layers.Recurrent(cell, reverse=reverse,
                            hoist_input_projection=hoist)
   xs = _xs()
-  variables = _randomize(layer.init(jax.random.key(0), xs))
+  variables = randomize(layer.init(jax.random.key(0), xs), seed=1)
   carry, ys = layer.apply(variables, xs, seq_lengths=jnp.asarray(LENGTHS))
   for b, n in enumerate(LENGTHS):
     alone_carry, alone_ys = layer.apply(variables, xs[b:b + 1, :n])
@@ -64,7 +60,7 @@ def test_appending_padding_changes_nothing(cell_name):
   cell = cells.create_cell(cell_name, H, {})
   layer = layers.Bidirectional(cell)
   xs = _xs()
-  variables = _randomize(layer.init(jax.random.key(0), xs))
+  variables = randomize(layer.init(jax.random.key(0), xs), seed=1)
   lengths = jnp.asarray(LENGTHS)
   garbage = 50 * _xs(steps=3, seed=9)
   short = layer.apply(variables, xs, seq_lengths=lengths)
@@ -82,7 +78,7 @@ def test_bidirectional_equals_forward_and_manually_reversed_backward(
   cell = cells.create_cell(cell_name, H, {})
   bi = layers.Bidirectional(cell, merge=merge)
   xs = _xs(seed=3)
-  variables = _randomize(bi.init(jax.random.key(0), xs))
+  variables = randomize(bi.init(jax.random.key(0), xs), seed=1)
   params = variables["params"]
   assert set(params) == {"forward", "backward"}  # untied directions
   (carry_f, carry_b), ys = bi.apply(variables, xs,
@@ -107,7 +103,7 @@ def test_bidirectional_without_lengths_is_whole_sequence():
   cell = cells.create_cell("gru", H, {})
   bi = layers.Bidirectional(cell)
   xs = _xs(seed=4)
-  variables = _randomize(bi.init(jax.random.key(0), xs))
+  variables = randomize(bi.init(jax.random.key(0), xs), seed=1)
   full = jnp.full((B,), T)
   _close(bi.apply(variables, xs), bi.apply(variables, xs, seq_lengths=full))
 
@@ -123,7 +119,7 @@ def test_stack_with_lengths_equals_each_sequence_alone():
   stack = layers.RecurrentStack("lstm", H, num_layers=2, dropout_rate=0.3,
                                 cell_options={}, schedule="wavefront")
   xs = _xs(seed=5)
-  variables = _randomize(stack.init(jax.random.key(0), xs))
+  variables = randomize(stack.init(jax.random.key(0), xs), seed=1)
   carries, ys = stack.apply(variables, xs, seq_lengths=jnp.asarray(LENGTHS))
   for b, n in enumerate(LENGTHS):
     alone_carries, alone_ys = stack.apply(variables, xs[b:b + 1, :n])

@@ -11,6 +11,7 @@ import pytest
 from rnnlab.errors import UserError
 from rnnlab.models import cells
 from rnnlab.models import layers
+from tests.models.helpers import randomize
 
 B, D, H, T = 3, 5, 4, 6
 RNGS = {"dropout": jax.random.key(7)}
@@ -20,11 +21,6 @@ def _xs(seed=0, width=D):
   return jnp.asarray(np.random.default_rng(seed).normal(size=(B, T, width)),
                      jnp.float32)
 
-
-def _randomize(variables, seed=1):
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(
-      lambda p: jnp.asarray(rng.normal(0, 0.5, p.shape), p.dtype), variables)
 
 
 def _close(a, b, tol=1e-5):
@@ -73,7 +69,7 @@ def test_recurrent_dropout_masks_h_in_the_matmuls_at_every_step(cell_name,
   cell = cells.create_cell(cell_name, H, options)
   layer = layers.Recurrent(cell, hoist_input_projection=False)
   xs = _xs(1)
-  variables = _randomize(layer.init(jax.random.key(0), xs))
+  variables = randomize(layer.init(jax.random.key(0), xs), seed=1)
   mask = jnp.asarray(np.random.default_rng(2).integers(0, 2, (B, H)) * 2.0,
                      jnp.float32)
   carry, ys = layer.apply(variables, xs, hidden_mask=mask)
@@ -106,7 +102,7 @@ def test_zoneout_keeps_units_in_training_and_averages_in_eval(cell_name):
   cell = cells.create_cell(cell_name, H, {})
   layer = layers.Recurrent(cell, hoist_input_projection=False)
   xs = _xs(4)
-  variables = _randomize(layer.init(jax.random.key(0), xs))
+  variables = randomize(layer.init(jax.random.key(0), xs), seed=1)
   carry0 = cell.initialize_carry((B,))
   keep = jax.tree.map(
       lambda c: jnp.asarray(np.random.default_rng(5).random(
@@ -130,7 +126,7 @@ def test_zoneout_keeps_units_in_training_and_averages_in_eval(cell_name):
 def test_residual_adds_each_layer_input():
   xs = _xs(6, width=H)  # equal widths: layer 0 has no residual either way
   plain, residual = _stack(), _stack(residual=True)
-  variables = _randomize(plain.init(jax.random.key(0), xs))
+  variables = randomize(plain.init(jax.random.key(0), xs), seed=1)
   _, ys_plain = plain.apply(variables, xs)
   _, ys_res = residual.apply(variables, xs)
   first = _stack(num_layers=1).apply(
@@ -142,7 +138,7 @@ def test_layer_norm_normalises_each_position_and_sizes_per_layer():
   stack = _stack(num_layers=3, hidden_sizes=(6, 5, 3), layer_norm=True,
                  residual=True)
   xs = _xs(7)
-  variables = _randomize(stack.init(jax.random.key(0), xs))
+  variables = randomize(stack.init(jax.random.key(0), xs), seed=1)
   # Reset the norms to identity so the output is the raw normalised value.
   params = flax.core.unfreeze(variables["params"])
   for i in range(3):
@@ -165,7 +161,7 @@ def test_layer_norm_normalises_each_position_and_sizes_per_layer():
 def test_step_by_step_equals_whole_sequence_in_eval(options):
   stack = _stack(cell="gru", **options)
   xs = _xs(8)
-  variables = _randomize(stack.init(jax.random.key(0), xs))
+  variables = randomize(stack.init(jax.random.key(0), xs), seed=1)
   carries, ys = stack.apply(variables, xs)
   step_carries = stack.initialize_carry(B)
   for t in range(T):
@@ -180,7 +176,7 @@ def test_bidirectional_stack_with_padding_and_options():
                  zoneout_rate=0.1, recurrent_dropout_rate=0.2)
   xs = _xs(9)
   lengths = jnp.array([6, 3, 1])
-  variables = _randomize(stack.init(jax.random.key(0), xs))
+  variables = randomize(stack.init(jax.random.key(0), xs), seed=1)
   for train in (False, True):
     carries, ys = stack.apply(variables, xs, train=train, rngs=RNGS,
                               seq_lengths=lengths)

@@ -16,6 +16,10 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0                      # params init, data order, dropout, sampling
   c.task = "char_lm"              # rnnlab.tasks.TASKS
+  # Start from another run's newest checkpoint (rnnlab/transfer.py):
+  # parameters matched by name and shape; a char LM's embedding and output
+  # rows are remapped by character. "" = fresh initialisation.
+  c.init_from = ""
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "tinyshakespeare"  # corpus name: $RNNLAB_DATA_DIR/<name>/input.txt
@@ -91,7 +95,13 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64
-  c.train.seq_len = 128           # BPTT length of each random window
+  c.train.seq_len = 128           # BPTT length of each window / chunk
+  # char_lm batches: "random" windows (full BPTT within each), or
+  # "stateful" truncated BPTT (char-rnn): the training text is cut into
+  # batch_size contiguous streams, step k reads the k-th chunk of each, and
+  # the hidden state carries across chunks (gradient stopped), reset at each
+  # epoch boundary.
+  c.train.order = "random"
   c.train.steps = 2000
   c.train.log_every = 50          # steps between metrics.jsonl/console lines
   c.train.eval_every = 500        # steps between validation passes
@@ -100,6 +110,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.sample_every = 1000     # steps between text samples; 0 = never
   c.train.progress_bar = True
   c.train.profile_steps = 0       # >0: JAX profiler trace of that many steps
+  # Early stopping on the first eval split's loss: stop after this many
+  # evaluations without improvement; 0 = never. The best step is kept in
+  # <workdir>/best/ whether or not early stopping is on.
+  c.train.patience = 0
+  c.train.min_delta = 0.0         # improvement smaller than this does not count
+  # A non-finite loss or gradient: "stop" (status diverged, last good
+  # checkpoint kept) or "skip" the step (parameters and optimizer unchanged).
+  c.train.on_nonfinite = "stop"
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adam"           # rnnlab.optim.OPTIMIZERS
@@ -107,11 +125,34 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.schedule = "warmup_cosine"  # rnnlab.optim.SCHEDULES
   c.optim.warmup_steps = 100
   c.optim.final_lr_fraction = 0.1  # cosine decays to this fraction of peak
-  c.optim.b1 = 0.9
+  # exponential: x decay_rate per epoch once decay_after_epochs have passed
+  # (char-rnn: 0.97 after 10).
+  c.optim.decay_rate = 0.97
+  c.optim.decay_after_epochs = 10
+  # reduce_on_plateau: x plateau_factor when the validation loss has not
+  # improved by plateau_threshold (relative) for plateau_patience evals.
+  c.optim.plateau_factor = 0.5
+  c.optim.plateau_patience = 2
+  c.optim.plateau_threshold = 1e-4
+  c.optim.plateau_min_scale = 1e-3  # never below this fraction of the peak
+  c.optim.b1 = 0.9                # adam family; also sgd's momentum if > 0
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
-  c.optim.weight_decay = 0.0      # adamw only (decoupled)
-  c.optim.clip_norm = 1.0         # clip by global norm; 0 = off
+  c.optim.momentum = 0.0          # sgd (0 = plain SGD)
+  c.optim.nesterov = False        # sgd
+  c.optim.decay = 0.95            # rmsprop: squared-gradient average (char-rnn)
+  # Decoupled weight decay (adamw; other optimizers add it as a separate
+  # decoupled term), never applied to biases, norms or other 1-D parameters.
+  c.optim.weight_decay = 0.0
+  c.optim.clip = "global_norm"    # "global_norm" or "value"
+  c.optim.clip_norm = 1.0         # global-norm threshold; 0 = off
+  c.optim.clip_value = 0.0        # clip="value": per-element bound
+  # sparse_adam only: which parameters get the sparse (lazy) update; the
+  # rest get plain Adam. Regexes on "/"-joined parameter paths.
+  c.optim.sparse_params = ("embed",)
+  # Parameters held fixed (zero update), regexes on "/"-joined paths, e.g.
+  # ("embed", "rnn/layers_0/") to freeze the embedding and the first layer.
+  c.optim.freeze = ()
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_streams = 32         # parallel contiguous streams over a split
@@ -139,11 +180,16 @@ NON_NEGATIVE_KEYS = (
     "train.steps", "train.sample_every", "train.profile_steps",
     "eval.attention_plots",
     "optim.warmup_steps",
-    "optim.clip_norm", "optim.weight_decay", "sample.temperature",
+    "optim.clip_norm", "optim.clip_value", "optim.weight_decay",
+    "optim.momentum", "optim.decay_after_epochs", "optim.plateau_patience",
+    "optim.plateau_threshold", "train.patience", "train.min_delta",
+    "sample.temperature",
     "sample.top_k", "sample.length")
 FRACTION_KEYS = ("model.dropout_rate", "model.input_dropout",
                  "model.output_dropout", "model.recurrent_dropout",
-                 "model.zoneout", "optim.final_lr_fraction")
+                 "model.zoneout", "optim.final_lr_fraction", "optim.decay_rate",
+                 "optim.plateau_factor", "optim.plateau_min_scale",
+                 "optim.decay")
 
 
 def _get(config, dotted: str):

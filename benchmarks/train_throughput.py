@@ -72,7 +72,7 @@ def rnnlab_config(cell: str, s: harness.Shape, overrides=()):
 
 
 class JaxRunner:
-  """Times a jitted `step(state, batch, rng) -> (state, metrics)`."""
+  """Times a jitted `step(state, batch, rng) -> (state, metrics, ...)`."""
 
   def __init__(self, state, step_fn, s: harness.Shape, seed=0):
     import jax  # pylint: disable=g-import-not-at-top
@@ -87,7 +87,8 @@ class JaxRunner:
   def run(self, n: int):
     metrics = None
     for _ in range(n):
-      self.state, metrics = self.step_fn(self.state, self.batch, self.rng)
+      self.state, metrics = self.step_fn(self.state, self.batch,
+                                         self.rng)[:2]
     self.jax.block_until_ready(metrics)
 
 

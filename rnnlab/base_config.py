@@ -36,6 +36,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.max_source_len = 48      # dates: longest rendering accepted
   c.data.num_val = 1000           # held-out examples (dates: held-out days)
   c.data.num_test = 2000
+  # task="synthetic" (rnnlab/data/synthetic.py): data.problem "adding" or
+  # "copy_memory", long-range memory tests; num_val/num_test size their sets.
+  c.data.lag = 100                # adding: sequence length; copy_memory:
+                                  # blanks between the symbols and delimiter
+  c.data.copy_length = 10         # copy_memory: symbols to recall (S)
+  c.data.alphabet = 8             # copy_memory: distinct symbols (A)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "rnn_lm"         # rnnlab.models.MODELS
@@ -192,6 +198,15 @@ FRACTION_KEYS = ("model.dropout_rate", "model.input_dropout",
                  "optim.decay")
 
 
+# Keys with a fixed set of values (names looked up in registries, such as
+# model.cell or optim.name, are checked where they are looked up).
+CHOICE_KEYS = {
+    "train.order": ("random", "stateful"),
+    "train.on_nonfinite": ("stop", "skip"),
+    "optim.clip": ("global_norm", "value"),
+}
+
+
 def _get(config, dotted: str):
   for part in dotted.split("."):
     config = config[part]
@@ -210,6 +225,10 @@ def validate(config: ml_collections.ConfigDict):
     if not 0 <= _get(config, key) <= 1:
       raise UserError(f"config.{key}={_get(config, key)!r} must be in "
                        "[0, 1].")
+  for key, choices in CHOICE_KEYS.items():
+    if _get(config, key) not in choices:
+      raise UserError(f"Unknown config.{key}={_get(config, key)!r}. Valid "
+                      f"choices: {', '.join(map(repr, choices))}.")
 
 
 def parse_arg(arg: str, valid=("runlocal",)) -> set[str]:

@@ -1,6 +1,6 @@
 """Orbax checkpoints: save, find the latest, restore (all or params only).
 
-Layout: <workdir>/checkpoints/<step>/{params,opt_state,meta}. Orbax writes
+Layout: <workdir>/checkpoints/<step>/{params,opt_state,meta[,train_carry]}. Orbax writes
 each step to a temporary directory and renames it when complete, so a crash
 mid-save leaves the previous step intact and the partial one is ignored.
 """
@@ -32,27 +32,41 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, params, opt_state, meta: dict[str, Any]):
-    """Starts an async save of step `step`; `wait()` blocks until it lands."""
-    self.manager.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params),
-        opt_state=ocp.args.StandardSave(opt_state),
-        meta=ocp.args.JsonSave(meta)), force=True)
+  def save(self, step: int, params, opt_state, meta: dict[str, Any],
+           train_carry=None):
+    """Starts an async save of step `step`; `wait()` blocks until it lands.
+
+    `train_carry` is the recurrent state carried between training batches
+    (truncated BPTT), saved so that a resumed run continues it exactly.
+    """
+    items = dict(params=ocp.args.StandardSave(params),
+                 opt_state=ocp.args.StandardSave(opt_state),
+                 meta=ocp.args.JsonSave(meta))
+    if train_carry is not None:
+      items["train_carry"] = ocp.args.StandardSave(train_carry)
+    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def restore(self, params_template, opt_state_template,
-              step: int | None = None):
-    """Restores (step, params, opt_state, meta) into the templates' shapes."""
+              step: int | None = None, train_carry_template=None):
+    """Restores (step, params, opt_state, meta, train_carry) into the
+    templates' shapes; train_carry is None without a template."""
     step = self._step(step)
+    items = dict(
+        params=ocp.args.StandardRestore(_abstract(params_template)),
+        opt_state=ocp.args.StandardRestore(_abstract(opt_state_template)),
+        meta=ocp.args.JsonRestore())
+    if train_carry_template is not None:
+      items["train_carry"] = ocp.args.StandardRestore(
+          _abstract(train_carry_template))
     try:
-      out = self.manager.restore(step, args=ocp.args.Composite(
-          params=ocp.args.StandardRestore(_abstract(params_template)),
-          opt_state=ocp.args.StandardRestore(_abstract(opt_state_template)),
-          meta=ocp.args.JsonRestore()))
-    except (ValueError, KeyError, TypeError) as e:
+      out = self.manager.restore(step, args=ocp.args.Composite(**items))
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
       raise CheckpointError(
           f"Checkpoint {self.directory / str(step)} does not match the "
           f"model and optimizer of this config: {e}") from e
-    return step, out["params"], out["opt_state"], out["meta"]
+    carry = (out["train_carry"] if train_carry_template is not None
+             else None)
+    return step, out["params"], out["opt_state"], out["meta"], carry
 
   def restore_params(self, params_template, step: int | None = None):
     """Restores only (step, params): enough for evaluation and sampling."""

@@ -8,7 +8,7 @@ import sys
 
 from absl import logging
 
-from rnnlab.errors import UserError
+from rnnlab.errors import TrainingDiverged, UserError
 
 
 def friendly_errors(main):
@@ -26,6 +26,9 @@ def friendly_errors(main):
       logging.debug("Full traceback:", exc_info=True)
       sys.stderr.write(f"error: {e}\n")
       sys.exit(2)
+    except TrainingDiverged as e:
+      sys.stderr.write(f"diverged: {e}\n")
+      sys.exit(3)
 
   return wrapped
 

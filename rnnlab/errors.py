@@ -14,3 +14,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
   """A checkpoint is missing, unreadable or does not fit the config."""
+
+
+class TrainingDiverged(RuntimeError):
+  """A non-finite loss or gradient stopped the run (train.on_nonfinite)."""

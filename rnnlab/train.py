@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import pathlib
 import time
 from typing import Any, Callable
@@ -29,33 +28,70 @@ from rnnlab import metrics as metrics_lib
 from rnnlab import models
 from rnnlab import optim
 from rnnlab import tasks
+from rnnlab import transfer
 from rnnlab.data import text
-from rnnlab.errors import CheckpointError, UserError
+from rnnlab.errors import CheckpointError, TrainingDiverged, UserError
 from rnnlab.tasks import char_lm
 
 TrainState = train_state.TrainState
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"  # the best evaluation's checkpoint, kept apart from latest
 
 
-def train_step(state: TrainState, batch, rng: jax.Array, *,
-               loss_fn: Callable, schedule: optax.Schedule):
-  """One optimizer step. Returns the new state and scalar metrics.
+def train_step(state: TrainState, batch, rng: jax.Array, carry=None, *,
+               loss_fn: Callable, schedule: optax.Schedule,
+               optim_config: ml_collections.ConfigDict | None = None,
+               skip_nonfinite: bool = False,
+               token_ids_fn: Callable | None = None):
+  """One optimizer step: (state, metrics, carry).
 
-  The dropout RNG is folded from the step, so a resumed run draws the same
-  randomness as an uninterrupted one.
+  `carry` is the state carried between batches (truncated BPTT); then
+  `loss_fn(params, batch, rng, carry)` returns (loss, (metrics, carry)),
+  otherwise `loss_fn(params, batch, rng)` returns (loss, metrics). The
+  dropout RNG is folded from the step, so a resumed run draws the same
+  randomness as an uninterrupted one. With `skip_nonfinite`, a step whose
+  loss, gradient or updated parameters are not finite leaves parameters,
+  optimizer state and carry unchanged (the step counter still advances).
   """
   step_rng = jax.random.fold_in(rng, state.step)
-  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, batch, step_rng)
-  new_state = state.apply_gradients(grads=grads)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if carry is None:
+    (loss, aux), grads = grad_fn(state.params, batch, step_rng)
+    new_carry = None
+  else:
+    (loss, (aux, new_carry)), grads = grad_fn(state.params, batch, step_rng,
+                                              carry)
+  grad_norm = optax.tree.norm(grads)  # before clipping
+  extra = {} if token_ids_fn is None else {"token_ids": token_ids_fn(batch)}
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params,
+                                       **extra)
+  params = optax.apply_updates(state.params, updates)
+  param_norm = optax.tree.norm(params)
+  # Checking the new parameters too catches a bad update in the step that
+  # made it, before it can reach a checkpoint.
+  finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm) &
+            jnp.isfinite(param_norm))
+  if skip_nonfinite:
+    keep = functools.partial(jax.tree.map,
+                             lambda new, old: jnp.where(finite, new, old))
+    params, opt_state = keep(params, state.params), keep(opt_state,
+                                                        state.opt_state)
+    if carry is not None:
+      new_carry = keep(new_carry, carry)
+  new_state = state.replace(step=state.step + 1, params=params,
+                            opt_state=opt_state)
   metrics = {
       "loss": loss,
-      "grad_norm": optax.tree.norm(grads),  # before clipping
-      "param_norm": optax.tree.norm(new_state.params),
-      "learning_rate": schedule(state.step),
+      "grad_norm": grad_norm,
+      "nonfinite": (~finite).astype(jnp.float32),
+      "param_norm": param_norm,
+      "learning_rate": schedule(state.step) * optim.lr_scale(state.opt_state),
       **aux,
   }
-  return new_state, metrics
+  if optim_config is not None:
+    metrics["clipped"] = optim.clip_fired(grads, optim_config).astype(
+        jnp.float32)
+  return new_state, metrics, new_carry
 
 
 def init_params(model, init_inputs: tuple[Any, ...], seed: int):
@@ -68,19 +104,24 @@ def init_params(model, init_inputs: tuple[Any, ...], seed: int):
   return init(rng, *init_inputs)["params"]
 
 
-def create_train_state(model, init_inputs, config
+def create_train_state(model, init_inputs, config,
+                       steps_per_epoch: int | None = None
                        ) -> tuple[TrainState, optax.Schedule]:
   params = init_params(model, init_inputs, config.seed)
-  tx = optim.create_optimizer(config.optim, config.train.steps)
-  schedule = optim.create_schedule(config.optim, config.train.steps)
+  tx = optim.create_optimizer(config.optim, config.train.steps,
+                              steps_per_epoch)
+  schedule = optim.create_schedule(config.optim, config.train.steps,
+                                   steps_per_epoch)
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
   return state, schedule
 
 
-def make_train_step(loss_fn: Callable, schedule: optax.Schedule):
-  """`train_step` for this loss, jitted with the state donated."""
+def make_train_step(loss_fn: Callable, schedule: optax.Schedule, **options):
+  """`train_step` for this loss, jitted with the state donated; `options`
+  are train_step's keyword arguments."""
   return jax.jit(functools.partial(train_step, loss_fn=loss_fn,
-                                   schedule=schedule), donate_argnums=0)
+                                   schedule=schedule, **options),
+                 donate_argnums=0)
 
 
 def _prepare_workdir(workdir: pathlib.Path, config) -> None:
@@ -105,8 +146,14 @@ def _set_status(workdir: pathlib.Path, status: str, **fields):
 
 
 def _mean_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
+  """Means over the interval; skipped non-finite values are left out."""
   host = jax.device_get(history)
-  return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+  means = {}
+  for key in host[0]:
+    values = np.asarray([h[key] for h in host], np.float64)
+    finite = values[np.isfinite(values)]
+    means[key] = float(finite.mean()) if finite.size else float("nan")
+  return means
 
 
 def _evaluate_all(task, params, step, writer) -> dict[str, dict[str, float]]:
@@ -137,7 +184,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming if possible); returns results.
 
-  The returned dict holds the final step and the metrics of every eval split.
+  The returned dict holds the final step, the metrics of every eval split,
+  and the best evaluation so far (step and loss). <workdir>/status.json says
+  running, done, diverged or failed.
   """
   workdir = pathlib.Path(workdir)
   base_config.validate(config)
@@ -145,6 +194,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   _set_status(workdir, "running")
   try:
     results = _train(config, workdir)
+  except TrainingDiverged as e:
+    _set_status(workdir, "diverged", error=str(e))
+    raise
   except BaseException as e:
     _set_status(workdir, "failed", error=f"{type(e).__name__}: {e}")
     raise
@@ -152,52 +204,145 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   return results
 
 
+@dataclasses.dataclass
+class EarlyStopping:
+  """Tracks the best evaluation; `stop` once `patience` evaluations in a row
+  failed to improve on it by more than `min_delta` (patience 0 = never).
+
+  Saved in every checkpoint's metadata, so a resumed run keeps counting.
+  """
+  patience: int
+  min_delta: float
+  best_loss: float | None = None
+  best_step: int | None = None
+  bad_evals: int = 0
+  stopped: bool = False
+
+  def update(self, loss: float, step: int) -> bool:
+    """Records an evaluation; returns whether it is the new best."""
+    if self.best_loss is None or loss < self.best_loss - self.min_delta:
+      self.best_loss, self.best_step, self.bad_evals = loss, step, 0
+      return True
+    self.bad_evals += 1
+    self.stopped = 0 < self.patience <= self.bad_evals
+    return False
+
+  def to_json(self) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(self).items()
+            if k not in ("patience", "min_delta")}
+
+  @classmethod
+  def create(cls, config, saved: dict[str, Any] | None = None):
+    tracker = cls(config.train.patience, config.train.min_delta)
+    for key, value in (saved or {}).items():
+      setattr(tracker, key, value)
+    return tracker
+
+
+def _check_finite(metrics: dict[str, Any], step: int):
+  """Raises TrainingDiverged if the step that made `metrics` (1-based
+  `step`) had a non-finite loss or gradient."""
+  if float(metrics["nonfinite"]) > 0:
+    raise TrainingDiverged(
+        f"Non-finite loss ({float(metrics['loss'])}), gradient norm "
+        f"({float(metrics['grad_norm'])}) or parameter norm "
+        f"({float(metrics['param_norm'])}) at step {step}. The last good "
+        "checkpoint is kept; lower optim.learning_rate, tighten "
+        "optim.clip_norm, or set train.on_nonfinite='skip' to skip such "
+        "steps.")
+
+
+def _restore_or_init(config, workdir, task, state, carry, ckpt):
+  """Resumes from the newest checkpoint, else starts from config.init_from
+  (if set), else keeps the fresh state. Returns (state, carry, meta)."""
+  if ckpt.latest_step() is not None:
+    step, params, opt_state, meta, saved_carry = ckpt.restore(
+        state.params, state.opt_state, train_carry_template=carry)
+    state = state.replace(step=jnp.asarray(step, jnp.int32), params=params,
+                          opt_state=opt_state)
+    logging.info("Resumed from %s at step %d.", ckpt.directory, step)
+    return state, saved_carry, meta
+  if config.init_from:
+    params, report = transfer.initialize_from(
+        state.params, config.init_from, vocab=getattr(task, "vocab", None))
+    logging.info("%s", report.summary())
+    if jax.process_index() == 0:
+      metrics_lib.write_json(workdir / "init_from.json", report.to_dict())
+    # A fresh optimizer state for the new parameters (same shapes).
+    state = state.replace(params=params, opt_state=state.tx.init(params))
+  return state, carry, {}
+
+
 def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   task = tasks.create_task(config)
   task.save_metadata(workdir)
   state, schedule = create_train_state(task.model, task.init_inputs(),
-                                       config)
+                                       config, task.steps_per_epoch())
+  carry = task.initial_train_carry()
   ckpt = checkpoint.Checkpointer(workdir / CHECKPOINT_DIR,
                                  config.train.max_to_keep)
-  if ckpt.latest_step() is not None:
-    step, params, opt_state, _ = ckpt.restore(state.params, state.opt_state)
-    state = state.replace(step=jnp.asarray(step, jnp.int32), params=params,
-                          opt_state=opt_state)
-    logging.info("Resumed from %s at step %d.", ckpt.directory, step)
-  start = int(state.step)
+  best_ckpt = checkpoint.Checkpointer(workdir / BEST_DIR, 1)
+  try:
+    return _train_loop(config, workdir, task, state, schedule, carry, ckpt,
+                       best_ckpt)
+  finally:
+    # Let pending async saves land, also when the run stops with an error:
+    # the last good checkpoint must be complete.
+    ckpt.close()
+    best_ckpt.close()
 
-  step_fn = make_train_step(task.loss_fn, schedule)
+
+def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
+                best_ckpt) -> dict[str, Any]:
+  state, carry, meta = _restore_or_init(config, workdir, task, state, carry,
+                                        ckpt)
+  tracker = EarlyStopping.create(config, meta.get("early_stopping"))
+  start = int(state.step)
+  skip = config.train.on_nonfinite == "skip"
+  step_fn = make_train_step(
+      task.stateful_loss_fn if carry is not None else task.loss_fn,
+      schedule, optim_config=config.optim, skip_nonfinite=skip,
+      token_ids_fn=task.token_ids)
   rng = jax.random.key(config.seed)
   writer = metrics_lib.MetricWriter(workdir)
   total = config.train.steps
   tokens_per_step = task.tokens_per_batch()
 
+  def save(done, target=ckpt):
+    target.save(done, state.params, state.opt_state,
+                {"step": done, "early_stopping": tracker.to_json()}, carry)
+
   profiler = _StepProfiler(workdir / "profile", start,
                            config.train.profile_steps)
   progress = _progress_bar(config, start, total)
-  history, eval_results = [], {}
+  history, eval_results, skipped = [], {}, 0
   # Throughput over each log interval, excluding compile, eval, sampling
   # and checkpoint time.
   mark, excluded = time.perf_counter(), 0.0
-  for step in range(start, total):
+  for step in range(start, total if not tracker.stopped else start):
     profiler.before(step, history)
-    state, step_metrics = step_fn(state, task.train_batch(step), rng)
+    state, step_metrics, carry = step_fn(state, task.train_batch(step), rng,
+                                         carry)
     if history:
       # Keep at most one step in flight, so the progress bar and the host's
       # batch preparation keep pace with the device instead of queueing.
       jax.block_until_ready(history[-1])
+      if not skip:
+        _check_finite(history[-1], step)
     history.append(step_metrics)
     done = step + 1
     if step == start:
       jax.block_until_ready(step_metrics)
       writer.write(done, "compile", {"seconds": time.perf_counter() - mark})
+      if not skip:
+        _check_finite(step_metrics, done)
       history, mark, excluded = [], time.perf_counter(), 0.0
     elif done % config.train.log_every == 0 or done == total:
       summary = _mean_metrics(history)
-      if not math.isfinite(summary["loss"]):
-        raise FloatingPointError(
-            f"Non-finite training loss ({summary['loss']}) in the "
-            f"{len(history)} steps up to step {done}.")
+      skipped += round(summary["nonfinite"] * len(history))
+      if skip and summary["nonfinite"]:
+        logging.warning("Skipped %d non-finite steps so far (step %d).",
+                        skipped, done)
       elapsed = time.perf_counter() - mark - excluded
       summary["steps_per_second"] = len(history) / elapsed
       summary["tokens_per_second"] = len(history) * tokens_per_step / elapsed
@@ -208,27 +353,46 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
     progress.update(1)
 
     other_start = time.perf_counter()
-    if done % config.train.eval_every == 0 or done == total:
+    evaluating = done % config.train.eval_every == 0 or done == total
+    saving = done % config.train.checkpoint_every == 0 or done == total
+    if (evaluating or saving) and not skip:
+      _check_finite(step_metrics, done)  # never evaluate or save NaNs
+    if evaluating:
       eval_results = _evaluate_all(task, state.params, done, writer)
+      monitored = eval_results[task.eval_splits[0]]["loss"]
+      state = state.replace(opt_state=optim.report_validation(
+          state.opt_state, monitored, config.optim))
+      if tracker.update(monitored, done):
+        save(done, best_ckpt)
+      elif tracker.stopped:
+        logging.info("Early stopping at step %d: no improvement on %s loss "
+                     "%.4f (step %d) in %d evaluations.", done,
+                     task.eval_splits[0], tracker.best_loss,
+                     tracker.best_step, tracker.bad_evals)
+        saving = True
     if config.train.sample_every and (done % config.train.sample_every == 0
                                       or done == total):
       _write_sample(task, state.params, done, workdir, writer)
-    if done % config.train.checkpoint_every == 0 or done == total:
-      ckpt.save(done, state.params, state.opt_state, {"step": done})
+    if saving:
+      save(done)
     excluded += time.perf_counter() - other_start
+    if tracker.stopped:
+      break
   profiler.stop(history)
   progress.close()
 
-  if start >= total:
-    logging.info("Checkpoint step %d >= train.steps=%d: nothing to train.",
-                 start, total)
+  final = int(state.step)
+  if start >= total or (start == final and tracker.stopped):
+    logging.info("Checkpoint step %d: nothing to train (train.steps=%d%s).",
+                 start, total, ", stopped early" if tracker.stopped else "")
     eval_results = _evaluate_all(task, state.params, start, writer)
-  ckpt.close()
   writer.close()
   if jax.process_index() == 0:
     metrics_lib.plot_curves(workdir)
     task.write_reports(state.params, workdir)
-  return {"step": max(start, total), "eval": eval_results}
+  return {"step": final, "eval": eval_results,
+          "best": {"step": tracker.best_step, "loss": tracker.best_loss},
+          "stopped_early": tracker.stopped, "skipped_steps": skipped}
 
 
 class _StepProfiler:

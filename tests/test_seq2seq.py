@@ -161,7 +161,7 @@ def test_tiny_run_lowers_held_out_loss(attention):
   step = train.make_train_step(task.loss_fn, schedule)
   before = task.evaluate(state.params, "test")
   for i in range(300):
-    state, _ = step(state, task.train_batch(i), jax.random.key(i))
+    state, _, _ = step(state, task.train_batch(i), jax.random.key(i))
   after = task.evaluate(state.params, "test")
   # Held-out 2-digit sums: 300 steps take the loss from ~2.7 to ~0.9
   # nats/token (exact-match accuracy needs the full run, see the config).

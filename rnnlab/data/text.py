@@ -241,6 +241,42 @@ def random_windows(tokens: np.ndarray, batch_size: int, seq_len: int,
   return windows[:, :-1], windows[:, 1:]
 
 
+def stateful_chunks_per_epoch(num_tokens: int, batch_size: int,
+                              seq_len: int) -> int:
+  """Chunks of length seq_len per stream and epoch (see `stateful_chunks`)."""
+  stream_len = (num_tokens - 1) // batch_size
+  chunks = stream_len // seq_len - 1  # one chunk spent on the epoch's offset
+  if chunks < 1:
+    raise UserError(
+        f"train.order='stateful' with batch_size={batch_size} and "
+        f"seq_len={seq_len} needs at least {batch_size * 2 * seq_len + 1} "
+        f"training tokens (each stream two chunks long); the training split "
+        f"has {num_tokens}.")
+  return chunks
+
+
+def stateful_chunks(tokens: np.ndarray, batch_size: int, seq_len: int,
+                    seed: int, step: int
+                    ) -> tuple[np.ndarray, np.ndarray, bool]:
+  """Truncated-BPTT batches (char-rnn's loader): inputs, targets [B, T] and
+  whether this chunk starts an epoch (the carried state must be reset).
+
+  The tokens are cut into B contiguous streams; step k of an epoch reads the
+  k-th chunk of every stream, so row b of step k+1 continues exactly where
+  row b of step k ended. Each epoch starts at an offset in [0, T) drawn from
+  (seed, epoch), so chunk boundaries move between epochs. A pure function of
+  (seed, step), as `random_windows`.
+  """
+  chunks = stateful_chunks_per_epoch(len(tokens), batch_size, seq_len)
+  stream_len = (len(tokens) - 1) // batch_size
+  epoch, k = divmod(step, chunks)
+  offset = int(np.random.default_rng([seed, epoch]).integers(seq_len))
+  starts = np.arange(batch_size) * stream_len + offset + k * seq_len
+  idx = starts[:, None] + np.arange(seq_len + 1)
+  windows = tokens[idx]
+  return windows[:, :-1], windows[:, 1:], k == 0
+
+
 def eval_streams(tokens: np.ndarray, num_streams: int,
                  seq_len: int) -> dict[str, np.ndarray]:
   """Lays a split out as B contiguous streams cut into chunks of length T.

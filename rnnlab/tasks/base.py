@@ -41,6 +41,25 @@ class Task(abc.ABC):
   def evaluate(self, params, split: str) -> Metrics:
     """Metrics over the whole of `split` (eval mode)."""
 
+  def initial_train_carry(self) -> Any:
+    """State carried from one training batch to the next (truncated BPTT),
+    or None. A task returning a carry implements `stateful_loss_fn`."""
+    return None
+
+  def stateful_loss_fn(self, params, batch: Batch, rng: jax.Array, carry
+                       ) -> tuple[jax.Array, tuple[Metrics, Any]]:
+    """As `loss_fn`, also taking and returning the carried state."""
+    raise NotImplementedError(f"{type(self).__name__} carries no state.")
+
+  def steps_per_epoch(self) -> int | None:
+    """Steps per pass over the training data (epoch-based schedules)."""
+    return None
+
+  def token_ids(self, batch: Batch) -> Any:
+    """The batch's input token ids (sparse_adam's present rows), or None
+    to treat rows with a nonzero gradient as present."""
+    return None
+
   def tokens_per_batch(self) -> int:
     """For throughput logging."""
     return 0

@@ -1,8 +1,10 @@
 """Character-level language modelling (Tiny Shakespeare by default).
 
-Training batches are random windows [B, T] from the training split; the loss
-is the mean next-character cross-entropy over all B*T positions (full BPTT
-within the window). Evaluation runs over a whole split as contiguous streams,
+Training batches are random windows [B, T] from the training split (full
+BPTT within each window), or with train.order="stateful" consecutive chunks
+of B contiguous streams with the hidden state carried across chunks
+(truncated BPTT, char-rnn); the loss is the mean next-character
+cross-entropy over all B*T positions. Evaluation runs over a whole split as contiguous streams,
 carrying the recurrent state across chunks, and reports nats and bits/char.
 """
 from __future__ import annotations
@@ -34,13 +36,22 @@ def load_corpus(data_config) -> str:
                                             data_config.path))
 
 
-def lm_loss(model, params, batch, rng):
-  """Mean next-token cross-entropy over all B*T positions, dropout on."""
-  logits, _ = model.apply({"params": params}, batch["inputs"], train=True,
-                          rngs={"dropout": rng})
+TRAIN_ORDERS = ("random", "stateful")
+
+
+def lm_loss_and_carry(model, params, batch, rng, carry=None):
+  """Mean next-token cross-entropy over all B*T positions, dropout on, and
+  the final carry; the state starts from `carry` (None = zeros)."""
+  logits, carry = model.apply({"params": params}, batch["inputs"], carry,
+                              train=True, rngs={"dropout": rng})
   loss = optax.softmax_cross_entropy_with_integer_labels(
       logits, batch["targets"]).mean()
-  return loss, {}
+  return loss, carry
+
+
+def lm_loss(model, params, batch, rng):
+  """`loss_fn` of random-window training: (loss, metrics)."""
+  return lm_loss_and_carry(model, params, batch, rng)[0], {}
 
 
 def nll_sum(logits, targets, mask):
@@ -63,6 +74,14 @@ class CharLMTask(base.Task):
       raise UserError(
           f"train.seq_len={config.train.seq_len} is longer than the training "
           f"split ({len(self.splits['train'])} characters).")
+    if config.train.order not in TRAIN_ORDERS:
+      raise UserError(f"Unknown train.order {config.train.order!r}. Valid "
+                      f"choices: {', '.join(map(repr, TRAIN_ORDERS))}.")
+    self.stateful = config.train.order == "stateful"
+    if self.stateful:  # fails early if the split is too short
+      self._chunks_per_epoch = text.stateful_chunks_per_epoch(
+          len(self.splits["train"]), config.train.batch_size,
+          config.train.seq_len)
     self.model = models.create_model(config.model,
                                      vocab_size=len(self.vocab))
     self._eval_data = {}
@@ -74,13 +93,42 @@ class CharLMTask(base.Task):
     return self.config.train.batch_size * self.config.train.seq_len
 
   def train_batch(self, step):
+    c = self.config
+    if self.stateful:
+      inputs, targets, reset = text.stateful_chunks(
+          self.splits["train"], c.train.batch_size, c.train.seq_len, c.seed,
+          step)
+      return {"inputs": inputs, "targets": targets, "reset": reset}
     inputs, targets = text.random_windows(
-        self.splits["train"], self.config.train.batch_size,
-        self.config.train.seq_len, self.config.seed, step)
+        self.splits["train"], c.train.batch_size, c.train.seq_len, c.seed,
+        step)
     return {"inputs": inputs, "targets": targets}
 
   def loss_fn(self, params, batch, rng):
     return lm_loss(self.model, params, batch, rng)
+
+  def initial_train_carry(self):
+    if not self.stateful:
+      return None
+    return self.model.initialize_carry(self.config.train.batch_size)
+
+  def stateful_loss_fn(self, params, batch, rng, carry):
+    # Zero the state at each epoch's first chunk; within an epoch it carries
+    # on, but gradients stop at the chunk boundary (truncated BPTT).
+    fresh = self.model.initialize_carry(self.config.train.batch_size)
+    carry = jax.tree.map(lambda c, z: jnp.where(batch["reset"], z, c),
+                         jax.lax.stop_gradient(carry), fresh)
+    loss, carry = lm_loss_and_carry(self.model, params, batch, rng, carry)
+    return loss, ({}, jax.lax.stop_gradient(carry))
+
+  def steps_per_epoch(self):
+    c = self.config.train
+    if self.stateful:
+      return self._chunks_per_epoch
+    return max(1, len(self.splits["train"]) // (c.batch_size * c.seq_len))
+
+  def token_ids(self, batch):
+    return batch["inputs"]
 
   @property
   def eval_splits(self):

@@ -280,3 +280,28 @@ def test_nothing_matched_raises_user_error(source):
     transfer.initialize_from(params, workdir)
   assert "embed/embedding (" in str(e.value)  # source listing
   assert "encoder/kernel (4, 4)" in str(e.value)  # target listing
+
+
+def test_fine_tune_run_with_frozen_layers(source, tmp_path):
+  """config.init_from + optim.freeze through the trainer: frozen layers end
+  the run equal to the source, the rest trains on the new corpus."""
+  workdir, _, vocab_a, source_params = source
+  (tmp_path / "b.txt").write_text(B_TEXT, encoding="utf-8")
+  target = tmp_path / "target"
+  config = _config(tmp_path / "b.txt", init_from=str(workdir),
+                   optim__freeze=("rnn/layers_0/",))
+  train.train_and_evaluate(config, target)
+  report = json.loads((target / "init_from.json").read_text())
+  assert report["vocab"]["remapped"] == len(vocab_a) - len(DROPPED)
+  vocab_b = text.Vocab.load(target / "vocab.json")
+  model = models.create_model(config.model, vocab_size=len(vocab_b))
+  _, tuned = train.restore_params(model, TOKENS, target)
+  tuned = _flat(tuned)
+  for path, value in tuned.items():
+    if path.startswith("rnn/layers_0/"):
+      np.testing.assert_array_equal(value, source_params[path], err_msg=path)
+    elif path.startswith("rnn/layers_1/"):
+      assert not np.array_equal(value, source_params[path]), path
+  # A restart resumes the fine-tuning run; it does not re-initialise.
+  again = train.train_and_evaluate(config, target)
+  assert again["step"] == 5

@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.source = "file"          # "file" or "tfds" (needs the tfds extra)
   c.data.val_fraction = 0.1       # nanoGPT split: first 90% train, last 10% val
   c.data.test_fraction = 0.0      # carved from the end, after val; 0 = no test
+  c.data.vocab_size = 10000       # task="word_lm": most frequent words + <unk>
   # task="seq2seq" (rnnlab/data/seq2seq.py): generated problems.
   c.data.problem = "addition"     # "addition" or "dates"
   c.data.max_digits = 3           # addition: operands below 10**max_digits
@@ -177,7 +178,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 POSITIVE_KEYS = (
     "model.hidden_size", "model.num_layers", "model.embed_dim", "model.unroll",
-    "model.attention_window",
+    "model.attention_window", "data.vocab_size",
     "train.batch_size", "train.seq_len", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.max_to_keep", "eval.num_streams",
     "eval.seq_len", "eval.batch_size", "eval.beam_size",

@@ -440,7 +440,7 @@ class InferenceRun:
   config: ml_collections.ConfigDict
   model: Any
   params: Any
-  vocab: text.Vocab
+  vocab: text.Vocab | text.WordVocab
   step: int
 
 
@@ -462,7 +462,7 @@ def load_run_for_inference(workdir: pathlib.Path) -> InferenceRun:
   vocab_path = workdir / char_lm.VOCAB_FILE
   if not vocab_path.exists():
     raise CheckpointError(f"No {char_lm.VOCAB_FILE} in {workdir}.")
-  vocab = text.Vocab.load(vocab_path)
+  vocab = text.load_vocab(vocab_path)
   model = models.create_model(config.model, vocab_size=len(vocab))
   step, params = restore_params(model, (jnp.zeros((1, 1), jnp.int32),),
                                 workdir)

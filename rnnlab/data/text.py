@@ -12,11 +12,13 @@ The corpus file is found in this order (`resolve_corpus`):
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
 import os
 import pathlib
+import re
 import tempfile
 import urllib.request
 
@@ -150,7 +152,37 @@ def _as_str(text) -> str:
   return text.decode("utf-8") if isinstance(text, bytes) else str(text)
 
 
-class Vocab:
+class _JsonVocab:
+  """JSON (de)serialisation shared by the vocabularies: {"type": KIND,
+  FIELD: [token, ...]}; saved atomically (temporary file, then rename)."""
+
+  KIND: str
+  FIELD: str
+
+  def to_json(self) -> str:
+    return json.dumps({"type": self.KIND, self.FIELD: getattr(self,
+                                                              self.FIELD)},
+                      ensure_ascii=False)
+
+  @classmethod
+  def from_json(cls, s: str):
+    d = json.loads(s)
+    if d.get("type") != cls.KIND or not isinstance(d.get(cls.FIELD), list):
+      raise UserError(f"Not a {cls.KIND} vocabulary JSON (expected "
+                      f"{{'type': '{cls.KIND}', '{cls.FIELD}': [...]}}).")
+    return cls(d[cls.FIELD])
+
+  def save(self, path: pathlib.Path):
+    tmp = pathlib.Path(str(path) + ".tmp")
+    tmp.write_text(self.to_json(), encoding="utf-8")
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: pathlib.Path):
+    return cls.from_json(pathlib.Path(path).read_text(encoding="utf-8"))
+
+
+class Vocab(_JsonVocab):
   """Characters <-> integer ids, in sorted character order."""
 
   def __init__(self, chars):
@@ -183,26 +215,82 @@ class Vocab:
   def decode(self, ids) -> str:
     return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
 
-  def to_json(self) -> str:
-    return json.dumps({"type": "char", "chars": self.chars},
-                      ensure_ascii=False)
+  # JSON form: {"type": "char", "chars": [...]} (`_JsonVocab`).
+  KIND, FIELD = "char", "chars"
+
+
+# Words (with inner apostrophes: "o'er", "'tis" splits as "'", "tis"),
+# single punctuation marks, and newlines, which carry Shakespeare's layout.
+WORD_PATTERN = re.compile(r"\w+(?:'\w+)*|[^\w\s]|\n")
+UNK = "<unk>"
+
+
+def split_words(text: str) -> list[str]:
+  return WORD_PATTERN.findall(text)
+
+
+class WordVocab(_JsonVocab):
+  """Words <-> integer ids: the most frequent words of a text, and <unk>
+  (id 0) for every other word. Ties in frequency go in sorted order, so the
+  vocabulary is a pure function of the text and the cap."""
+
+  def __init__(self, words):
+    self.words = list(words)
+    if not self.words or self.words[0] != UNK:
+      raise UserError(f"A word vocabulary starts with {UNK!r}.")
+    if len(set(self.words)) != len(self.words):
+      raise UserError("Vocabulary words must be unique.")
+    self._ids = {w: i for i, w in enumerate(self.words)}
 
   @classmethod
-  def from_json(cls, s: str) -> "Vocab":
-    d = json.loads(s)
-    if d.get("type") != "char" or not isinstance(d.get("chars"), list):
-      raise UserError("Not a character vocabulary JSON "
-                       "(expected {'type': 'char', 'chars': [...]}).")
-    return cls(d["chars"])
+  def from_text(cls, text: str, max_size: int) -> "WordVocab":
+    if max_size < 2:
+      raise UserError(f"data.vocab_size={max_size} must be >= 2 (<unk> and "
+                      "at least one word).")
+    counts = collections.Counter(split_words(text))
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    return cls([UNK] + [w for w in ranked if w != UNK][:max_size - 1])
 
-  def save(self, path: pathlib.Path):
-    tmp = pathlib.Path(str(path) + ".tmp")
-    tmp.write_text(self.to_json(), encoding="utf-8")
-    os.replace(tmp, path)
+  def __len__(self):
+    return len(self.words)
 
-  @classmethod
-  def load(cls, path: pathlib.Path) -> "Vocab":
-    return cls.from_json(pathlib.Path(path).read_text(encoding="utf-8"))
+  def __eq__(self, other):
+    return isinstance(other, WordVocab) and self.words == other.words
+
+  def unknown(self, text: str) -> list[str]:
+    return sorted({w for w in split_words(text) if w not in self._ids})
+
+  def encode(self, text: str) -> np.ndarray:
+    """Words outside the vocabulary become <unk>."""
+    words = split_words(text)
+    return np.fromiter((self._ids.get(w, 0) for w in words), np.int32,
+                       len(words))
+
+  def decode(self, ids) -> str:
+    out = ""
+    for i in np.asarray(ids).reshape(-1):
+      word = self.words[int(i)]
+      # A space between words, none before punctuation or after a newline.
+      glue = "" if (not out or out.endswith("\n") or word == "\n" or
+                    not (word[0].isalnum() or word == UNK)) else " "
+      out += glue + word
+    return out
+
+  KIND, FIELD = "word", "words"
+
+
+def load_vocab(path: pathlib.Path) -> Vocab | WordVocab:
+  """A vocab.json of either kind, by its "type" field."""
+  s = pathlib.Path(path).read_text(encoding="utf-8")
+  try:
+    kind = json.loads(s).get("type")
+  except (json.JSONDecodeError, AttributeError):
+    raise UserError(f"{path} is not a vocabulary JSON file.") from None
+  kinds = {"char": Vocab, "word": WordVocab}
+  if kind not in kinds:
+    raise UserError(f"{path}: unknown vocabulary type {kind!r}. Valid "
+                    "choices: 'char', 'word'.")
+  return kinds[kind].from_json(s)
 
 
 def split_tokens(tokens: np.ndarray, val_fraction: float,

@@ -10,12 +10,14 @@ import ml_collections
 
 from rnnlab.models import lm
 from rnnlab.models import seq2seq
+from rnnlab.models import sequence
 from rnnlab.registry import lookup
 
 MODELS = {
     "rnn_lm": lm.RecurrentLM,
     "attention_lm": lm.AttentionLM,
     "seq2seq": seq2seq.Seq2Seq,
+    "sequence": sequence.SequenceModel,
 }
 
 

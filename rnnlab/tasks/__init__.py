@@ -10,10 +10,13 @@ from rnnlab.registry import lookup
 from rnnlab.tasks import base
 from rnnlab.tasks import char_lm
 from rnnlab.tasks import seq2seq
+from rnnlab.tasks import synthetic
 
 TASKS: dict[str, type[base.Task]] = {
     "char_lm": char_lm.CharLMTask,
+    "word_lm": char_lm.WordLMTask,
     "seq2seq": seq2seq.Seq2SeqTask,
+    "synthetic": synthetic.SyntheticTask,
 }
 
 

@@ -15,6 +15,7 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from rnnlab import models
@@ -65,11 +66,7 @@ class CharLMTask(base.Task):
 
   def __init__(self, config):
     self.config = config
-    corpus = load_corpus(config.data)
-    self.vocab = text.Vocab.from_text(corpus)  # the whole file, as nanoGPT
-    self.splits = text.split_tokens(
-        self.vocab.encode(corpus), config.data.val_fraction,
-        config.data.test_fraction)
+    self.vocab, self.splits = self.tokenize(load_corpus(config.data))
     if len(self.splits["train"]) < config.train.seq_len + 1:
       raise UserError(
           f"train.seq_len={config.train.seq_len} is longer than the training "
@@ -85,6 +82,15 @@ class CharLMTask(base.Task):
     self.model = models.create_model(config.model,
                                      vocab_size=len(self.vocab))
     self._eval_data = {}
+
+  unit = "char"  # what a token is, in metric names: bits_per_char, chars
+
+  def tokenize(self, corpus: str):
+    """-> (vocabulary, {"train"|"val"|"test": token ids})."""
+    vocab = text.Vocab.from_text(corpus)  # the whole file, as nanoGPT
+    return vocab, text.split_tokens(vocab.encode(corpus),
+                                    self.config.data.val_fraction,
+                                    self.config.data.test_fraction)
 
   def init_inputs(self):
     return (jnp.zeros((1, self.config.train.seq_len), jnp.int32),)
@@ -144,17 +150,17 @@ class CharLMTask(base.Task):
           self.config.eval.seq_len))
     total, count = _stream_nll(self.model, params, self._eval_data[split])
     loss = float(total) / float(count)
-    return {"loss": loss, "bits_per_char": loss / math.log(2),
-            "perplexity": math.exp(loss), "chars": int(count)}
+    return {"loss": loss, f"bits_per_{self.unit}": loss / math.log(2),
+            "perplexity": math.exp(loss), f"{self.unit}s": int(count)}
 
   def save_metadata(self, workdir):
     path = pathlib.Path(workdir) / VOCAB_FILE
     if path.exists():
-      saved = text.Vocab.load(path)
+      saved = text.load_vocab(path)
       if saved != self.vocab:
         raise UserError(
             f"{path} does not match this run's corpus: saved "
-            f"{len(saved)} characters, corpus has {len(self.vocab)}. Use a "
+            f"{len(saved)} {self.unit}s, corpus has {len(self.vocab)}. Use a "
             "new workdir for a different corpus.")
     else:
       self.vocab.save(path)
@@ -165,6 +171,25 @@ class CharLMTask(base.Task):
         self.model, params, self.vocab, s.prime, s.length,
         seed=self.config.seed + step, temperature=s.temperature,
         top_k=s.top_k)[0]
+
+
+class WordLMTask(CharLMTask):
+  """Word-level LM: the char LM's text split (same character positions),
+  words and punctuation as tokens, the data.vocab_size most frequent words
+  of the training split plus <unk>. Reports perplexity per word."""
+
+  unit = "word"
+
+  def tokenize(self, corpus: str):
+    d = self.config.data
+    # Split the characters first, exactly as the char LM, then tokenise
+    # each part: validation covers the same text in both models.
+    bounds = text.split_tokens(np.arange(len(corpus)), d.val_fraction,
+                               d.test_fraction)
+    parts = {k: corpus[v[0]:v[-1] + 1] if len(v) else ""
+             for k, v in bounds.items()}
+    vocab = text.WordVocab.from_text(parts["train"], d.vocab_size)
+    return vocab, {k: vocab.encode(v) for k, v in parts.items()}
 
 
 def eval_step(model, params, carry, chunk):

@@ -1,0 +1,1 @@
+"""Studies built on rnnlab: sweeps and the reports they write (docs/)."""

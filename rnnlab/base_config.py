@@ -99,6 +99,26 @@ def get_config() -> ml_collections.ConfigDict:
   # parameters' (keep float32 so that Adam's updates are not rounded away).
   c.model.dtype = "float32"
   c.model.param_dtype = "float32"
+  # task="classify" (rnnlab/tasks/classify.py, data/classification.py):
+  # data.source "japanese_vowels" (sktime's package data) or "tfds" (dataset
+  # data.name, e.g. "imdb_reviews" or "glue/sst2", via tfds.data_source).
+  # Validation is carved from the training split (data.val_fraction,
+  # stratified, seeded by config.seed) unless data.val_split names a split.
+  c.data.train_split = "train"    # tfds split names
+  c.data.val_split = ""           # "" = carved from train_split
+  c.data.test_split = "test"      # glue/sst2: "validation" (test unlabelled)
+  c.data.text_feature = "text"    # tfds feature names (glue/sst2: "sentence")
+  c.data.label_feature = "label"
+  c.data.tfds_data_dir = ""       # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  # "word" (lower-cased words, punctuation) or "char"; the vocabulary is the
+  # data.vocab_size most frequent training tokens, <pad> and <unk> included.
+  c.data.tokenization = "word"
+  c.data.max_tokens = 256         # longer texts are truncated
+  c.data.pad_multiple = 16        # batch length rounded up: fewer compiles
+  c.data.bucket = True            # training batches of similar lengths
+  c.model.pooling = "last"        # "last" state of each direction, "mean", "max"
+  c.model.input_projection = "dense"  # real-valued frames: "dense" (to
+                                      # model.embed_dim) or "identity"
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64
@@ -167,6 +187,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 500         # seq2seq: examples per decoding batch
   c.eval.beam_size = 1            # seq2seq: >1 also reports beam accuracy
   c.eval.attention_plots = 4      # seq2seq: test heatmaps in <workdir>/attention
+  c.eval.mase_lag = 1             # MASE scale: train MAE of x_{t-lag}
 
   c.sample = ml_collections.ConfigDict()
   c.sample.prime = "\n"

@@ -279,6 +279,11 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   state, schedule = create_train_state(task.model, task.init_inputs(),
                                        config, task.steps_per_epoch())
   carry = task.initial_train_carry()
+  if jax.process_index() == 0:  # for reports comparing runs
+    metrics_lib.write_json(workdir / "model.json", {
+        "model": type(task.model).__name__,
+        "parameters": sum(int(np.prod(x.shape))
+                          for x in jax.tree.leaves(state.params))})
   ckpt = checkpoint.Checkpointer(workdir / CHECKPOINT_DIR,
                                  config.train.max_to_keep)
   best_ckpt = checkpoint.Checkpointer(workdir / BEST_DIR, 1)
@@ -387,6 +392,8 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
                  start, total, ", stopped early" if tracker.stopped else "")
     eval_results = _evaluate_all(task, state.params, start, writer)
   writer.close()
+  ckpt.wait()
+  best_ckpt.wait()  # reports may read the best checkpoint
   if jax.process_index() == 0:
     metrics_lib.plot_curves(workdir)
     task.write_reports(state.params, workdir)

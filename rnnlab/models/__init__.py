@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from rnnlab.models import classifier
 from rnnlab.models import lm
 from rnnlab.models import seq2seq
 from rnnlab.models import sequence
@@ -17,6 +18,7 @@ MODELS = {
     "rnn_lm": lm.RecurrentLM,
     "attention_lm": lm.AttentionLM,
     "seq2seq": seq2seq.Seq2Seq,
+    "classifier": classifier.SequenceClassifier,
     "sequence": sequence.SequenceModel,
 }
 

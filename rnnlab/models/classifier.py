@@ -1,0 +1,96 @@
+"""Sequence classifier: a (bidirectional, masked) recurrent stack, pooled over
+time, and a linear readout to class logits.
+
+Shape legend: B batch, T time (right-padded), D input features, V input
+vocabulary, E embedding / projection width, H the stack's output width
+(2 x hidden for a bidirectional stack with merge "concat"), C classes.
+
+  inputs   [B, T] int32 tokens -> Embed [V, E]   (vocab_size > 0), or
+           [B, T, D] float32 frames -> Dense to E (input_projection="dense")
+           or as they are ("identity")
+  stack    RecurrentStack with seq_lengths: padded steps neither change the
+           carries nor reach the outputs (their outputs are zero)
+  pooling  "last": each layer-L direction's final hidden state, i.e. the
+           forward state after the last valid step and the backward state
+           after reading back to t = 0, merged as the stack merges outputs;
+           "mean" / "max": over the valid steps of the top layer's outputs
+  readout  dropout (model.dropout_rate), Dense to C -> logits [B, C] float32
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rnnlab.models import cells as cells_lib
+from rnnlab.models import layers
+from rnnlab.registry import lookup
+
+Array = jax.Array
+
+POOLINGS = ("last", "mean", "max")
+INPUT_PROJECTIONS = ("dense", "identity")
+
+
+class SequenceClassifier(nn.Module):
+  """(inputs, lengths [B]) -> logits [B, C]; see the module docstring."""
+
+  num_classes: int
+  rnn: layers.RecurrentStack
+  vocab_size: int = 0  # > 0: token inputs
+  embed_dim: int = 64
+  embed_init_std: float = 1.0
+  input_projection: str = "dense"
+  pooling: str = "last"
+
+  @classmethod
+  def from_config(cls, c, *, num_classes: int,
+                  vocab_size: int = 0) -> "SequenceClassifier":
+    lookup({p: p for p in POOLINGS}, c.pooling, "pooling (model.pooling)")
+    lookup({p: p for p in INPUT_PROJECTIONS}, c.input_projection,
+           "input projection (model.input_projection)")
+    rnn = layers.RecurrentStack(**layers.stack_kwargs_from_config(c),
+                                parent=None)
+    return cls(num_classes=num_classes, rnn=rnn, vocab_size=vocab_size,
+               embed_dim=c.embed_dim, embed_init_std=c.embed_init_std,
+               input_projection=c.input_projection, pooling=c.pooling)
+
+  def setup(self):
+    dtypes = dict(dtype=self.rnn.dtype, param_dtype=self.rnn.param_dtype)
+    if self.vocab_size:
+      self.embed = nn.Embed(
+          self.vocab_size, self.embed_dim,
+          embedding_init=nn.initializers.normal(self.embed_init_std),
+          **dtypes)
+    elif self.input_projection == "dense":
+      self.project = nn.Dense(self.embed_dim, **dtypes)
+    self.dropout = layers.Dropout(self.rnn.dropout_rate)
+    self.readout = nn.Dense(self.num_classes, **dtypes)
+
+  def __call__(self, inputs: Array, lengths: Array, *,
+               train: bool = False) -> Array:
+    if self.vocab_size:
+      xs = self.embed(inputs)
+    else:
+      xs = inputs.astype(self.rnn.dtype)
+      if self.input_projection == "dense":
+        xs = self.project(xs)
+    carries, ys = self.rnn(xs, train=train, seq_lengths=lengths)
+    pooled = self.pool(carries[-1], ys, lengths)
+    pooled = self.dropout(pooled, deterministic=not train)
+    return self.readout(pooled).astype(jnp.float32)
+
+  def pool(self, last_carry, ys: Array, lengths: Array) -> Array:
+    """The top layer's final carry and outputs ys [B, T, H] -> [B, H]."""
+    if self.pooling == "last":
+      hidden_of = cells_lib.CELLS[self.rnn.cell].hidden_of
+      if self.rnn.bidirectional:
+        forward, backward = last_carry
+        return layers.MERGES[self.rnn.merge](
+            hidden_of(forward), hidden_of(backward)).astype(ys.dtype)
+      return hidden_of(last_carry).astype(ys.dtype)
+    valid = layers.length_mask(lengths, ys.shape[1])[..., None]  # [B, T, 1]
+    if self.pooling == "mean":
+      total = jnp.sum(jnp.where(valid, ys, 0).astype(jnp.float32), axis=1)
+      return (total / lengths[:, None].astype(jnp.float32)).astype(ys.dtype)
+    return jnp.max(jnp.where(valid, ys, -jnp.inf), axis=1)

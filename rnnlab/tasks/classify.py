@@ -1,0 +1,324 @@
+"""Sequence classification: one label per variable-length sequence.
+
+Config keys: data.source ("japanese_vowels" | "tfds") and, for tfds,
+data.name, data.train_split/val_split/test_split, data.text_feature,
+data.label_feature, data.tfds_data_dir, data.tokenization, data.vocab_size,
+data.max_tokens; data.val_fraction (the validation split carved from the
+training split, stratified, seeded by config.seed); data.pad_multiple and
+data.bucket (batch shapes); model.* with model.name = "classifier"
+(`models/classifier.py`: model.pooling, model.input_projection,
+model.bidirectional, ...); train.batch_size; eval.batch_size.
+
+Training batches: each epoch is a shuffle of the training split drawn from
+(seed, epoch), cut into batches of train.batch_size (remainder dropped), so
+batch `step` is a pure function of (seed, step). Loss: mean cross-entropy.
+Evaluation, over a whole split: "loss" (mean cross-entropy, nats), "accuracy",
+"examples". The first eval split, "val", picks the best checkpoint
+(<workdir>/best/); after training and in --mode=eval, `write_reports`
+evaluates that checkpoint on every split into <workdir>/best_eval.json.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from rnnlab import base_config
+from rnnlab import checkpoint
+from rnnlab import metrics as metrics_lib
+from rnnlab import models
+from rnnlab.data import classification as data
+from rnnlab.errors import CheckpointError, UserError
+from rnnlab.models import cells
+from rnnlab.models import classifier
+from rnnlab.registry import lookup
+from rnnlab.tasks import base
+
+METADATA_FILE = "metadata.json"  # classes; the vocabulary or feature stats
+BEST_EVAL_FILE = "best_eval.json"
+BEST_DIR = "best"  # rnnlab.train.BEST_DIR (not imported: train imports tasks)
+
+
+def classify_loss(model, params, batch, rng, train: bool = True):
+  """Mean cross-entropy over the batch's examples, and its accuracy."""
+  logits = model.apply({"params": params}, batch["inputs"], batch["lengths"],
+                       train=train, rngs={"dropout": rng})
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                        batch["labels"])
+  correct = jnp.argmax(logits, -1) == batch["labels"]
+  return jnp.mean(nll), {"accuracy": jnp.mean(correct.astype(jnp.float32))}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _eval_sums(model, params, batch) -> dict[str, jax.Array]:
+  """Weighted sums over one eval batch (weight 0 = filler row)."""
+  logits = model.apply({"params": params}, batch["inputs"], batch["lengths"])
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                        batch["labels"])
+  correct = (jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32)
+  w = batch["weights"]
+  return {"nll": jnp.sum(nll * w), "correct": jnp.sum(correct * w),
+          "count": jnp.sum(w)}
+
+
+class ClassifyTask(base.Task):
+  """A `data.classification.Dataset` with a `SequenceClassifier`."""
+
+  def __init__(self, config):
+    self.config = config
+    if config.model.name != "classifier":
+      raise UserError(f"task='classify' needs model.name='classifier', got "
+                      f"{config.model.name!r}.")
+    for key in ("max_tokens", "pad_multiple"):
+      if config.data[key] < 1:
+        raise UserError(f"config.data.{key}={config.data[key]!r} must be "
+                        "> 0.")
+    t0 = time.perf_counter()
+    self.dataset = data.load_dataset(config.data, config.seed)
+    train = self.dataset.splits["train"]
+    logging.info("Loaded %s in %.1f s: %s; %d classes.", config.data.source,
+                 time.perf_counter() - t0,
+                 ", ".join(f"{k} {len(v)}" for k, v in
+                           self.dataset.splits.items()),
+                 len(self.dataset.classes))
+    self._steps_per_epoch = data.epoch_batches(
+        train.lengths, config.train.batch_size, config.seed, 0,
+        False).shape[0]  # also fails early on a batch larger than the split
+    vocab = self.dataset.vocab
+    self.model = models.create_model(
+        config.model, num_classes=len(self.dataset.classes),
+        vocab_size=len(vocab) if vocab is not None else 0)
+    self._epoch = (None, None)  # (epoch, its batches), the one in use
+    self._eval = {}
+
+  @property
+  def classes(self) -> list[str]:
+    return self.dataset.classes
+
+  def init_inputs(self):
+    batch = self.train_batch(0)
+    return (batch["inputs"][:1], batch["lengths"][:1])
+
+  def tokens_per_batch(self):
+    return int(self.config.train.batch_size *
+               np.mean(self.dataset.splits["train"].lengths))
+
+  def steps_per_epoch(self):
+    return self._steps_per_epoch
+
+  def train_batch(self, step):
+    c = self.config
+    epoch, k = divmod(step, self._steps_per_epoch)
+    if self._epoch[0] != epoch:
+      self._epoch = (epoch, data.epoch_batches(
+          self.dataset.splits["train"].lengths, c.train.batch_size, c.seed,
+          epoch, c.data.bucket))
+    return data.make_batch(self.dataset.splits["train"], self._epoch[1][k],
+                           c.data.pad_multiple)
+
+  def loss_fn(self, params, batch, rng):
+    return classify_loss(self.model, params, batch, rng)
+
+  def token_ids(self, batch):
+    return batch["inputs"] if self.dataset.vocab is not None else None
+
+  @property
+  def eval_splits(self):
+    return ("val", "test")
+
+  def evaluate(self, params, split):
+    if split not in self.eval_splits:
+      raise UserError(f"Unknown split {split!r}. Valid choices: "
+                      f"{', '.join(self.eval_splits)}.")
+    if split not in self._eval:
+      self._eval[split] = data.eval_batches(
+          self.dataset.splits[split], self.config.eval.batch_size,
+          self.config.data.pad_multiple)
+    totals = {"nll": 0.0, "correct": 0.0, "count": 0.0}
+    for batch in self._eval[split]:
+      for k, v in _eval_sums(self.model, params, batch).items():
+        totals[k] += float(v)
+    n = totals["count"]
+    return {"loss": totals["nll"] / n, "accuracy": totals["correct"] / n,
+            "examples": int(n)}
+
+  def predict(self, params, inputs: np.ndarray, lengths: np.ndarray
+              ) -> np.ndarray:
+    """Class ids [B] of a right-padded batch (eval mode)."""
+    return np.asarray(jnp.argmax(self.model.apply(
+        {"params": params}, inputs, lengths), -1))
+
+  def save_metadata(self, workdir):
+    path = pathlib.Path(workdir) / METADATA_FILE
+    if path.exists():
+      self.dataset.check_metadata(
+          json.loads(path.read_text(encoding="utf-8")), path)
+    else:
+      data.save_json(path, self.dataset.metadata())
+
+  def write_reports(self, params, workdir):
+    """<workdir>/best_eval.json: every eval split's metrics for the
+    checkpoint that the validation loss picked (<workdir>/best/)."""
+    del params  # the newest parameters; the report is about the best ones
+    result = evaluate_best(self, workdir)
+    if result is None:
+      return []
+    path = pathlib.Path(workdir) / BEST_EVAL_FILE
+    metrics_lib.write_json(path, result)
+    logging.info("Best checkpoint (step %d, chosen on val loss): %s",
+                 result["step"], ", ".join(
+                     f"{s} accuracy {m['accuracy']:.4f}"
+                     for s, m in result["eval"].items()))
+    return [path]
+
+
+def _wait_for_saves(directory: pathlib.Path, timeout_s: float = 60.0):
+  """Waits while an Orbax save into `directory` is in flight: the trainer
+  writes reports before it closes its checkpoint managers, so the newest
+  best step may still be in a temporary directory."""
+  deadline = time.monotonic() + timeout_s
+  while any(".orbax-checkpoint-tmp" in p.name for p in directory.iterdir()):
+    if time.monotonic() > deadline:
+      logging.warning("A save into %s is still unfinished after %.0f s; "
+                      "evaluating its newest finished step.", directory,
+                      timeout_s)
+      return
+    time.sleep(0.2)
+
+
+def evaluate_best(task: ClassifyTask, workdir) -> dict[str, Any] | None:
+  """{"step", "eval": {split: metrics}} of <workdir>/best/, or None if the
+  run has no best checkpoint yet."""
+  directory = pathlib.Path(workdir) / BEST_DIR
+  if not directory.is_dir():
+    return None
+  _wait_for_saves(directory)
+  template = jax.eval_shape(
+      lambda key: task.model.init(key, *task.init_inputs(), train=False),
+      jax.random.key(0))["params"]
+  try:
+    step, params = checkpoint.Checkpointer(
+        directory, read_only=True).restore_params(template)
+  except CheckpointError as e:
+    logging.warning("No usable best checkpoint in %s: %s", directory, e)
+    return None
+  return {"step": int(step), "chosen_on": "val loss",
+          "eval": {s: task.evaluate(params, s) for s in task.eval_splits}}
+
+
+# --- configs -----------------------------------------------------------------
+
+ARG_KEYS = ("cell", "pooling")
+
+
+def parse_arg(arg: str) -> tuple[set[str], dict[str, str]]:
+  """"cell=lstm,pooling=mean,runlocal" -> ({"runlocal"}, {"cell": "lstm",
+  "pooling": "mean"}); raises UserError naming a bad key or value."""
+  items = [a for a in (arg or "").split(",") if a]
+  flags = base_config.parse_arg(",".join(a for a in items if "=" not in a))
+  options = {}
+  for item in (a for a in items if "=" in a):
+    key, value = item.split("=", 1)
+    if key not in ARG_KEYS:
+      raise UserError(f"Unknown config arg key {key!r} in {item!r}. Valid "
+                      f"keys: {', '.join(ARG_KEYS)} (and the flag runlocal).")
+    if key == "cell":
+      lookup(cells.CELLS, value, "cell")
+    else:
+      lookup({p: p for p in classifier.POOLINGS}, value, "pooling")
+    options[key] = value
+  return flags, options
+
+
+def japanese_vowels_config(arg: str, cell: str = "gru"
+                           ) -> ml_collections.ConfigDict:
+  """The recipe of configs/*_japanese_vowels.py: one bidirectional layer of
+  64 units per direction over the 12 standardised LPC coefficients, the last
+  state of each direction -> Dense(9). 600 steps of 32 (about 90 epochs of
+  the 216 training utterances), Adam 3e-3 with warm-up and cosine decay,
+  clip 1.0; validation (54 utterances, 6 per speaker, carved from the 270
+  training ones) every 25 steps picks the best checkpoint.
+
+  arg: comma-separated "cell=<rnn|lstm|gru>", "pooling=<last|mean|max>",
+  "runlocal".
+  """
+  flags, options = parse_arg(arg)
+  c = base_config.get_config()
+  c.task = "classify"
+  c.data.source = "japanese_vowels"
+  c.data.val_fraction = 0.2
+  c.data.pad_multiple = 8
+  c.data.bucket = False  # lengths 7-26: little padding to save
+  c.model.name = "classifier"
+  c.model.cell = options.get("cell", cell)
+  c.model.pooling = options.get("pooling", "last")
+  c.model.input_projection = "identity"
+  c.model.bidirectional = True
+  c.model.hidden_size, c.model.num_layers = 64, 1
+  c.model.dropout_rate = 0.2
+  c.train.batch_size = 32
+  c.train.steps = 600
+  c.train.log_every = 25
+  c.train.eval_every = c.train.checkpoint_every = 25
+  c.train.sample_every = 0
+  c.optim.learning_rate = 3e-3
+  c.optim.warmup_steps = 30
+  c.optim.final_lr_fraction = 0.05
+  c.eval.batch_size = 500
+  if "runlocal" in flags:
+    c.model.hidden_size = 8
+    c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
+    c.train.eval_every = c.train.checkpoint_every = 10
+    c.optim.warmup_steps = 2
+  return c
+
+
+def text_config(name: str, arg: str, cell: str = "gru", *,
+                text_feature: str = "text", test_split: str = "test"
+                ) -> ml_collections.ConfigDict:
+  """The recipe of TFDS sentiment configs (configs/gru_sst2.py): word
+  tokens (20,000 most frequent), 64-dim embedding, one bidirectional layer of
+  128 units per direction, the last state of each direction -> Dense.
+  arg: as `japanese_vowels_config`."""
+  flags, options = parse_arg(arg)
+  c = base_config.get_config()
+  c.task = "classify"
+  c.data.source, c.data.name = "tfds", name
+  c.data.text_feature, c.data.test_split = text_feature, test_split
+  c.data.val_fraction = 0.05
+  c.data.tokenization = "word"
+  c.data.vocab_size = 20000
+  c.data.max_tokens = 128
+  c.model.name = "classifier"
+  c.model.cell = options.get("cell", cell)
+  c.model.pooling = options.get("pooling", "last")
+  c.model.bidirectional = True
+  c.model.hidden_size, c.model.num_layers, c.model.embed_dim = 128, 1, 64
+  c.model.embed_init_std = 0.1
+  c.model.dropout_rate = 0.3
+  c.train.batch_size = 64
+  c.train.steps = 3000
+  c.train.log_every = 50
+  c.train.eval_every = c.train.checkpoint_every = 250
+  c.train.sample_every = 0
+  c.train.patience = 4
+  c.optim.learning_rate = 2e-3
+  c.eval.batch_size = 500
+  if "runlocal" in flags:
+    c.data.vocab_size, c.data.max_tokens = 500, 32
+    c.model.hidden_size, c.model.embed_dim = 16, 8
+    c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
+    c.train.eval_every = c.train.checkpoint_every = 10
+    c.train.patience = 0
+    c.optim.warmup_steps = 2
+    c.eval.batch_size = 64
+  return c

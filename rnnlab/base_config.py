@@ -187,6 +187,24 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 500         # seq2seq: examples per decoding batch
   c.eval.beam_size = 1            # seq2seq: >1 also reports beam accuracy
   c.eval.attention_plots = 4      # seq2seq: test heatmaps in <workdir>/attention
+  # task="forecast" (rnnlab/data/series.py, rnnlab/tasks/forecast.py): one
+  # univariate series split in time order by data.val_fraction and
+  # data.test_fraction; scaling fitted on the train split only.
+  c.data.series = "sine"          # "sine", "co2", "sunspots" or "csv"
+  c.data.csv = ""                 # csv: path of the file
+  c.data.column = ""              # csv: the numeric column to forecast
+  c.data.missing = "error"        # missing values: "error" or "interpolate"
+  c.data.num_points = 2000        # sine: x_t = sin(t/10) + U[-noise, noise]
+  c.data.noise = 0.2
+  c.data.noise_seed = 0           # sine: fixed across config.seed
+  c.data.difference = False       # model x_t - x_{t-1} (trending series)
+  c.data.window = 64              # input window (context) length
+  c.data.horizon = 1              # forecasts per origin (direct multi-output)
+  c.data.loss_positions = 1       # train on each window's last N outputs
+  c.data.season = 0               # seasonal naive's period; 0 = none
+  c.eval.arima_order = (1, 0, 0)  # ARIMA baseline (p, d, q), fitted on train
+  c.eval.arima_seasonal_order = (0, 0, 0, 0)  # (P, D, Q, s)
+  c.eval.arima_trend = "c"        # statsmodels trend: "n", "c", "t", "ct"
   c.eval.mase_lag = 1             # MASE scale: train MAE of x_{t-lag}
 
   c.sample = ml_collections.ConfigDict()

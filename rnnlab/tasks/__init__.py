@@ -10,12 +10,14 @@ from rnnlab.registry import lookup
 from rnnlab.tasks import base
 from rnnlab.tasks import char_lm
 from rnnlab.tasks import classify
+from rnnlab.tasks import forecast
 from rnnlab.tasks import seq2seq
 from rnnlab.tasks import synthetic
 
 TASKS: dict[str, type[base.Task]] = {
     "char_lm": char_lm.CharLMTask,
     "classify": classify.ClassifyTask,
+    "forecast": forecast.ForecastTask,
     "word_lm": char_lm.WordLMTask,
     "seq2seq": seq2seq.Seq2SeqTask,
     "synthetic": synthetic.SyntheticTask,

@@ -1,0 +1,426 @@
+"""Univariate time-series forecasting with a recurrent stack and baselines.
+
+Data (rnnlab/data/series.py): data.series ("sine", "co2", "sunspots",
+"csv"), data.missing, a chronological split by data.val_fraction and
+data.test_fraction, optional first differences (data.difference) and
+standardisation fitted on the train split only.
+
+Model: model.name = "sequence" (`models/sequence.py`): the recurrent stack
+(model.cell, hidden_size, num_layers, ...) over a window [B, W, 1] of
+normalised values and a Dense readout to data.horizon outputs per step;
+output j at position i forecasts the (j+1)-th value after position i
+(direct multi-output).
+
+Training: MSE in normalised units on random windows from the train split,
+with the window's next H values as targets at each of its last
+data.loss_positions positions. Batch `step` is a pure function of
+(config.seed, step).
+
+Evaluation of a split ("val" or "test"): rolling origin over every point of
+the split. The forecast of x_t reads only x_{t-W} .. x_{t-1} (the window up
+to its origin t-1, reaching back into earlier splits). Metrics in original
+units: "mae", "rmse", "mase" (MAE over the in-sample MAE on the train split
+of the lag-eval.mase_lag naive forecast: lag 1 = last value, which every
+config here uses), "loss" = the one-step MSE in normalised units (early
+stopping and the best checkpoint use it). With data.horizon H > 1 also
+"mae_h<H>", the MAE of the H-step-ahead output. The sine also reports
+"rmse_clean", the RMSE against the noise-free sin(t/10).
+
+Baselines, with the same rolling-origin one-step protocol on the same
+points: "naive_*" (x_{t-1}), "snaive_*" (x_{t-season}, data.season > 0),
+"arima_*": statsmodels ARIMA(eval.arima_order, eval.arima_seasonal_order,
+eval.arima_trend) fitted once on the train split, then extended over
+validation and test with its parameters fixed (results.append(...,
+refit=False)); each of its forecasts is the Kalman filter's one-step
+prediction from the data before it. "mae_ratio_arima" = model MAE / ARIMA
+MAE (< 1: the model wins).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rnnlab import base_config
+from rnnlab import models
+from rnnlab.data import series as series_lib
+from rnnlab.errors import CheckpointError, UserError
+from rnnlab.tasks import base
+
+SCALER_FILE = "forecast_scaler.json"
+PLOT_FILE = "forecast_test.png"
+FORECASTS_FILE = "forecast_test.json"
+TREND_CHOICES = ("n", "c", "t", "ct")
+
+
+def forecast_loss(model, params, batch, rng, positions: int, train=True):
+  """MSE of outputs [B, W, H] against targets [B, W, H] over the last
+  `positions` positions of each window."""
+  outputs, _ = model.apply({"params": params}, batch["inputs"], train=train,
+                           rngs={"dropout": rng})
+  error = outputs[:, -positions:] - batch["targets"][:, -positions:]
+  return jnp.mean(jnp.square(error)), {}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _last_outputs(model, params, inputs: jax.Array) -> jax.Array:
+  """Windows [K, W, 1] -> the forecasts from their last position [K, H]."""
+  outputs, _ = model.apply({"params": params}, inputs)
+  return outputs[:, -1]
+
+
+class ForecastTask(base.Task):
+  """data.series with a `SequenceModel`, evaluated against baselines."""
+
+  def __init__(self, config, scaler: series_lib.Scaler | None = None):
+    """`scaler`: a saved one (inference) instead of refitting on train."""
+    self.config = config
+    d = config.data
+    _check_config(config)
+    self.series = series_lib.load(d)
+    self.values = self.series.values
+    self.split = series_lib.split(len(self.values), d.val_fraction,
+                                  d.test_fraction)
+    self.scaler = scaler or series_lib.Scaler.fit(
+        self.values, self.split.train_end, d.difference)
+    self.z = self.scaler.transform(self.values)  # [N] normalised
+    # Train windows start in [first, last_start]: inputs and targets inside
+    # the train split.
+    self.first_start = self.scaler.first
+    self.last_start = self.split.train_end - d.window - d.horizon
+    if self.last_start < self.first_start:
+      raise UserError(
+          f"The train split of {self.series.name!r} has "
+          f"{self.split.train_end} points; data.window={d.window} plus "
+          f"data.horizon={d.horizon} need at least "
+          f"{d.window + d.horizon + self.scaler.first + 1}. Shorten the "
+          "window or lower data.val_fraction / data.test_fraction.")
+    for name in ("val", "test"):
+      start, end = self.split.bounds(name)
+      if end <= start:
+        raise UserError(f"The {name} split of {self.series.name!r} is empty "
+                        f"({len(self.values)} points, data.val_fraction="
+                        f"{d.val_fraction}, data.test_fraction="
+                        f"{d.test_fraction}); both must hold points.")
+    if d.season >= self.split.train_end:
+      raise UserError(f"data.season={d.season} must be shorter than the "
+                      f"train split ({self.split.train_end} points).")
+    self.mase_scale = series_lib.naive_scale(
+        self.values[:self.split.train_end], config.eval.mase_lag)
+    e = config.eval
+    series_lib.arima_model(self.values[:self.split.train_end], e.arima_order,
+                           e.arima_seasonal_order, e.arima_trend)
+    self.model = models.create_model(config.model, output_size=d.horizon)
+    self._baselines: dict[str, dict[str, float]] = {}
+    self._arima = None  # (train results, one-step forecasts [N - train_end])
+
+  # -- Training. --------------------------------------------------------------
+
+  def init_inputs(self):
+    return (np.zeros((1, self.config.data.window, 1), np.float32),)
+
+  def tokens_per_batch(self):
+    return self.config.train.batch_size * self.config.data.window
+
+  def train_batch(self, step):
+    if step < 0:
+      raise UserError(f"Training step must be >= 0, got {step}.")
+    rng = np.random.default_rng(
+        [self.config.seed, series_lib.TRAIN_STREAM, step])
+    starts = rng.integers(self.first_start, self.last_start + 1,
+                          self.config.train.batch_size)
+    return series_lib.train_windows(self.z, starts, self.config.data.window,
+                                    self.config.data.horizon)
+
+  def loss_fn(self, params, batch, rng):
+    return forecast_loss(self.model, params, batch, rng,
+                         self.config.data.loss_positions)
+
+  # -- Evaluation. ------------------------------------------------------------
+
+  @property
+  def eval_splits(self):
+    return ("val", "test")
+
+  def predict_normalised(self, params, targets: np.ndarray) -> np.ndarray:
+    """Rolling-origin forecasts [K, H] (normalised) for target indices
+    `targets` [K], each from the window before it; in eval.batch_size
+    chunks, the last padded so that one program serves every chunk."""
+    size = min(self.config.eval.batch_size, len(targets))
+    out = []
+    for begin in range(0, len(targets), size):
+      chunk = targets[begin:begin + size]
+      padded = np.pad(chunk, (0, size - len(chunk)), mode="edge")
+      inputs = series_lib.origin_windows(self.z, padded,
+                                         self.config.data.window)
+      out.append(np.asarray(_last_outputs(self.model, params,
+                                          inputs))[:len(chunk)])
+    return np.concatenate(out)
+
+  def baseline_forecasts(self, split: str) -> dict[str, np.ndarray]:
+    """The truth, time labels and each baseline's one-step forecasts of
+    every point of `split`, original units."""
+    start, end = self.split.bounds(split)
+    out = {"time": self.series.time[start:end],
+           "truth": self.values[start:end],
+           "naive": series_lib.naive_forecast(self.values, start, end)}
+    if self.config.data.season:
+      out["snaive"] = series_lib.naive_forecast(self.values, start, end,
+                                                self.config.data.season)
+    out["arima"] = self.arima_forecasts()[start - self.split.train_end:
+                                          end - self.split.train_end]
+    if self.series.clean is not None:
+      out["clean"] = self.series.clean[start:end]
+    return out
+
+  def forecasts(self, params, split: str) -> dict[str, np.ndarray]:
+    """`baseline_forecasts` plus the model's: "model" [K] (one step),
+    "model_all" [K, H] (original units), "z_pred" [K, H] (normalised)."""
+    start, end = self.split.bounds(split)
+    targets = np.arange(start, end)
+    z_pred = self.predict_normalised(params, targets)
+    levels = self.scaler.to_levels(z_pred, self.values[targets - 1])
+    return {**self.baseline_forecasts(split), "model": levels[:, 0],
+            "model_all": levels, "z_pred": z_pred}
+
+  def evaluate(self, params, split):
+    f = self.forecasts(params, split)
+    start, end = self.split.bounds(split)
+    horizon = self.config.data.horizon
+    metrics = {"loss": float(np.mean(np.square(
+        f["z_pred"][:, 0] - self.z[start:end])))}
+    metrics.update(series_lib.errors(f["model"], f["truth"],
+                                     self.mase_scale))
+    if "clean" in f:
+      metrics["rmse_clean"] = _rmse(f["model"], f["clean"])
+    if horizon > 1:
+      # Origins whose H-th value is still inside the split.
+      k = end - start - horizon + 1
+      if k > 0:
+        truth = self.values[start + horizon - 1:end]
+        metrics[f"mae_h{horizon}"] = float(np.mean(np.abs(
+            f["model_all"][:k, horizon - 1] - truth)))
+        metrics[f"naive_mae_h{horizon}"] = float(np.mean(np.abs(
+            self.values[start - 1:start - 1 + k] - truth)))
+    metrics.update(self.baseline_metrics(split))
+    metrics["mae_ratio_arima"] = metrics["mae"] / metrics["arima_mae"]
+    metrics["forecasts"] = float(end - start)
+    return metrics
+
+  def baseline_metrics(self, split: str) -> dict[str, float]:
+    """Baseline errors on `split` (computed once: no model involved)."""
+    if split not in self._baselines:
+      f = self.baseline_forecasts(split)
+      metrics = {}
+      for name in ("naive", "snaive", "arima"):
+        if name in f:
+          metrics.update(series_lib.errors(f[name], f["truth"],
+                                           self.mase_scale, f"{name}_"))
+          if "clean" in f:
+            metrics[f"{name}_rmse_clean"] = _rmse(f[name], f["clean"])
+      self._baselines[split] = metrics
+    return dict(self._baselines[split])
+
+  def arima_results(self):
+    """The ARIMA fitted on the train split (fitted once, on first use)."""
+    self.arima_forecasts()
+    return self._arima[0]
+
+  def arima_forecasts(self) -> np.ndarray:
+    """ARIMA one-step forecasts of values[train_end:] [N - train_end]."""
+    if self._arima is None:
+      e = self.config.eval
+      results = series_lib.fit_arima(
+          self.values[:self.split.train_end], e.arima_order,
+          e.arima_seasonal_order, e.arima_trend)
+      for warning in results.fit_warnings:
+        logging.warning("ARIMA fit: %s", warning)
+      forecasts, _ = series_lib.arima_one_step(
+          results, self.values, self.split.train_end, len(self.values))
+      self._arima = (results, forecasts)
+    return self._arima[1]
+
+  # -- Files. -----------------------------------------------------------------
+
+  def metadata(self) -> dict[str, Any]:
+    return {"series": self.series.name, "points": len(self.values),
+            "train_end": self.split.train_end, "val_end": self.split.val_end,
+            "scaler": self.scaler.to_json()}
+
+  def save_metadata(self, workdir):
+    path = pathlib.Path(workdir) / SCALER_FILE
+    meta = self.metadata()
+    if path.exists():
+      saved = json.loads(path.read_text())
+      if saved != meta:
+        raise UserError(f"{path} ({saved}) does not match this task's data "
+                        f"({meta}); use a new workdir.")
+    else:
+      path.write_text(json.dumps(meta, indent=2) + "\n")
+
+  def write_reports(self, params, workdir):
+    """forecast_test.png (test truth vs one-step forecasts) and
+    forecast_test.json (the same numbers and the ARIMA fit)."""
+    f = self.forecasts(params, "test")
+    metrics = self.evaluate(params, "test")
+    workdir = pathlib.Path(workdir)
+    arima = self.arima_results()
+    e = self.config.eval
+    record = {
+        "series": self.series.name,
+        "metrics": metrics,
+        "arima": {"order": list(e.arima_order),
+                  "seasonal_order": list(e.arima_seasonal_order),
+                  "trend": e.arima_trend,
+                  "params": dict(zip(arima.param_names,
+                                     map(float, arima.params))),
+                  "aic": float(arima.aic), "train_points": int(arima.nobs),
+                  "fit_warnings": arima.fit_warnings},
+        "forecasts": {k: np.asarray(v).tolist() for k, v in f.items()
+                      if k not in ("model_all", "z_pred")},
+    }
+    (workdir / FORECASTS_FILE).write_text(json.dumps(record) + "\n")
+    return [plot_forecasts(workdir / PLOT_FILE, f, metrics, self.series),
+            workdir / FORECASTS_FILE]
+
+  # -- Inference past the end of the series. ---------------------------------
+
+  def forecast_future(self, params, steps: int) -> tuple[np.ndarray, str]:
+    """The next `steps` values after the series' end, original units, and
+    the method: "direct" (steps <= data.horizon: one pass, its outputs) or
+    "recursive" (one-step forecasts fed back as inputs)."""
+    if steps < 1:
+      raise UserError(f"steps={steps} must be >= 1.")
+    d = self.config.data
+    window = self.z[-d.window:].astype(np.float32)
+    last = self.values[-1]
+    if steps <= d.horizon:
+      z = np.asarray(_last_outputs(self.model, params,
+                                   window[None, :, None]))[0, :steps]
+      return self.scaler.to_levels(z, last), "direct"
+    z_future = []
+    for _ in range(steps):
+      z_next = float(np.asarray(_last_outputs(self.model, params,
+                                              window[None, :, None]))[0, 0])
+      z_future.append(z_next)
+      window = np.append(window[1:], np.float32(z_next))
+    return self.scaler.to_levels(np.asarray(z_future), last), "recursive"
+
+
+def load_for_inference(workdir: pathlib.Path, config=None):
+  """(task, step, params) of a trained forecasting run: the series is
+  reloaded from its config and scaled with the run's saved statistics."""
+  from rnnlab import train  # pylint: disable=g-import-not-at-top
+  workdir = pathlib.Path(workdir)
+  config = config or train.load_config(workdir)
+  if config.task != "forecast":
+    raise UserError(f"{workdir} is a task={config.task!r} run; forecasting "
+                    "needs task='forecast'.")
+  path = workdir / SCALER_FILE
+  if not path.exists():
+    raise CheckpointError(f"No {SCALER_FILE} in {workdir}.")
+  meta = json.loads(path.read_text())
+  task = ForecastTask(config, series_lib.Scaler.from_json(meta["scaler"]))
+  if len(task.values) != meta["points"]:
+    logging.warning("The series now has %d points (%d at training); "
+                    "forecasting after its current end.", len(task.values),
+                    meta["points"])
+  step, params = train.restore_params(task.model, task.init_inputs(),
+                                      workdir)
+  return task, step, params
+
+
+def plot_forecasts(path: pathlib.Path, f: dict[str, np.ndarray],
+                   metrics: dict[str, float], series: series_lib.Series,
+                   ) -> pathlib.Path:
+  """Truth vs one-step forecasts (model, ARIMA) over the test split."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(10, 4))
+  ax.plot(f["time"], f["truth"], color="black", lw=1.2, label="truth")
+  if "clean" in f:
+    ax.plot(f["time"], f["clean"], color="grey", lw=1, ls=":",
+            label="noise-free")
+  ax.plot(f["time"], f["model"], color="tab:blue", lw=1,
+          label=f"model (MAE {metrics['mae']:.4g})")
+  ax.plot(f["time"], f["arima"], color="tab:orange", lw=1, ls="--",
+          label=f"ARIMA (MAE {metrics['arima_mae']:.4g})")
+  ax.set_title(f"{series.name}: one-step forecasts over the test split "
+               f"(naive MAE {metrics['naive_mae']:.4g})")
+  ax.set_xlabel("time")
+  ax.set_ylabel(series.unit or "value")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def _rmse(a, b) -> float:
+  return float(np.sqrt(np.mean(np.square(np.asarray(a) - np.asarray(b)))))
+
+
+def _check_config(c):
+  d = c.data
+  if c.model.name != "sequence":
+    raise UserError(f"task='forecast' needs model.name='sequence', got "
+                    f"{c.model.name!r}.")
+  for key in ("window", "horizon", "loss_positions"):
+    if d[key] < 1:
+      raise UserError(f"data.{key}={d[key]} must be >= 1.")
+  if d.loss_positions > d.window:
+    raise UserError(f"data.loss_positions={d.loss_positions} must be <= "
+                    f"data.window={d.window}.")
+  if d.season < 0:
+    raise UserError(f"data.season={d.season} must be >= 0 (0 = none).")
+  if d.noise < 0:
+    raise UserError(f"data.noise={d.noise} must be >= 0.")
+  if c.eval.arima_trend not in TREND_CHOICES:
+    raise UserError(f"Unknown eval.arima_trend={c.eval.arima_trend!r}. Valid "
+                    f"choices: {', '.join(map(repr, TREND_CHOICES))}.")
+  if len(c.eval.arima_order) != 3 or len(c.eval.arima_seasonal_order) != 4:
+    raise UserError(f"eval.arima_order={tuple(c.eval.arima_order)} must be "
+                    "(p, d, q) and eval.arima_seasonal_order="
+                    f"{tuple(c.eval.arima_seasonal_order)} (P, D, Q, s).")
+
+
+def forecast_config(series: str, cell: str) -> ml_collections.ConfigDict:
+  """The shared recipe of configs/*_forecast_*.py before their own keys:
+  one recurrent layer of 64, no dropout, a 70/15/15 split, batches of 64,
+  Adam 3e-3 with 100 warm-up steps and cosine decay to 5%, clip 1.0."""
+  c = base_config.get_config()
+  c.task, c.data.series = "forecast", series
+  c.data.val_fraction, c.data.test_fraction = 0.15, 0.15
+  c.model.name, c.model.cell = "sequence", cell
+  c.model.hidden_size, c.model.num_layers = 64, 1
+  c.model.dropout_rate = 0.0
+  c.train.batch_size = 64
+  c.train.steps = 3000
+  c.train.log_every = 100
+  c.train.eval_every = c.train.checkpoint_every = 500
+  c.train.sample_every = 0
+  c.optim.learning_rate = 3e-3
+  c.optim.warmup_steps = 100
+  c.optim.final_lr_fraction = 0.05
+  c.eval.batch_size = 1000
+  return c
+
+
+def make_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a forecasting config to a seconds-long smoke run (the ARIMA
+  baseline stays: its fit takes a second or two)."""
+  c.model.hidden_size = 8
+  c.data.window = min(c.data.window, 32)
+  c.data.loss_positions = min(c.data.loss_positions, c.data.window)
+  c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
+  c.train.eval_every = c.train.checkpoint_every = 10
+  c.optim.warmup_steps = 2
+  return c

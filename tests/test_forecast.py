@@ -1,0 +1,273 @@
+"""Time-series forecasting: sources, missing values, scaling without leakage,
+baselines on series with known errors, training, evaluation and predict."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnnlab import train
+from rnnlab.data import series as series_lib
+from rnnlab.errors import DataError, UserError
+from rnnlab.tasks import forecast
+from tests.conftest import ROOT
+
+
+def tiny_config(series="sine", **overrides):
+  """A seconds-long forecasting config (dotted keys as a__b)."""
+  c = forecast.make_runlocal(forecast.forecast_config(series, "gru"))
+  c.data.num_points = 400
+  c.data.season = 63
+  c.eval.arima_order, c.eval.arima_trend = (2, 0, 0), "n"
+  c.train.steps, c.train.log_every = 150, 10
+  c.train.eval_every = c.train.checkpoint_every = 150
+  c.train.progress_bar = False
+  c.optim.learning_rate = 1e-2
+  for dotted, value in overrides.items():
+    node = c
+    *parents, leaf = dotted.split("__")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def write_csv(path, rows, header="date,value,note"):
+  path.write_text(header + "\n" + "\n".join(rows) + "\n")
+  return path
+
+
+# -- Sources and missing values. ----------------------------------------------
+
+
+def test_sine_is_seeded_noisy_and_keeps_the_clean_series():
+  c = tiny_config(data__num_points=2000)
+  s = series_lib.load(c.data)
+  t = np.arange(2000)
+  np.testing.assert_allclose(s.clean, np.sin(t / 10))
+  noise = s.values - s.clean
+  assert np.abs(noise).max() <= 0.2 and np.abs(noise).max() > 0.19
+  np.testing.assert_array_equal(s.values, series_lib.load(c.data).values)
+  c.data.noise_seed = 1
+  assert not np.array_equal(s.values, series_lib.load(c.data).values)
+
+
+def test_co2_missing_weeks_error_or_interpolate():
+  c = tiny_config("co2")
+  with pytest.raises(DataError, match=r"59 missing value\(s\) of 2284.*"
+                     r"index 6 .*'error', 'interpolate'"):
+    series_lib.load(c.data)
+  c.data.missing = "interpolate"
+  s = series_lib.load(c.data)
+  raw = series_lib.co2(c.data).values
+  assert len(s.values) == 2284 and np.isfinite(s.values).all()
+  # Week 6 is missing, weeks 5 and 7 are not: their midpoint.
+  assert np.isnan(raw[6]) and np.isfinite(raw[[5, 7]]).all()
+  assert s.values[6] == pytest.approx((raw[5] + raw[7]) / 2)
+  np.testing.assert_array_equal(s.values[np.isfinite(raw)],
+                                raw[np.isfinite(raw)])
+  assert 1958 < s.time[0] < s.time[-1] < 2002
+  c.data.missing = "drop"
+  with pytest.raises(UserError, match="Valid choices: 'error', 'interpolate'"):
+    series_lib.load(c.data)
+
+
+def test_sunspots_yearly():
+  s = series_lib.load(tiny_config("sunspots").data)
+  assert len(s.values) == 309 and s.time[0] == 1700 and s.time[-1] == 2008
+  assert s.time_step == 1.0
+
+
+def test_csv_column_missing_cells_and_errors(tmp_path):
+  path = write_csv(tmp_path / "s.csv", ["2020-01-01,1.5,a", "2020-01-02,,b",
+                                        "2020-01-03,3.5,c"])
+  c = tiny_config("csv", data__csv=str(path), data__column="value")
+  with pytest.raises(DataError, match=r"1 missing value\(s\) of 3.*index 1"):
+    series_lib.load(c.data)
+  c.data.missing = "interpolate"
+  np.testing.assert_allclose(series_lib.load(c.data).values, [1.5, 2.5, 3.5])
+  c.data.column = "price"
+  with pytest.raises(DataError, match=r"data.column='price' is not a column"
+                     r".*Valid choices: 'date', 'value', 'note'"):
+    series_lib.load(c.data)
+  c.data.column = "note"
+  with pytest.raises(DataError, match=r"3 non-numeric value\(s\) \(row 2: "
+                     "'a'"):
+    series_lib.load(c.data)
+  c.data.csv = str(tmp_path / "nope.csv")
+  with pytest.raises(DataError, match="nope.csv.*no such file"):
+    series_lib.load(c.data)
+  c.data.series = "csvv"
+  with pytest.raises(UserError, match="Valid choices: 'co2', 'csv', 'sine', "
+                     "'sunspots'"):
+    series_lib.load(c.data)
+
+
+# -- Split and scaling. -------------------------------------------------------
+
+
+def test_split_is_chronological():
+  s = series_lib.split(100, 0.15, 0.15)
+  assert (s.train_end, s.val_end, s.n) == (70, 85, 100)
+  assert s.bounds("test") == (85, 100)
+  with pytest.raises(UserError, match="sum to less than 1"):
+    series_lib.split(100, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("difference", [False, True])
+def test_scaling_uses_the_train_split_only(tmp_path, difference):
+  rng = np.random.default_rng(0)
+  values = np.cumsum(rng.normal(size=200)) + 50
+  scaler = series_lib.Scaler.fit(values, 140, difference)
+  train = np.diff(values[:140]) if difference else values[:140]
+  assert scaler.mean == pytest.approx(train.mean())
+  assert scaler.std == pytest.approx(train.std())
+  changed = values.copy()
+  changed[140:] += 1000.0
+  assert series_lib.Scaler.fit(changed, 140, difference) == scaler
+  # Forecasting the true next values in model units gives back the truth.
+  z = scaler.transform(values)
+  t = np.arange(150, 160)
+  np.testing.assert_allclose(scaler.to_levels(z[t, None], values[t - 1])[:, 0],
+                             values[t])
+
+  # Through the task: a CSV whose later values change keeps its scaling.
+  rows = [f"{i},{float(v)!r},x" for i, v in enumerate(values)]
+  path = write_csv(tmp_path / "a.csv", rows)
+  c = tiny_config("csv", data__csv=str(path), data__column="value",
+                  data__difference=difference, data__val_fraction=0.15,
+                  data__test_fraction=0.15)
+  task = forecast.ForecastTask(c)
+  assert task.split.train_end == 140 and task.scaler == scaler
+  write_csv(path, [f"{i},{float(v)!r},x" for i, v in enumerate(changed)])
+  assert forecast.ForecastTask(c).scaler == scaler
+
+
+def test_windows_never_read_past_their_origin():
+  z = np.arange(100, dtype=np.float64)
+  windows = series_lib.origin_windows(z, np.array([40, 90]), 32)
+  np.testing.assert_array_equal(windows[:, :, 0], [z[8:40], z[58:90]])
+  batch = series_lib.train_windows(z, np.array([3]), 4, 2)
+  np.testing.assert_array_equal(batch["inputs"][0, :, 0], [3, 4, 5, 6])
+  np.testing.assert_array_equal(batch["targets"][0],
+                                [[4, 5], [5, 6], [6, 7], [7, 8]])
+
+
+# -- Baselines on series with known errors. -----------------------------------
+
+
+def test_naive_and_seasonal_naive_on_known_series():
+  line = 2.0 * np.arange(100) + 1  # naive error: exactly the slope, 2
+  scale = series_lib.naive_scale(line[:70])
+  assert scale == 2.0
+  naive = series_lib.naive_forecast(line, 85, 100)
+  m = series_lib.errors(naive, line[85:], scale, "naive_")
+  assert m == {"naive_mae": 2.0, "naive_rmse": 2.0, "naive_mase": 1.0}
+  periodic = np.tile([0.0, 1.0, 4.0, 1.0, 0.0], 20)  # period 5
+  seasonal = series_lib.naive_forecast(periodic, 85, 100, lag=5)
+  np.testing.assert_array_equal(seasonal, periodic[85:])
+  last = series_lib.naive_forecast(periodic, 85, 100)
+  assert series_lib.errors(last, periodic[85:], 1.0)["mae"] == pytest.approx(
+      np.mean(np.abs(np.diff(periodic[84:]))))
+
+
+def test_arima_is_fitted_on_train_and_forecasts_one_step():
+  rng = np.random.default_rng(0)
+  values = np.zeros(300)
+  for t in range(1, 300):  # AR(1), phi = 0.8
+    values[t] = 0.8 * values[t - 1] + rng.normal()
+  results = series_lib.fit_arima(values[:200], (1, 0, 0), trend="n")
+  assert results.nobs == 200
+  changed = values.copy()
+  changed[200:] *= 10
+  assert np.allclose(series_lib.fit_arima(changed[:200], (1, 0, 0),
+                                          trend="n").params, results.params)
+  phi = results.params[0]
+  assert phi == pytest.approx(0.8, abs=0.1)
+  forecasts, extended = series_lib.arima_one_step(results, values, 250, 300)
+  # Kept parameters (no refit), and AR(1)'s one-step forecast phi * x_{t-1}.
+  np.testing.assert_allclose(extended.params, results.params)
+  np.testing.assert_allclose(forecasts, phi * values[249:299], rtol=1e-6)
+  with pytest.raises(UserError, match="start after the train split"):
+    series_lib.arima_one_step(results, values, 150, 300)
+
+
+# -- Training, evaluation and predict. ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("forecast")
+  results = train.train_and_evaluate(tiny_config(), workdir)
+  return workdir, results
+
+
+def test_training_lowers_the_loss_and_evaluation_reports_baselines(trained):
+  workdir, results = trained
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text(
+  ).splitlines()]
+  losses = [r["loss"] for r in records if r["split"] == "train"]
+  assert losses[-1] < 0.5 * losses[0]
+  test = results["eval"]["test"]
+  for key in ("loss", "mae", "rmse", "mase", "rmse_clean", "naive_mae",
+              "naive_rmse", "naive_mase", "snaive_mae", "arima_mae",
+              "arima_rmse", "arima_mase", "mae_ratio_arima"):
+    assert np.isfinite(test[key]), key
+  assert test["mae_ratio_arima"] == pytest.approx(test["mae"] /
+                                                  test["arima_mae"])
+  assert test["forecasts"] == 60  # every point of the 15% test split
+  assert test["mae"] < test["naive_mae"]
+  assert (workdir / forecast.PLOT_FILE).stat().st_size > 0
+  saved = json.loads((workdir / forecast.FORECASTS_FILE).read_text())
+  assert saved["arima"]["train_points"] == 280 and len(
+      saved["forecasts"]["model"]) == 60
+
+
+def test_predict_command_on_the_trained_workdir(trained, tmp_path):
+  workdir, _ = trained
+  out = tmp_path / "future.png"
+  env = {**os.environ, "RNNLAB_JAX_CACHE": str(ROOT / ".pytest_cache" /
+                                                "jax")}
+  proc = subprocess.run(
+      [sys.executable, "-m", "rnnlab.predict", f"--workdir={workdir}",
+       "--steps=5", f"--output={out}"], capture_output=True, text=True,
+      cwd=ROOT, env=env, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  record = json.loads(proc.stdout)
+  assert record["method"] == "recursive" and record["steps"] == 5
+  assert [f["time"] for f in record["forecast"]] == [400, 401, 402, 403, 404]
+  assert all(abs(f["value"]) < 2 for f in record["forecast"])
+  assert out.stat().st_size > 0
+
+
+def test_direct_horizon_and_differencing_without_training():
+  c = tiny_config(data__horizon=3, data__difference=True)
+  task = forecast.ForecastTask(c)
+  params = train.init_params(task.model, task.init_inputs(), 0)
+  batch = task.train_batch(5)
+  assert batch["inputs"].shape == (8, 32, 1)
+  assert batch["targets"].shape == (8, 32, 3)
+  np.testing.assert_array_equal(batch["inputs"],
+                                task.train_batch(5)["inputs"])
+  metrics = task.evaluate(params, "val")
+  assert {"mae", "mae_h3", "naive_mae_h3", "arima_mae"} <= set(metrics)
+  values, method = task.forecast_future(params, 3)
+  assert method == "direct" and values.shape == (3,)
+  values, method = task.forecast_future(params, 4)
+  assert method == "recursive" and values.shape == (4,)
+
+
+def test_config_errors_name_the_key():
+  with pytest.raises(UserError, match="needs model.name='sequence'"):
+    forecast.ForecastTask(tiny_config(model__name="rnn_lm"))
+  with pytest.raises(UserError, match="data.window=400 plus"):
+    forecast.ForecastTask(tiny_config(data__window=400))
+  with pytest.raises(UserError, match="eval.arima_trend='x'.*'n', 'c'"):
+    forecast.ForecastTask(tiny_config(eval__arima_trend="x"))
+  with pytest.raises(UserError, match=r"Bad ARIMA spec eval.arima_order="
+                     r"\(-1, 0, 0\)"):
+    forecast.ForecastTask(tiny_config(eval__arima_order=(-1, 0, 0)))

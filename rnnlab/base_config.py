@@ -7,6 +7,8 @@ is not here is an error (configs are locked).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import ml_collections
 
 from rnnlab.errors import UserError
@@ -279,6 +281,32 @@ def parse_arg(arg: str, valid=("runlocal",)) -> set[str]:
     raise UserError(f"Unknown config arg {sorted(unknown)!r}. Valid choices: "
                     f"{', '.join(valid)}.")
   return flags
+
+
+def parse_arg_options(arg: str, parsers: dict[str, Any],
+                      valid=("runlocal",)) -> tuple[set[str], dict[str, Any]]:
+  """"cell=rnn,lag=100,runlocal" -> ({"runlocal"}, {"cell": "rnn", "lag":
+  100}). `parsers` maps each allowed key to a function that checks its
+  value (raising UserError) and returns it converted."""
+  items = [a for a in (arg or "").split(",") if a]
+  flags = parse_arg(",".join(a for a in items if "=" not in a), valid)
+  options = {}
+  for item in (a for a in items if "=" in a):
+    key, value = item.split("=", 1)
+    if key not in parsers:
+      raise UserError(
+          f"Unknown config arg key {key!r} in {item!r}. Valid keys: "
+          f"{', '.join(parsers)} (and the flags {', '.join(valid)}).")
+    options[key] = parsers[key](value)
+  return flags, options
+
+
+def cell_arg(value: str) -> str:
+  """A parse_arg_options parser: a registered cell name."""
+  from rnnlab.models import cells  # pylint: disable=g-import-not-at-top
+  from rnnlab.registry import lookup  # pylint: disable=g-import-not-at-top
+  lookup(cells.CELLS, value, "cell")
+  return value
 
 
 def make_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

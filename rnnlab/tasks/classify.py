@@ -38,7 +38,6 @@ from rnnlab import metrics as metrics_lib
 from rnnlab import models
 from rnnlab.data import classification as data
 from rnnlab.errors import CheckpointError, UserError
-from rnnlab.models import cells
 from rnnlab.models import classifier
 from rnnlab.registry import lookup
 from rnnlab.tasks import base
@@ -217,26 +216,16 @@ def evaluate_best(task: ClassifyTask, workdir) -> dict[str, Any] | None:
 
 # --- configs -----------------------------------------------------------------
 
-ARG_KEYS = ("cell", "pooling")
+def _pooling_arg(value: str) -> str:
+  lookup({p: p for p in classifier.POOLINGS}, value, "pooling")
+  return value
 
 
 def parse_arg(arg: str) -> tuple[set[str], dict[str, str]]:
   """"cell=lstm,pooling=mean,runlocal" -> ({"runlocal"}, {"cell": "lstm",
   "pooling": "mean"}); raises UserError naming a bad key or value."""
-  items = [a for a in (arg or "").split(",") if a]
-  flags = base_config.parse_arg(",".join(a for a in items if "=" not in a))
-  options = {}
-  for item in (a for a in items if "=" in a):
-    key, value = item.split("=", 1)
-    if key not in ARG_KEYS:
-      raise UserError(f"Unknown config arg key {key!r} in {item!r}. Valid "
-                      f"keys: {', '.join(ARG_KEYS)} (and the flag runlocal).")
-    if key == "cell":
-      lookup(cells.CELLS, value, "cell")
-    else:
-      lookup({p: p for p in classifier.POOLINGS}, value, "pooling")
-    options[key] = value
-  return flags, options
+  return base_config.parse_arg_options(
+      arg, {"cell": base_config.cell_arg, "pooling": _pooling_arg})
 
 
 def japanese_vowels_config(arg: str, cell: str = "gru"

@@ -35,7 +35,6 @@ from rnnlab import base_config
 from rnnlab import models
 from rnnlab.data import synthetic as data
 from rnnlab.errors import UserError
-from rnnlab.models import cells
 from rnnlab.registry import lookup
 from rnnlab.tasks import base
 
@@ -159,30 +158,19 @@ def _eval_sums(model, problem: str, params, batch) -> dict[str, jax.Array]:
 
 
 # Config args of configs/*_adding.py and *_copy_memory.py: key=value options
-# besides the "runlocal" flag.
-ARG_KEYS = ("cell", "lag")
+# (cell, lag) besides the "runlocal" flag.
+def _lag_arg(value: str) -> int:
+  if not value.isdigit() or int(value) < 1:
+    raise UserError(f"Config arg lag={value!r} must be a positive integer, "
+                    "e.g. lag=100.")
+  return int(value)
 
 
 def parse_arg(arg: str) -> tuple[set[str], dict[str, Any]]:
   """"cell=rnn,lag=100,runlocal" -> ({"runlocal"}, {"cell": "rnn",
   "lag": 100}); raises UserError naming a bad key or value."""
-  items = [a for a in (arg or "").split(",") if a]
-  flags = base_config.parse_arg(",".join(a for a in items if "=" not in a))
-  options = {}
-  for item in (a for a in items if "=" in a):
-    key, value = item.split("=", 1)
-    if key not in ARG_KEYS:
-      raise UserError(f"Unknown config arg key {key!r} in {item!r}. Valid "
-                      f"keys: {', '.join(ARG_KEYS)} (and the flag runlocal).")
-    if key == "cell":
-      lookup(cells.CELLS, value, "cell")
-      options[key] = value
-    else:
-      if not value.isdigit() or int(value) < 1:
-        raise UserError(f"Config arg lag={value!r} must be a positive "
-                        "integer, e.g. lag=100.")
-      options[key] = int(value)
-  return flags, options
+  return base_config.parse_arg_options(
+      arg, {"cell": base_config.cell_arg, "lag": _lag_arg})
 
 
 def synthetic_config(problem: str, arg: str, *, cell: str = "lstm",

@@ -50,3 +50,32 @@ def setup(cache_dir: str | None = None):
       text.cache_dir() / "jax")
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def init_distributed(coordinator_address: str | None = None,
+                     num_processes: int | None = None,
+                     process_id: int | None = None) -> bool:
+  """Joins JAX's multi-controller runtime when this is one of several
+  processes; returns whether it did.
+
+  Explicit arguments win. Otherwise a SLURM job with more than one task, or
+  a TPU VM with several workers, is detected from the environment and
+  `jax.distributed.initialize()` reads the rest from it. A single process
+  needs no runtime: nothing happens.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if coordinator_address or num_processes or process_id is not None:
+    if not (coordinator_address and num_processes and process_id is not None):
+      raise UserError(
+          "--coordinator_address, --num_processes and --process_id go "
+          "together (or none of them, to detect SLURM or a TPU VM); got "
+          f"{coordinator_address!r}, {num_processes!r}, {process_id!r}.")
+    jax.distributed.initialize(coordinator_address, num_processes,
+                               process_id)
+    return True
+  slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
+  tpu_workers = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  if slurm_tasks > 1 or "," in tpu_workers:
+    jax.distributed.initialize()
+    return True
+  return False

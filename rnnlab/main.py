@@ -24,6 +24,13 @@ _CONFIG = config_flags.DEFINE_config_file(
     " which then uses the run's config.json.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
                                required=True)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for multi-process "
+    "runs; unset = detect SLURM / TPU VM, or run as a single process.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "This process's index, 0-based.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
                           "train: train_and_evaluate (resumes if the workdir "
                           "has a checkpoint); eval: metrics of the newest "
@@ -34,6 +41,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.setup()
+  cli.init_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                       _PROCESS_ID.value)
   logging.info("JAX %s on %s: %s", jax.__version__, jax.default_backend(),
                jax.devices())
   if _MODE.value == "eval":

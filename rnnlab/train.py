@@ -17,6 +17,7 @@ from typing import Any, Callable
 from absl import logging
 from flax.training import train_state
 import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -116,12 +117,65 @@ def create_train_state(model, init_inputs, config,
   return state, schedule
 
 
-def make_train_step(loss_fn: Callable, schedule: optax.Schedule, **options):
+def make_train_step(loss_fn: Callable, schedule: optax.Schedule,
+                    mesh: Mesh | None = None, **options):
   """`train_step` for this loss, jitted with the state donated; `options`
-  are train_step's keyword arguments."""
-  return jax.jit(functools.partial(train_step, loss_fn=loss_fn,
-                                   schedule=schedule, **options),
-                 donate_argnums=0)
+  are train_step's keyword arguments.
+
+  With a `mesh`, the step is data parallel: jit gets explicit shardings,
+  the state replicated and every batch (and carried state) array split on
+  its first axis over the mesh's "data" axis; XLA inserts the gradient
+  all-reduce. The shardings are fixed at the first call, from its batch.
+  """
+  step = functools.partial(train_step, loss_fn=loss_fn, schedule=schedule,
+                           **options)
+  if mesh is None:
+    return jax.jit(step, donate_argnums=0)
+  replicated = NamedSharding(mesh, P())
+  jitted = {}
+
+  def run(state, batch, rng, carry=None):
+    if "step" not in jitted:
+      batch_shardings = batch_sharding(mesh, batch)
+      carry_shardings = batch_sharding(mesh, carry)
+      jitted["step"] = jax.jit(
+          step, donate_argnums=0,
+          in_shardings=(replicated, batch_shardings, replicated,
+                        carry_shardings),
+          out_shardings=(replicated, replicated, carry_shardings))
+    return jitted["step"](state, batch, rng, carry)
+
+  return run
+
+
+def make_mesh() -> Mesh:
+  """All devices of all processes on one "data" axis."""
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def batch_sharding(mesh: Mesh, tree):
+  """Arrays split on their first (batch) axis over "data"; scalars (e.g. a
+  reset flag) replicated."""
+  return jax.tree.map(
+      lambda x: NamedSharding(mesh, P("data") if np.ndim(x) else P()), tree)
+
+
+def shard_batch(mesh: Mesh, batch):
+  """A global host batch -> global arrays split over the mesh. With several
+  processes each contributes only its own rows (process i holds rows
+  [i*B/n, (i+1)*B/n))."""
+  shardings = batch_sharding(mesh, batch)
+  n, i = jax.process_count(), jax.process_index()
+
+  def put(x, sharding):
+    x = np.asarray(x)
+    if n == 1 or x.ndim == 0:
+      return jax.device_put(x, sharding)
+    rows = x.shape[0] // n
+    return jax.make_array_from_process_local_data(
+        sharding, x[i * rows:(i + 1) * rows], x.shape)
+
+  return jax.tree.map(put, batch, shardings)
 
 
 def _prepare_workdir(workdir: pathlib.Path, config) -> None:
@@ -282,6 +336,7 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   if jax.process_index() == 0:  # for reports comparing runs
     metrics_lib.write_json(workdir / "model.json", {
         "model": type(task.model).__name__,
+        "devices": jax.device_count(), "processes": jax.process_count(),
         "parameters": sum(int(np.prod(x.shape))
                           for x in jax.tree.leaves(state.params))})
   ckpt = checkpoint.Checkpointer(workdir / CHECKPOINT_DIR,
@@ -304,9 +359,17 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   tracker = EarlyStopping.create(config, meta.get("early_stopping"))
   start = int(state.step)
   skip = config.train.on_nonfinite == "skip"
+  mesh = make_mesh()
+  if config.train.batch_size % mesh.size:
+    raise UserError(
+        f"train.batch_size={config.train.batch_size} must be a multiple of "
+        f"the {mesh.size} devices (data parallelism splits the batch).")
+  state = jax.device_put(state, NamedSharding(mesh, P()))
+  if carry is not None:
+    carry = jax.device_put(carry, batch_sharding(mesh, carry))
   step_fn = make_train_step(
       task.stateful_loss_fn if carry is not None else task.loss_fn,
-      schedule, optim_config=config.optim, skip_nonfinite=skip,
+      schedule, mesh, optim_config=config.optim, skip_nonfinite=skip,
       token_ids_fn=task.token_ids)
   rng = jax.random.key(config.seed)
   writer = metrics_lib.MetricWriter(workdir)
@@ -326,8 +389,8 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   mark, excluded = time.perf_counter(), 0.0
   for step in range(start, total if not tracker.stopped else start):
     profiler.before(step, history)
-    state, step_metrics, carry = step_fn(state, task.train_batch(step), rng,
-                                         carry)
+    state, step_metrics, carry = step_fn(
+        state, shard_batch(mesh, task.train_batch(step)), rng, carry)
     if history:
       # Keep at most one step in flight, so the progress bar and the host's
       # batch preparation keep pace with the device instead of queueing.

@@ -44,7 +44,8 @@ def _run(workdir, devices: int, order: str):
 
 def test_four_devices_match_one(tmp_path, corpus_path):
   del corpus_path
-  for order in ("random", "stateful"):  # the carried state is split too
+  # Stateful batches: the carried state is split over the devices too.
+  for order in ("stateful",):
     one, four = tmp_path / f"one_{order}", tmp_path / f"four_{order}"
     losses_one = _run(one, 1, order)
     losses_four = _run(four, 4, order)

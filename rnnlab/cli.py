@@ -64,6 +64,8 @@ def init_distributed(coordinator_address: str | None = None,
   needs no runtime: nothing happens.
   """
   import jax  # pylint: disable=g-import-not-at-top
+  # CPU processes exchange gradients through gloo (no-op for GPU/TPU).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if coordinator_address or num_processes or process_id is not None:
     if not (coordinator_address and num_processes and process_id is not None):
       raise UserError(

@@ -148,6 +148,15 @@ def make_train_step(loss_fn: Callable, schedule: optax.Schedule,
   return run
 
 
+def local(tree):
+  """This process's copy of replicated global arrays (host reads,
+  evaluation, sampling), which a multi-process array does not allow
+  directly; single-process arrays pass through."""
+  return jax.tree.map(
+      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) and
+      not x.is_fully_addressable else x, tree)
+
+
 def make_mesh() -> Mesh:
   """All devices of all processes on one "data" axis."""
   return Mesh(np.asarray(jax.devices()), ("data",))
@@ -181,7 +190,7 @@ def shard_batch(mesh: Mesh, batch):
 def _prepare_workdir(workdir: pathlib.Path, config) -> None:
   try:
     workdir.mkdir(parents=True, exist_ok=True)
-    probe = workdir / ".write_test"
+    probe = workdir / f".write_test{jax.process_index()}"
     probe.write_text("ok")
     probe.unlink()
   except OSError as e:
@@ -201,7 +210,7 @@ def _set_status(workdir: pathlib.Path, status: str, **fields):
 
 def _mean_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
   """Means over the interval; skipped non-finite values are left out."""
-  host = jax.device_get(history)
+  host = jax.device_get(local(history))
   means = {}
   for key in host[0]:
     values = np.asarray([h[key] for h in host], np.float64)
@@ -296,6 +305,7 @@ class EarlyStopping:
 def _check_finite(metrics: dict[str, Any], step: int):
   """Raises TrainingDiverged if the step that made `metrics` (1-based
   `step`) had a non-finite loss or gradient."""
+  metrics = local(metrics)
   if float(metrics["nonfinite"]) > 0:
     raise TrainingDiverged(
         f"Non-finite loss ({float(metrics['loss'])}), gradient norm "
@@ -426,7 +436,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
     if (evaluating or saving) and not skip:
       _check_finite(step_metrics, done)  # never evaluate or save NaNs
     if evaluating:
-      eval_results = _evaluate_all(task, state.params, done, writer)
+      eval_results = _evaluate_all(task, local(state.params), done, writer)
       monitored = eval_results[task.eval_splits[0]]["loss"]
       state = state.replace(opt_state=optim.report_validation(
           state.opt_state, monitored, config.optim))
@@ -440,7 +450,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
         saving = True
     if config.train.sample_every and (done % config.train.sample_every == 0
                                       or done == total):
-      _write_sample(task, state.params, done, workdir, writer)
+      _write_sample(task, local(state.params), done, workdir, writer)
     if saving:
       save(done)
     excluded += time.perf_counter() - other_start
@@ -449,17 +459,17 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   profiler.stop(history)
   progress.close()
 
-  final = int(state.step)
+  final = int(local(state.step))
   if start >= total or (start == final and tracker.stopped):
     logging.info("Checkpoint step %d: nothing to train (train.steps=%d%s).",
                  start, total, ", stopped early" if tracker.stopped else "")
-    eval_results = _evaluate_all(task, state.params, start, writer)
+    eval_results = _evaluate_all(task, local(state.params), start, writer)
   writer.close()
   ckpt.wait()
   best_ckpt.wait()  # reports may read the best checkpoint
   if jax.process_index() == 0:
     metrics_lib.plot_curves(workdir)
-    task.write_reports(state.params, workdir)
+    task.write_reports(local(state.params), workdir)
   return {"step": final, "eval": eval_results,
           "best": {"step": tracker.best_step, "loss": tracker.best_loss},
           "stopped_early": tracker.stopped, "skipped_steps": skipped}

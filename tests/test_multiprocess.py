@@ -1,0 +1,74 @@
+"""Two local processes joined by jax.distributed (127.0.0.1 coordinator,
+gloo collectives on CPU) train like one process at the same global batch,
+and their checkpoint restores in a single process."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+
+from rnnlab import checkpoint
+from rnnlab import train
+from tests.conftest import ROOT
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from rnnlab import cli, train
+    from tests.conftest import tiny_lm_config
+    workdir, port, pid, nproc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    if nproc > 1:
+      cli.init_distributed(f"127.0.0.1:{port}", nproc, pid)
+    config = tiny_lm_config("gru", model__dropout_rate=0.2, train__steps=6,
+                            train__log_every=1, train__eval_every=6,
+                            train__checkpoint_every=3)
+    train.train_and_evaluate(config, workdir)
+    """)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _start(workdir, port, pid, nproc):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  return subprocess.Popen(
+      [sys.executable, "-c", SCRIPT, str(workdir), str(port), str(pid),
+       str(nproc)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+
+
+def _losses(workdir):
+  return [json.loads(l)["loss"] for l in (workdir / "metrics.jsonl").open()
+          if json.loads(l)["split"] == "train"]
+
+
+def test_two_processes_match_one(tmp_path, corpus_path):
+  del corpus_path
+  two, one = tmp_path / "two", tmp_path / "one"
+  port = _free_port()
+  procs = [_start(two, port, pid, 2) for pid in (0, 1)]
+  for p in procs:
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+  single = _start(one, 0, 0, 1)
+  _, err = single.communicate(timeout=300)
+  assert single.returncode == 0, err[-3000:]
+  assert json.loads((two / "model.json").read_text())["processes"] == 2
+  assert json.loads((two / "status.json").read_text())["status"] == "done"
+  np.testing.assert_allclose(_losses(two), _losses(one), rtol=1e-5,
+                             atol=1e-5)
+  # The two-process checkpoint restores in this (single) process.
+  template = train.load_run_for_inference(one).params
+  a = checkpoint.Checkpointer(two / "checkpoints", read_only=True)
+  b = checkpoint.Checkpointer(one / "checkpoints", read_only=True)
+  assert a.latest_step() == 6
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5),
+               a.restore_params(template)[1], b.restore_params(template)[1])

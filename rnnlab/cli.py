@@ -33,6 +33,15 @@ def friendly_errors(main):
   return wrapped
 
 
+def run_command(define_flags, main):
+  """Entry point of a command whose absl flags are defined only when it
+  runs (so importing its module defines no flags): define, set up, run."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  define_flags()
+  setup()
+  app.run(friendly_errors(main))
+
+
 class _LibraryInfoFilter(std_logging.Filter):
   """Drops INFO chatter from Orbax (dozens of lines per save)."""
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import math
+import os
 import pathlib
 import platform
 import shutil
@@ -95,7 +97,6 @@ def summarise(task: str, comp: Comparison, root: pathlib.Path, cells,
     model = {}
     model_file = runs[0]["workdir"] / "model.json"
     if model_file.exists():
-      import json  # pylint: disable=g-import-not-at-top
       model = json.loads(model_file.read_text())
     rows.append({
         "cell": cell,
@@ -141,7 +142,6 @@ def markdown(results, seeds, command: str) -> str:
 
 
 def _cores() -> int:
-  import os  # pylint: disable=g-import-not-at-top
   return os.cpu_count() or 0
 
 

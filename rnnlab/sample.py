@@ -114,11 +114,8 @@ def _define_flags():
 
 
 def run():
-  from absl import app  # pylint: disable=g-import-not-at-top
   from rnnlab import cli  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  cli.setup()
-  app.run(cli.friendly_errors(main))
+  cli.run_command(_define_flags, main)
 
 
 if __name__ == "__main__":

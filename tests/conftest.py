@@ -53,6 +53,11 @@ def tiny_lm_config(cell: str = "gru", **overrides):
   c.eval.num_streams = 64
   c.eval.seq_len = 64
   c.sample.length = 20
+  return apply_overrides(c, overrides)
+
+
+def apply_overrides(c, overrides: dict):
+  """Sets `section__key=value` keyword overrides on config `c`."""
   for dotted, value in overrides.items():
     node = c
     *parents, leaf = dotted.split("__")

@@ -14,7 +14,7 @@ from rnnlab import train
 from rnnlab.data import series as series_lib
 from rnnlab.errors import DataError, UserError
 from rnnlab.tasks import forecast
-from tests.conftest import ROOT
+from tests.conftest import ROOT, apply_overrides
 
 
 def tiny_config(series="sine", **overrides):
@@ -27,13 +27,7 @@ def tiny_config(series="sine", **overrides):
   c.train.eval_every = c.train.checkpoint_every = 150
   c.train.progress_bar = False
   c.optim.learning_rate = 1e-2
-  for dotted, value in overrides.items():
-    node = c
-    *parents, leaf = dotted.split("__")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return apply_overrides(c, overrides)
 
 
 def write_csv(path, rows, header="date,value,note"):

@@ -25,8 +25,13 @@ class Checkpointer:
   def __init__(self, directory: pathlib.Path, max_to_keep: int | None = None,
                read_only: bool = False):
     self.directory = pathlib.Path(directory).absolute()
+    # Orbax names its cross-process barriers by step ("_async_write_complete.6").
+    # Two managers saving the same step at once (latest and best) would meet
+    # at one barrier and deadlock; a per-directory prefix keeps them apart.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only, read_only=read_only)
+        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            barrier_sync_key_prefix=self.directory.name))
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:

@@ -56,10 +56,10 @@ def test_two_processes_match_one(tmp_path, corpus_path):
   port = _free_port()
   procs = [_start(two, port, pid, 2) for pid in (0, 1)]
   for p in procs:
-    _, err = p.communicate(timeout=300)
+    _, err = p.communicate(timeout=180)
     assert p.returncode == 0, err[-3000:]
   single = _start(one, 0, 0, 1)
-  _, err = single.communicate(timeout=300)
+  _, err = single.communicate(timeout=180)
   assert single.returncode == 0, err[-3000:]
   assert json.loads((two / "model.json").read_text())["processes"] == 2
   assert json.loads((two / "status.json").read_text())["status"] == "done"

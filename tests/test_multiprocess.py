@@ -25,8 +25,11 @@ SCRIPT = textwrap.dedent("""
     if nproc > 1:
       cli.init_distributed(f"127.0.0.1:{port}", nproc, pid)
     config = tiny_lm_config("gru", model__dropout_rate=0.2, train__steps=6,
-                            train__log_every=1, train__eval_every=6,
-                            train__checkpoint_every=3)
+                            train__log_every=1,
+                            train__checkpoint_every=3, train__eval_every=2,
+                            optim__schedule="reduce_on_plateau",
+                            optim__plateau_patience=1,
+                            optim__plateau_threshold=0.5)
     train.train_and_evaluate(config, workdir)
     """)
 

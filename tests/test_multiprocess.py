@@ -48,8 +48,8 @@ def _start(workdir, port, pid, nproc):
       stderr=subprocess.PIPE, text=True)
 
 
-def _losses(workdir):
-  return [json.loads(l)["loss"] for l in (workdir / "metrics.jsonl").open()
+def _train_values(workdir, key="loss"):
+  return [json.loads(l)[key] for l in (workdir / "metrics.jsonl").open()
           if json.loads(l)["split"] == "train"]
 
 
@@ -66,8 +66,12 @@ def test_two_processes_match_one(tmp_path, corpus_path):
   assert single.returncode == 0, err[-3000:]
   assert json.loads((two / "model.json").read_text())["processes"] == 2
   assert json.loads((two / "status.json").read_text())["status"] == "done"
-  np.testing.assert_allclose(_losses(two), _losses(one), rtol=1e-5,
+  np.testing.assert_allclose(_train_values(two), _train_values(one), rtol=1e-5,
                              atol=1e-5)
+  # The plateau schedule lowered the rate on both processes alike.
+  rates = _train_values(two, "learning_rate")
+  assert rates[-1] < rates[0]
+  np.testing.assert_allclose(rates, _train_values(one, "learning_rate"))
   # The two-process checkpoint restores in this (single) process.
   template = train.load_run_for_inference(one).params
   a = checkpoint.Checkpointer(two / "checkpoints", read_only=True)

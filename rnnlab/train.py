@@ -169,20 +169,28 @@ def batch_sharding(mesh: Mesh, tree):
       lambda x: NamedSharding(mesh, P("data") if np.ndim(x) else P()), tree)
 
 
-def shard_batch(mesh: Mesh, batch):
-  """A global host batch -> global arrays split over the mesh. With several
-  processes each contributes only its own rows (process i holds rows
-  [i*B/n, (i+1)*B/n))."""
-  shardings = batch_sharding(mesh, batch)
+def process_rows(batch_size: int) -> slice | None:
+  """The rows of a global batch this process loads: [i*B/n, (i+1)*B/n) for
+  process i of n; None (all) for a single process."""
   n, i = jax.process_count(), jax.process_index()
+  if n == 1:
+    return None
+  per = batch_size // n
+  return slice(i * per, (i + 1) * per)
+
+
+def shard_batch(mesh: Mesh, batch):
+  """This process's rows of a batch (`process_rows`; all rows for a single
+  process) -> global arrays split over the mesh. Scalars are replicated."""
+  shardings = batch_sharding(mesh, batch)
+  n = jax.process_count()
 
   def put(x, sharding):
     x = np.asarray(x)
     if n == 1 or x.ndim == 0:
       return jax.device_put(x, sharding)
-    rows = x.shape[0] // n
     return jax.make_array_from_process_local_data(
-        sharding, x[i * rows:(i + 1) * rows], x.shape)
+        sharding, x, (x.shape[0] * n,) + x.shape[1:])
 
   return jax.tree.map(put, batch, shardings)
 
@@ -382,6 +390,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
       schedule, mesh, optim_config=config.optim, skip_nonfinite=skip,
       token_ids_fn=task.token_ids)
   rng = jax.random.key(config.seed)
+  rows = process_rows(config.train.batch_size)  # this process's share
   writer = metrics_lib.MetricWriter(workdir)
   total = config.train.steps
   tokens_per_step = task.tokens_per_batch()
@@ -400,7 +409,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   for step in range(start, total if not tracker.stopped else start):
     profiler.before(step, history)
     state, step_metrics, carry = step_fn(
-        state, shard_batch(mesh, task.train_batch(step)), rng, carry)
+        state, shard_batch(mesh, task.train_batch(step, rows)), rng, carry)
     if history:
       # Keep at most one step in flight, so the progress bar and the host's
       # batch preparation keep pace with the device instead of queueing.

@@ -57,3 +57,46 @@ def test_four_devices_match_one(tmp_path, corpus_path):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5),
                  a.restore_params(template)[1],
                  b.restore_params(template)[1])
+
+
+def _configs():
+  """One small config per task and batch order."""
+  from rnnlab import base_config
+  from rnnlab.tasks import classify
+  from tests import test_forecast, test_synthetic
+  from tests.conftest import tiny_lm_config
+  seq2seq = []
+  for problem in ("addition", "dates"):
+    c = base_config.seq2seq_config(problem, "runlocal")
+    c.data.num_val, c.data.num_test = 20, 20
+    seq2seq.append(c)
+  return {"char_lm": tiny_lm_config("gru"),
+          "char_lm_stateful": tiny_lm_config("gru", train__order="stateful"),
+          "word_lm": tiny_lm_config("gru", task="word_lm"),
+          "classify": classify.japanese_vowels_config("runlocal", cell="gru"),
+          "forecast": test_forecast.tiny_config(),
+          "synthetic": test_synthetic.tiny_config("copy_memory"),
+          "seq2seq_addition": seq2seq[0], "seq2seq_dates": seq2seq[1]}
+
+
+def test_each_process_loads_exactly_its_rows(corpus_path):
+  """Process i of n asks only for rows [i*B/n, (i+1)*B/n); put together,
+  the processes' rows are the single-process batch."""
+  del corpus_path
+  from rnnlab import tasks
+  for name, config in _configs().items():
+    config.train.batch_size = 8
+    task = tasks.create_task(config)
+    for step in (0, 3):
+      full = task.train_batch(step)
+      for n in (2, 4):
+        parts = [task.train_batch(step, slice(i * 8 // n, (i + 1) * 8 // n))
+                 for i in range(n)]
+        for key, value in full.items():
+          if np.ndim(value) == 0:  # e.g. the stateful reset flag
+            assert all(p[key] == value for p in parts), (name, key)
+          else:
+            assert all(len(p[key]) == 8 // n for p in parts), (name, key)
+            np.testing.assert_array_equal(
+                np.concatenate([p[key] for p in parts]), value,
+                err_msg=f"{name} {key} step {step} n={n}")

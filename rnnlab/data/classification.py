@@ -484,12 +484,14 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int,
 
 
 def make_batch(split: Split, index: np.ndarray, pad_multiple: int,
-               weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+               weights: np.ndarray | None = None,
+               width: int | None = None) -> dict[str, np.ndarray]:
   """{"inputs", "lengths", "labels", "weights" [B]} of the examples at
   `index`, padded to their longest rounded up to `pad_multiple` (bounding
-  the number of shapes, hence compilations)."""
+  the number of shapes, hence compilations), or to `width` if given."""
   lengths = split.lengths[index]
-  width = round_up(int(lengths.max()), pad_multiple)
+  if width is None:
+    width = round_up(int(lengths.max()), pad_multiple)
   inputs = split.inputs[index, :width]
   if inputs.shape[1] < width:  # the split's own padding is shorter
     pad = [(0, 0)] * inputs.ndim

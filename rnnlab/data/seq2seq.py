@@ -127,14 +127,17 @@ class Addition:
     a, b = pair
     return f"{a}+{b}", str(a + b)
 
-  def train_examples(self, n: int, step: int) -> list[tuple[str, str]]:
+  def train_examples(self, n: int, step: int, rows: slice | None = None
+                     ) -> list[tuple[str, str]]:
+    """n training pairs for `step` (pure in seed, step); `rows` renders only
+    those of them."""
     rng = _rng(self.seed, 1, step)
-    out = []
-    while len(out) < n:
+    pairs = []
+    while len(pairs) < n:
       a, b = (int(v) for v in rng.integers(0, self.limit, 2))
       if (a, b) not in self._held_out:
-        out.append(self.render((a, b)))
-    return out
+        pairs.append((a, b))
+    return [self.render(p) for p in pairs[rows or slice(None)]]
 
   def eval_examples(self, split: str) -> list[tuple[str, str]]:
     return [self.render(p) for p in self.splits[split]]
@@ -201,15 +204,26 @@ class Dates:
             chars |= set(render_date(date, loc, fmt))
     return "".join(sorted(chars))
 
-  def _example(self, rng, days) -> tuple[str, str]:
+  def _draw(self, rng, days) -> tuple[datetime.date, str, str]:
     date = FIRST_DATE + datetime.timedelta(days=int(rng.choice(days)))
     locale = self.locales[rng.integers(len(self.locales))]
     fmt = self.formats[rng.integers(len(self.formats))]
+    return date, locale, fmt
+
+  def _example(self, rng, days) -> tuple[str, str]:
+    return self._render(self._draw(rng, days))
+
+  @staticmethod
+  def _render(drawn) -> tuple[str, str]:
+    date, locale, fmt = drawn
     return render_date(date, locale, fmt), date.isoformat()
 
-  def train_examples(self, n: int, step: int) -> list[tuple[str, str]]:
+  def train_examples(self, n: int, step: int, rows: slice | None = None
+                     ) -> list[tuple[str, str]]:
+    """As Addition.train_examples: all n drawn, `rows` of them rendered."""
     rng = _rng(self.seed, 1, step)
-    return [self._example(rng, self._split_days["train"]) for _ in range(n)]
+    drawn = [self._draw(rng, self._split_days["train"]) for _ in range(n)]
+    return [self._render(d) for d in drawn[rows or slice(None)]]
 
   def eval_examples(self, split: str) -> list[tuple[str, str]]:
     rng = _rng(self.seed, 2, ("val", "test").index(split))

@@ -313,17 +313,19 @@ def split_tokens(tokens: np.ndarray, val_fraction: float,
 
 
 def random_windows(tokens: np.ndarray, batch_size: int, seq_len: int,
-                   seed: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+                   seed: int, step: int, rows: slice | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
   """B random windows: inputs [B, T] and next-token targets [B, T].
 
   A pure function of (seed, step), so a resumed run sees the same batches.
+  `rows` reads only those rows of the batch (one process's share).
   """
   max_start = len(tokens) - seq_len - 1
   if max_start < 0:
     raise UserError(f"seq_len={seq_len} needs at least {seq_len + 1} "
                      f"tokens; the training split has {len(tokens)}.")
   rng = np.random.default_rng([seed, step])
-  starts = rng.integers(0, max_start + 1, size=batch_size)
+  starts = rng.integers(0, max_start + 1, size=batch_size)[rows or slice(None)]
   idx = starts[:, None] + np.arange(seq_len + 1)
   windows = tokens[idx]
   return windows[:, :-1], windows[:, 1:]
@@ -344,7 +346,7 @@ def stateful_chunks_per_epoch(num_tokens: int, batch_size: int,
 
 
 def stateful_chunks(tokens: np.ndarray, batch_size: int, seq_len: int,
-                    seed: int, step: int
+                    seed: int, step: int, rows: slice | None = None
                     ) -> tuple[np.ndarray, np.ndarray, bool]:
   """Truncated-BPTT batches (char-rnn's loader): inputs, targets [B, T] and
   whether this chunk starts an epoch (the carried state must be reset).
@@ -353,13 +355,14 @@ def stateful_chunks(tokens: np.ndarray, batch_size: int, seq_len: int,
   k-th chunk of every stream, so row b of step k+1 continues exactly where
   row b of step k ended. Each epoch starts at an offset in [0, T) drawn from
   (seed, epoch), so chunk boundaries move between epochs. A pure function of
-  (seed, step), as `random_windows`.
+  (seed, step), as `random_windows`; `rows` reads only those streams.
   """
   chunks = stateful_chunks_per_epoch(len(tokens), batch_size, seq_len)
   stream_len = (len(tokens) - 1) // batch_size
   epoch, k = divmod(step, chunks)
   offset = int(np.random.default_rng([seed, epoch]).integers(seq_len))
-  starts = np.arange(batch_size) * stream_len + offset + k * seq_len
+  streams = np.arange(batch_size)[rows or slice(None)]
+  starts = streams * stream_len + offset + k * seq_len
   idx = starts[:, None] + np.arange(seq_len + 1)
   windows = tokens[idx]
   return windows[:, :-1], windows[:, 1:], k == 0

@@ -24,8 +24,14 @@ class Task(abc.ABC):
     """Example model inputs (small batch) for `model.init`."""
 
   @abc.abstractmethod
-  def train_batch(self, step: int) -> Batch:
-    """The batch for `step`: a pure function of (config.seed, step)."""
+  def train_batch(self, step: int, rows: slice | None = None) -> Batch:
+    """The batch for `step`: a pure function of (config.seed, step).
+
+    `rows` (multi-process data parallelism) selects this process's rows of
+    the global batch, [B/n] of [B]; only those are read and encoded. The
+    choice of examples is still drawn for the whole batch, so the rows equal
+    the same slice of the full batch. Scalars (e.g. a reset flag) stay whole.
+    """
 
   @abc.abstractmethod
   def loss_fn(self, params, batch: Batch, rng: jax.Array

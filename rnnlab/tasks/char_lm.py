@@ -98,16 +98,16 @@ class CharLMTask(base.Task):
   def tokens_per_batch(self):
     return self.config.train.batch_size * self.config.train.seq_len
 
-  def train_batch(self, step):
+  def train_batch(self, step, rows=None):
     c = self.config
     if self.stateful:
       inputs, targets, reset = text.stateful_chunks(
           self.splits["train"], c.train.batch_size, c.train.seq_len, c.seed,
-          step)
+          step, rows)
       return {"inputs": inputs, "targets": targets, "reset": reset}
     inputs, targets = text.random_windows(
         self.splits["train"], c.train.batch_size, c.train.seq_len, c.seed,
-        step)
+        step, rows)
     return {"inputs": inputs, "targets": targets}
 
   def loss_fn(self, params, batch, rng):

@@ -114,15 +114,18 @@ class ClassifyTask(base.Task):
   def steps_per_epoch(self):
     return self._steps_per_epoch
 
-  def train_batch(self, step):
+  def train_batch(self, step, rows=None):
     c = self.config
     epoch, k = divmod(step, self._steps_per_epoch)
+    split = self.dataset.splits["train"]
     if self._epoch[0] != epoch:
       self._epoch = (epoch, data.epoch_batches(
-          self.dataset.splits["train"].lengths, c.train.batch_size, c.seed,
-          epoch, c.data.bucket))
-    return data.make_batch(self.dataset.splits["train"], self._epoch[1][k],
-                           c.data.pad_multiple)
+          split.lengths, c.train.batch_size, c.seed, epoch, c.data.bucket))
+    index = self._epoch[1][k]
+    # The global batch's width, so that every process's rows have one shape.
+    width = data.round_up(int(split.lengths[index].max()), c.data.pad_multiple)
+    return data.make_batch(split, index[rows or slice(None)],
+                           c.data.pad_multiple, width=width)
 
   def loss_fn(self, params, batch, rng):
     return classify_loss(self.model, params, batch, rng)

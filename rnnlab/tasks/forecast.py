@@ -129,13 +129,13 @@ class ForecastTask(base.Task):
   def tokens_per_batch(self):
     return self.config.train.batch_size * self.config.data.window
 
-  def train_batch(self, step):
+  def train_batch(self, step, rows=None):
     if step < 0:
       raise UserError(f"Training step must be >= 0, got {step}.")
     rng = np.random.default_rng(
         [self.config.seed, series_lib.TRAIN_STREAM, step])
     starts = rng.integers(self.first_start, self.last_start + 1,
-                          self.config.train.batch_size)
+                          self.config.train.batch_size)[rows or slice(None)]
     return series_lib.train_windows(self.z, starts, self.config.data.window,
                                     self.config.data.horizon)
 

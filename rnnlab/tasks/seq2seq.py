@@ -73,9 +73,9 @@ class Seq2SeqTask(base.Task):
   def tokens_per_batch(self):
     return self.config.train.batch_size * self.problem.max_target_len
 
-  def train_batch(self, step):
+  def train_batch(self, step, rows=None):
     return self._encode(self.problem.train_examples(
-        self.config.train.batch_size, step))
+        self.config.train.batch_size, step, rows))
 
   def loss_fn(self, params, batch, rng):
     return seq2seq_loss(self.model, params, batch, rng)

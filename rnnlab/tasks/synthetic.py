@@ -100,9 +100,12 @@ class SyntheticTask(base.Task):
   def tokens_per_batch(self):
     return self.config.train.batch_size * self.init_inputs()[0].shape[1]
 
-  def train_batch(self, step):
-    return self._batch(data.train_rng(self.config.seed, step),
-                       self.config.train.batch_size)
+  def train_batch(self, step, rows=None):
+    # Generated, not read: the whole batch is drawn (random numbers) and
+    # this process keeps its rows.
+    batch = self._batch(data.train_rng(self.config.seed, step),
+                        self.config.train.batch_size)
+    return {k: v[rows or slice(None)] for k, v in batch.items()}
 
   def loss_fn(self, params, batch, rng):
     return self._loss(self.model, params, batch, rng)

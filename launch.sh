@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs rnnlab's main entry point locally, on a SLURM cluster or on every
-# worker of a TPU VM: the same training command everywhere.
+# worker of a TPU VM: the same training command everywhere. slurm-sweep runs
+# a config's sweep (rnnlab.sweep) as a SLURM job array.
 #
 #   ./launch.sh [local] --config=configs/gru_shakespeare.py --workdir=runs/gru
 #   ./launch.sh slurm [--nodes=2] [--gpus_per_node=8] [--partition=P] \
 #       [--time=04:00:00] [--job_name=rnnlab] [--dry-run] -- --config=... --workdir=...
+#   ./launch.sh slurm-sweep [--parallel=4] [--gpus_per_node=1] [--partition=P] \
+#       [--time=04:00:00] [--job_name=rnnlab] [--dry-run] -- \
+#       --config=configs/x.py:arg --root=runs/sweep [--config.<key>=<value> ...]
 #   ./launch.sh tpu-vm --tpu=NAME --zone=ZONE [--project=P] [--repo_dir=DIR] \
 #       [--dry-run] -- --config=... --workdir=...
 #
@@ -15,11 +19,23 @@
 #         coordinator, process count and id from SLURM's environment. Needs
 #         sbatch/srun, this repository on a shared filesystem and its .venv
 #         (or PYTHON) usable on the nodes.
+# slurm-sweep  writes <root>/slurm/<job>.sbatch, a job array over the trials
+#         of the config's get_sweep(arg) not done yet (`python -m rnnlab.sweep
+#         --pending`, which also writes <root>/trials.json: index -> trial),
+#         at most --parallel running at once (default: no limit), and submits
+#         it. Array task K runs trial K alone (`rnnlab.sweep --trial=K`) on
+#         one node with --gpus_per_node GPUs, logging to
+#         <root>/slurm/<job>-<array job id>_<K>.out. Rerunning submits only
+#         what is still not done; with nothing pending it says so (exit 0).
+#         After the array, `python -m rnnlab.sweep --config=... --root=...
+#         --report_only` writes <root>/report.md and lists trials not done.
+#         Paths after -- are relative to the directory launch.sh runs in.
 # tpu-vm  runs the command on all workers of a TPU VM with
 #         `gcloud compute tpus tpu-vm ssh --worker=all`; JAX detects the TPU
 #         pod slice itself. Needs gcloud authenticated and the repository at
 #         --repo_dir (default: this path) on every worker.
-# --dry-run prints the script / command instead of submitting or running it.
+# --dry-run prints the script / command instead of submitting or running it
+# (slurm-sweep still writes <root>/trials.json, which the indices refer to).
 # PYTHON picks the interpreter (default: the repo's .venv if present).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,29 +44,36 @@ if [[ -z "${PYTHON:-}" ]]; then
   else PYTHON=python3; fi
 fi
 
-usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+usage() {  # the header above: every comment line after the shebang
+  awk 'NR > 1 && !/^#/ { exit } NR > 1' "${BASH_SOURCE[0]}" |
+    sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 mode=local
-if [[ $# -gt 0 && "$1" != --* ]]; then mode="$1"; shift; fi
+# --help/-h: this usage (`./launch.sh local --help` shows rnnlab.main's flags).
+if [[ $# -gt 0 && ( "$1" != -* || "$1" == -h || "$1" == --help ) ]]; then
+  mode="$1"; shift
+fi
 
-# Launcher options come before "--"; what follows goes to rnnlab.main.
+# Launcher options come before "--"; what follows goes to rnnlab.main (or
+# rnnlab.sweep). The first argument lists the options this mode accepts.
 declare -A opt=([nodes]=1 [gpus_per_node]=1 [partition]="" [time]="" \
-  [job_name]=rnnlab [tpu]="" [zone]="" [project]="" [repo_dir]="$here")
+  [job_name]=rnnlab [tpu]="" [zone]="" [project]="" [repo_dir]="$here" \
+  [parallel]="")
 dry_run=0
 parse_launcher_options() {
+  local valid=" $1 "; shift
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --) shift; main_args=("$@"); return ;;
       --dry-run|--dry_run) dry_run=1 ;;
       --*=*)
         key="${1%%=*}"; key="${key#--}"; key="${key//-/_}"
-        if [[ -z "${opt[$key]+set}" ]]; then
-          echo "launch.sh $mode: unknown option $1 (valid: ${!opt[*]}," \
-               "--dry-run; then -- and rnnlab.main's flags)" >&2
-          exit 2
+        if [[ "$valid" != *" $key "* ]]; then
+          echo "launch.sh $mode: unknown option $1 (valid:${valid}--dry-run;" \
+               "then -- and the entry point's flags)" >&2
+          usage
         fi
         opt[$key]="${1#*=}" ;;
       *) echo "launch.sh $mode: expected --option=value or --, got $1" >&2
@@ -61,11 +84,12 @@ parse_launcher_options() {
   main_args=()
 }
 
-workdir_of() {
+flag_value() {  # flag_value NAME ARGS...: the value of --NAME=... in ARGS
+  local name="$1"; shift
   for a in "$@"; do
-    if [[ "$a" == --workdir=* ]]; then echo "${a#--workdir=}"; return; fi
+    if [[ "$a" == --$name=* ]]; then echo "${a#--$name=}"; return; fi
   done
-  echo "launch.sh: rnnlab.main needs --workdir=... after --" >&2
+  echo "launch.sh $mode: needs --$name=... after --" >&2
   exit 2
 }
 
@@ -75,8 +99,8 @@ case "$mode" in
   local)
     exec "$PYTHON" -m rnnlab.main "$@" ;;
   slurm)
-    parse_launcher_options "$@"
-    workdir="$(workdir_of "${main_args[@]}")"
+    parse_launcher_options "nodes gpus_per_node partition time job_name" "$@"
+    workdir="$(flag_value workdir "${main_args[@]}")"
     script="#!/usr/bin/env bash
 #SBATCH --job-name=${opt[job_name]}
 #SBATCH --nodes=${opt[nodes]}
@@ -95,8 +119,48 @@ srun $(quote "$PYTHON" -m rnnlab.main "${main_args[@]}")"
     file="$workdir/slurm/${opt[job_name]}.sbatch"
     echo "$script" > "$file"
     exec sbatch "$file" ;;
+  slurm-sweep)
+    parse_launcher_options "parallel gpus_per_node partition time job_name" "$@"
+    root="$(flag_value root "${main_args[@]}")"
+    if [[ -n "${opt[parallel]}" && ! "${opt[parallel]}" =~ ^[1-9][0-9]*$ ]]; then
+      echo "launch.sh slurm-sweep: --parallel takes a positive integer," \
+           "got ${opt[parallel]}" >&2
+      exit 2
+    fi
+    # Only the trials not done become array tasks (this also writes
+    # <root>/trials.json, so the indices can be looked up).
+    pending="$("$PYTHON" -m rnnlab.sweep "${main_args[@]}" --pending)"
+    if [[ -z "$pending" ]]; then
+      echo "launch.sh slurm-sweep: no pending trials under $root (all done);" \
+           "nothing to submit."
+      exit 0
+    fi
+    sweep=("$PYTHON" -m rnnlab.sweep "${main_args[@]}")
+    script="#!/usr/bin/env bash
+#SBATCH --job-name=${opt[job_name]}
+#SBATCH --array=${pending}${opt[parallel]:+%${opt[parallel]}}
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --gpus-per-node=${opt[gpus_per_node]}
+#SBATCH --output=${root}/slurm/%x-%A_%a.out
+${opt[partition]:+#SBATCH --partition=${opt[partition]}
+}${opt[time]:+#SBATCH --time=${opt[time]}
+}set -euo pipefail
+# The paths given to launch.sh are relative to where it ran.
+cd $(printf %q "$PWD")
+export PYTHONPATH=$(printf %q "$here")\${PYTHONPATH:+:\$PYTHONPATH}
+# One trial per array task: trial \$SLURM_ARRAY_TASK_ID of ${root}/trials.json
+# (one already done is skipped, so a requeued task costs nothing).
+$(quote "${sweep[@]}")--trial=\"\${SLURM_ARRAY_TASK_ID:?not a SLURM array task}\"
+# After the array, the report (and the trials not done, if any):
+#   $(quote "${sweep[@]}")--report_only"
+    if [[ $dry_run == 1 ]]; then echo "$script"; exit 0; fi
+    mkdir -p "$root/slurm"
+    file="$root/slurm/${opt[job_name]}.sbatch"
+    echo "$script" > "$file"
+    exec sbatch "$file" ;;
   tpu-vm)
-    parse_launcher_options "$@"
+    parse_launcher_options "tpu zone project repo_dir" "$@"
     if [[ -z "${opt[tpu]}" || -z "${opt[zone]}" ]]; then
       echo "launch.sh tpu-vm: --tpu=NAME and --zone=ZONE are required" >&2
       exit 2
@@ -110,6 +174,6 @@ srun $(quote "$PYTHON" -m rnnlab.main "${main_args[@]}")"
   -h|--help|help)
     usage ;;
   *)
-    echo "launch.sh: unknown mode '$mode'. Valid modes: local, slurm, tpu-vm." >&2
+    echo "launch.sh: unknown mode '$mode'. Valid modes: local, slurm, slurm-sweep, tpu-vm." >&2
     usage ;;
 esac

@@ -9,14 +9,27 @@ A config defines its sweep beside `get_config`, in the big_vision style:
   python -m rnnlab.sweep --config=configs/gru_shakespeare.py:runlocal --root=runs/sweep
   python -m rnnlab.sweep --config=... --root=runs/sweep --parallel=2
   python -m rnnlab.sweep --config=... --root=runs/sweep --report_only --metric=val/loss
+  python -m rnnlab.sweep --config=... --root=runs/sweep --pending    # e.g. "0,2-3"
+  python -m rnnlab.sweep --config=... --root=runs/sweep --trial=2    # one trial
 
 Each trial runs `python -m rnnlab.main --config=<config> --workdir=<root>/<name>
 --config.<key>=<value> ...` in its own process, so a crash stays in its
 trial. A trial whose status.json says "done" is skipped on a rerun; an
 interrupted one resumes from its checkpoint. Failed trials are listed at the
-end (exit code 1), never hidden. The report (<root>/report.md and
-<root>/curves.png) reads each trial's config.json, status.json and
-metrics.jsonl.
+end (exit code 1), never hidden; --report_only lists the trials not done and
+exits 1 too. The report (<root>/report.md and <root>/curves.png) reads each
+trial's config.json, status.json and metrics.jsonl.
+
+Trial indices are the order of get_sweep's expansion; <root>/trials.json
+records them (index -> name, overrides), written by a full run and by
+--pending. --pending prints the indices not yet done as a SLURM --array list
+(ranges, "" when none). --trial=K runs only trial K (exit 1 if it fails, no
+report), refusing an index outside the sweep and a trials.json that lists
+other trials than the config now expands to (the sweep changed since the
+array was submitted). `./launch.sh slurm-sweep` submits the pending trials as
+a job array whose task K runs `--trial=$SLURM_ARRAY_TASK_ID`; the index is
+passed explicitly rather than read from the environment here, so a full
+sweep started by hand inside an array allocation still runs every trial.
 """
 from __future__ import annotations
 
@@ -26,6 +39,7 @@ import importlib.util
 import itertools
 import json
 import math
+import os
 import pathlib
 import re
 import subprocess
@@ -113,33 +127,102 @@ class TrialResult:
   seconds: float | None  # None: skipped (already done)
 
 
+def run_trial(config_spec: str, root: pathlib.Path, overrides: Overrides,
+              extra: Sequence[str] = ()) -> TrialResult:
+  """Runs one trial in its own process, unless it is done already."""
+  name = trial_name(overrides)
+  workdir = root / name
+  if status_of(workdir) == "done":
+    print(f"[sweep] {name}: done before, skipped", flush=True)
+    return TrialResult(name, "done", None)
+  workdir.mkdir(parents=True, exist_ok=True)
+  t0 = time.perf_counter()
+  with (workdir / "sweep.log").open("a") as log:
+    code = subprocess.run(trial_command(config_spec, workdir, overrides,
+                                        extra),
+                          stdout=log, stderr=subprocess.STDOUT).returncode
+  seconds = time.perf_counter() - t0
+  status = status_of(workdir) if code == 0 else (
+      f"{status_of(workdir)} (exit {code})")
+  print(f"[sweep] {name}: {status} in {seconds:.0f} s", flush=True)
+  (workdir / "trial.json").write_text(json.dumps(
+      {"overrides": overrides, "seconds": seconds, "exit_code": code}))
+  return TrialResult(name, status, seconds)
+
+
 def run(config_spec: str, root: pathlib.Path, trials: list[Overrides],
         parallel: int = 1, extra: Sequence[str] = ()) -> list[TrialResult]:
   """Runs the trials not yet done, `parallel` at a time."""
   root.mkdir(parents=True, exist_ok=True)
-
-  def one(overrides):
-    name = trial_name(overrides)
-    workdir = root / name
-    if status_of(workdir) == "done":
-      print(f"[sweep] {name}: done before, skipped", flush=True)
-      return TrialResult(name, "done", None)
-    workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with (workdir / "sweep.log").open("a") as log:
-      code = subprocess.run(trial_command(config_spec, workdir, overrides,
-                                          extra),
-                            stdout=log, stderr=subprocess.STDOUT).returncode
-    seconds = time.perf_counter() - t0
-    status = status_of(workdir) if code == 0 else (
-        f"{status_of(workdir)} (exit {code})")
-    print(f"[sweep] {name}: {status} in {seconds:.0f} s", flush=True)
-    (workdir / "trial.json").write_text(json.dumps(
-        {"overrides": overrides, "seconds": seconds, "exit_code": code}))
-    return TrialResult(name, status, seconds)
-
   with concurrent.futures.ThreadPoolExecutor(max(1, parallel)) as pool:
-    return list(pool.map(one, trials))
+    return list(pool.map(
+        lambda t: run_trial(config_spec, root, t, extra), trials))
+
+
+# --- trial indices (SLURM job arrays) -----------------------------------------
+
+def write_manifest(root: pathlib.Path, config_spec: str,
+                   trials: list[Overrides]) -> pathlib.Path:
+  """<root>/trials.json: what each array index runs."""
+  root.mkdir(parents=True, exist_ok=True)
+  path = root / "trials.json"
+  # One line per trial, to be read by eye ("which trial is task 7?").
+  text = (f'{{"config": {json.dumps(config_spec)}, "trials": {{\n' +
+          ",\n".join(f'  "{i}": ' + json.dumps(
+              {"name": trial_name(t), "overrides": t})
+                     for i, t in enumerate(trials)) + "\n}}")
+  # Atomic, as array tasks may read it while a resubmission rewrites it.
+  tmp = path.with_name(f".trials.json.{os.getpid()}")
+  tmp.write_text(text + "\n")
+  os.replace(tmp, path)
+  return path
+
+
+def pending(root: pathlib.Path, trials: list[Overrides]) -> list[int]:
+  """Indices of the trials whose status.json does not say "done"."""
+  return [i for i, t in enumerate(trials)
+          if status_of(root / trial_name(t)) != "done"]
+
+
+def index_ranges(indices: Sequence[int]) -> str:
+  """[0, 2, 3, 4, 7] -> "0,2-4,7" (SLURM's --array syntax)."""
+  parts = []
+  for _, group in itertools.groupby(enumerate(sorted(indices)),
+                                    lambda p: p[1] - p[0]):
+    group = [i for _, i in group]
+    parts.append(str(group[0]) if len(group) == 1
+                 else f"{group[0]}-{group[-1]}")
+  return ",".join(parts)
+
+
+def select_trial(root: pathlib.Path, trials: list[Overrides],
+                 index: int) -> Overrides:
+  """Trial `index`, checked against the range and <root>/trials.json."""
+  if not 0 <= index < len(trials):
+    raise UserError(f"--trial={index} is out of range: this sweep has "
+                    f"{len(trials)} trials, indices 0-{len(trials) - 1}.")
+  manifest = root / "trials.json"
+  if manifest.exists():
+    listed = {int(i): t["name"] for i, t in
+              json.loads(manifest.read_text())["trials"].items()}
+    if listed != {i: trial_name(t) for i, t in enumerate(trials)}:
+      raise UserError(
+          f"{manifest} lists other trials than the config's get_sweep now "
+          f"gives (trial {index}: {listed.get(index)!r} there, "
+          f"{trial_name(trials[index])!r} now): the sweep changed since it "
+          "was written. Resubmit (launch.sh slurm-sweep rewrites it) or use "
+          "another --root.")
+  return trials[index]
+
+
+def trial_status(workdir: pathlib.Path) -> str:
+  """status.json's status, with the exit code of a trial that failed."""
+  status = status_of(workdir)
+  try:
+    code = json.loads((workdir / "trial.json").read_text())["exit_code"]
+  except (OSError, ValueError, KeyError):
+    code = 0
+  return f"{status} (exit {code})" if code else status
 
 
 # --- report -------------------------------------------------------------------
@@ -225,26 +308,49 @@ def main(argv=None) -> int:
   p.add_argument("--metric", default="val/loss",
                  help="split/key of metrics.jsonl to sort the report by")
   p.add_argument("--mode", default="min", choices=("min", "max"))
-  p.add_argument("--report_only", action="store_true")
+  what = p.add_mutually_exclusive_group()
+  what.add_argument("--report_only", action="store_true")
+  what.add_argument("--pending", action="store_true",
+                    help="print the indices of the trials not done (SLURM "
+                    "--array syntax) and write <root>/trials.json")
+  what.add_argument("--trial", type=int, metavar="K",
+                    help="run only trial K (a SLURM array task); no report")
   args, extra = p.parse_known_args(argv)
   bad = [a for a in extra if not a.startswith("--config.")]
   if bad:
     p.error(f"Unknown arguments {bad}; only --config.<key>=<value> "
             "overrides pass through to every trial.")
+  root = pathlib.Path(args.root)
   try:
     trials = load_sweep(args.config)
-    root = pathlib.Path(args.root)
-    results = [] if args.report_only else run(args.config, root, trials,
-                                              args.parallel, extra)
-    print(f"[sweep] report: {report(root, trials, args.metric, args.mode)}")
+    if args.pending:
+      write_manifest(root, args.config, trials)
+      print(index_ranges(pending(root, trials)))
+      return 0
+    if args.trial is not None:
+      overrides = select_trial(root, trials, args.trial)
+      # Concurrent array tasks: only write a missing manifest, never rewrite.
+      if not (root / "trials.json").exists():
+        write_manifest(root, args.config, trials)
+      results = [run_trial(args.config, root, overrides, extra)]
+    else:
+      if not args.report_only:
+        write_manifest(root, args.config, trials)
+        results = run(args.config, root, trials, args.parallel, extra)
+      else:  # e.g. after a job array: every trial not done is a failure
+        results = [TrialResult(trial_name(t),
+                               trial_status(root / trial_name(t)), None)
+                   for t in trials]
+      print(f"[sweep] report: {report(root, trials, args.metric, args.mode)}")
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   failed = [r for r in results if r.status != "done"]
+  label = "NOT DONE" if args.report_only else "FAILED"
   for r in failed:
-    print(f"[sweep] FAILED {r.name}: {r.status} (log: "
-          f"{pathlib.Path(args.root) / r.name / 'sweep.log'})",
-          file=sys.stderr)
+    log = root / r.name / "sweep.log"
+    print(f"[sweep] {label} {r.name}: {r.status}" +
+          (f" (log: {log})" if log.exists() else ""), file=sys.stderr)
   return 1 if failed else 0
 
 

@@ -1,5 +1,6 @@
 """launch.sh: local runs a tiny config, slurm --dry-run prints the sbatch
-script, tpu-vm --dry-run the gcloud command, unknown modes give usage."""
+script, slurm-sweep the job array over pending trials, tpu-vm --dry-run the
+gcloud command, unknown modes give usage."""
 from __future__ import annotations
 
 import json
@@ -11,13 +12,14 @@ import pytest
 from rnnlab import cli
 from rnnlab.errors import UserError
 from tests.conftest import ROOT
+from tests.test_sweep import _tiny_sweep
 
 LAUNCH = str(ROOT / "launch.sh")
 
 
-def _launch(*args, **kwargs):
+def _launch(*args, env=None, **kwargs):
   return subprocess.run([LAUNCH, *args], capture_output=True, text=True,
-                        cwd=ROOT, env={**os.environ}, **kwargs)
+                        cwd=ROOT, env=env or {**os.environ}, **kwargs)
 
 
 def test_slurm_dry_run_prints_the_sbatch_script():
@@ -52,11 +54,18 @@ def test_tpu_vm_dry_run_runs_on_all_workers():
 def test_unknown_mode_and_option_give_usage():
   out = _launch("kubernetes")
   assert out.returncode == 2
-  assert "unknown mode 'kubernetes'. Valid modes: local, slurm, tpu-vm" in (
+  assert ("unknown mode 'kubernetes'. Valid modes: local, slurm, slurm-sweep,"
+          " tpu-vm") in (
       out.stderr)
   assert "slurm" in out.stderr and "--dry-run" in out.stderr  # the usage
   bad = _launch("slurm", "--nodez=2", "--", "--workdir=x")
   assert bad.returncode == 2 and "unknown option --nodez=2" in bad.stderr
+  # Options are per mode: slurm's --nodes is not slurm-sweep's.
+  bad = _launch("slurm-sweep", "--nodes=2", "--", "--root=x")
+  assert bad.returncode == 2 and "unknown option --nodes=2" in bad.stderr
+  assert "slurm-sweep [--parallel=4]" in bad.stderr  # the usage
+  # The whole header is the usage, down to its last line.
+  assert "PYTHON picks the interpreter" in _launch("--help").stderr
 
 
 def test_local_mode_trains_a_tiny_config(tmp_path):
@@ -76,3 +85,67 @@ def test_distributed_flags_go_together(monkeypatch):
   assert cli.init_distributed() is False  # a single process: no runtime
   with pytest.raises(UserError, match="go together"):
     cli.init_distributed("127.0.0.1:1234", None, 0)
+
+
+def test_slurm_sweep_arrays_only_pending_trials(tmp_path):
+  config, root = _tiny_sweep(tmp_path)
+  done = root / "cell=rnn,learning_rate=0.01"  # trial 0
+  done.mkdir(parents=True)
+  (done / "status.json").write_text(json.dumps({"status": "done"}))
+  sweep_args = ["--", f"--config={config}", f"--root={root}",
+                "--config.train.steps=4"]
+  out = _launch("slurm-sweep", "--parallel=2", "--gpus_per_node=2",
+                "--time=01:00:00", "--job_name=tiny", "--dry-run", *sweep_args)
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.splitlines()
+  for line in ("#SBATCH --job-name=tiny", "#SBATCH --array=1-3%2",
+               "#SBATCH --nodes=1", "#SBATCH --ntasks=1",
+               "#SBATCH --gpus-per-node=2", "#SBATCH --time=01:00:00",
+               f"#SBATCH --output={root}/slurm/%x-%A_%a.out"):
+    assert line in lines
+  trial = [l for l in lines if "--trial=" in l]
+  assert len(trial) == 1 and "-m rnnlab.sweep" in trial[0]
+  assert f"--config={config} --root={root} --config.train.steps=4" in trial[0]
+  assert trial[0].endswith('--trial="${SLURM_ARRAY_TASK_ID:?not a SLURM '
+                           'array task}"')
+  assert lines[-1].endswith("--config.train.steps=4 --report_only")
+  assert json.loads((root / "trials.json").read_text())["trials"]["0"][
+      "name"] == done.name  # what the indices refer to
+  assert not (root / "slurm").exists()  # a dry run submits nothing
+  # The script as an array task: task 0 is done, so it is skipped (no
+  # training); outside an array it refuses to guess an index.
+  script = tmp_path / "tiny.sbatch"
+  script.write_text(out.stdout)
+  env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0"}
+  task = subprocess.run(["bash", str(script)], capture_output=True,
+                        text=True, cwd=tmp_path, env=env)
+  assert task.returncode == 0, task.stderr
+  assert "cell=rnn,learning_rate=0.01: done before, skipped" in task.stdout
+  del env["SLURM_ARRAY_TASK_ID"]
+  task = subprocess.run(["bash", str(script)], capture_output=True,
+                        text=True, cwd=tmp_path, env=env)
+  assert task.returncode != 0 and "not a SLURM array task" in task.stderr
+  # Submitting writes <root>/slurm/<job>.sbatch and hands it to sbatch (a
+  # stand-in here that records its argument).
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "sbatch").write_text(
+      f'#!/bin/sh\necho "$1" >> {tmp_path}/submitted\n'
+      'echo "Submitted batch job 42"\n')
+  (bin_dir / "sbatch").chmod(0o755)
+  path_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+  sub = _launch("slurm-sweep", "--parallel=2", "--job_name=tiny",
+                *sweep_args, env={**os.environ, **path_env})
+  assert sub.returncode == 0, sub.stderr
+  assert "Submitted batch job 42" in sub.stdout
+  sbatch_file = root / "slurm" / "tiny.sbatch"
+  assert (tmp_path / "submitted").read_text() == f"{sbatch_file}\n"
+  assert "#SBATCH --array=1-3%2" in sbatch_file.read_text().splitlines()
+  # With every trial done there is nothing to submit, and that is no error.
+  for name in json.loads((root / "trials.json").read_text())["trials"].values():
+    (root / name["name"]).mkdir(exist_ok=True)
+    (root / name["name"] / "status.json").write_text('{"status": "done"}')
+  again = _launch("slurm-sweep", *sweep_args, env={**os.environ, **path_env})
+  assert again.returncode == 0, again.stderr
+  assert "no pending trials" in again.stdout
+  assert (tmp_path / "submitted").read_text().count("\n") == 1  # no resubmit

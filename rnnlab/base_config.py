@@ -11,7 +11,7 @@ from typing import Any
 
 import ml_collections
 
-from rnnlab.errors import UserError
+from rnnlab.errors import CheckpointError, UserError
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -223,40 +223,121 @@ POSITIVE_KEYS = (
     "train.batch_size", "train.seq_len", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.max_to_keep", "eval.num_streams",
     "eval.seq_len", "eval.batch_size", "eval.beam_size",
-    "optim.learning_rate")
+    "optim.learning_rate", "train.steps", "data.window", "data.horizon",
+    "data.loss_positions", "data.num_points", "data.max_digits",
+    "data.max_source_len", "data.lag", "data.copy_length", "data.alphabet",
+    "data.max_tokens", "data.pad_multiple", "eval.mase_lag")
 NON_NEGATIVE_KEYS = (
-    "train.steps", "train.sample_every", "train.profile_steps",
+    "train.sample_every", "train.profile_steps",
     "eval.attention_plots",
     "optim.warmup_steps",
     "optim.clip_norm", "optim.clip_value", "optim.weight_decay",
     "optim.momentum", "optim.decay_after_epochs", "optim.plateau_patience",
     "optim.plateau_threshold", "train.patience", "train.min_delta",
     "sample.temperature",
-    "sample.top_k", "sample.length")
+    "sample.top_k", "sample.length", "data.num_val", "data.num_test",
+    "data.season", "data.noise", "model.embed_init_std", "optim.eps")
 FRACTION_KEYS = ("model.dropout_rate", "model.input_dropout",
                  "model.output_dropout", "model.recurrent_dropout",
                  "model.zoneout", "optim.final_lr_fraction", "optim.decay_rate",
                  "optim.plateau_factor", "optim.plateau_min_scale",
-                 "optim.decay")
+                 "optim.decay", "optim.b1", "optim.b2", "data.val_fraction",
+                 "data.test_fraction")
 
 
-# Keys with a fixed set of values (names looked up in registries, such as
-# model.cell or optim.name, are checked where they are looked up).
+# Keys with a fixed set of values.
 CHOICE_KEYS = {
     "train.order": ("random", "stateful"),
     "train.on_nonfinite": ("stop", "skip"),
     "optim.clip": ("global_norm", "value"),
 }
 
+# Tuple-valued keys: the type of their items (an empty default says none).
+TUPLE_ITEM_TYPES = {
+    "data.locales": str, "data.formats": str, "eval.arima_order": int,
+    "eval.arima_seasonal_order": int, "model.hidden_sizes": int,
+    "optim.sparse_params": str, "optim.freeze": str,
+}
+
+
+def registry_keys() -> dict[str, tuple[str, dict]]:
+  """Keys naming a registry entry: key -> (what, registry). Checked in
+  `validate` so that a typo fails before any data is read."""
+  # pylint: disable=g-import-not-at-top
+  from rnnlab import models
+  from rnnlab import optim
+  from rnnlab import tasks
+  from rnnlab.models import cells
+  return {"task": ("task", tasks.TASKS),
+          "model.name": ("model", models.MODELS),
+          "model.cell": ("cell", cells.CELLS),
+          "optim.name": ("optimizer", optim.OPTIMIZERS),
+          "optim.schedule": ("schedule", optim.SCHEDULES)}
+
 
 def _get(config, dotted: str):
+  node = config
   for part in dotted.split("."):
-    config = config[part]
-  return config
+    try:
+      node = node[part]
+    except (KeyError, TypeError, AttributeError):
+      raise UserError(f"The config has no key config.{dotted} (start from "
+                      "rnnlab.base_config.get_config()).") from None
+  return node
+
+
+def _leaves(node, prefix: str = ""):
+  for key, value in node.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def _type_ok(value, default) -> bool:
+  """Whether `value` has the type of the default (bools are not numbers)."""
+  if isinstance(default, bool):
+    return isinstance(value, bool)
+  if isinstance(default, int):
+    return isinstance(value, int) and not isinstance(value, bool)
+  if isinstance(default, float):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if isinstance(default, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(default))
+
+
+def _type_name(default) -> str:
+  if isinstance(default, bool):
+    return "a bool"
+  if isinstance(default, float):
+    return "a number"
+  if isinstance(default, (tuple, list)):
+    return "a tuple"
+  return {int: "an integer", str: "a string"}.get(type(default),
+                                                   type(default).__name__)
+
+
+def check_types(config: ml_collections.ConfigDict):
+  """Raises UserError naming the first key whose value has the wrong type
+  (ml_collections lets None, and True for an int, through)."""
+  for key, default in _leaves(get_config()):
+    value = _get(config, key)
+    if not _type_ok(value, default):
+      raise UserError(f"config.{key}={value!r} must be {_type_name(default)} "
+                      f"(default {default!r}).")
+    item_type = TUPLE_ITEM_TYPES.get(key)
+    if item_type is not None:
+      for item in value:
+        if not (isinstance(item, item_type) and not isinstance(item, bool)):
+          raise UserError(f"config.{key}={tuple(value)!r}: every item must be "
+                          f"{_type_name(item_type())}; got {item!r}.")
 
 
 def validate(config: ml_collections.ConfigDict):
-  """Raises ValueError naming the first out-of-range size or rate."""
+  """Raises UserError naming the first key of the wrong type, an
+  out-of-range size or rate, or an unknown name (with the valid choices)."""
+  check_types(config)
   for key in POSITIVE_KEYS:
     if not _get(config, key) > 0:
       raise UserError(f"config.{key}={_get(config, key)!r} must be > 0.")
@@ -267,10 +348,27 @@ def validate(config: ml_collections.ConfigDict):
     if not 0 <= _get(config, key) <= 1:
       raise UserError(f"config.{key}={_get(config, key)!r} must be in "
                        "[0, 1].")
+  if not config.data.val_fraction + config.data.test_fraction < 1:
+    raise UserError(f"config.data.val_fraction={config.data.val_fraction!r} "
+                    f"plus config.data.test_fraction="
+                    f"{config.data.test_fraction!r} must be below 1 (the "
+                    "rest is the training split).")
+  for size in config.model.hidden_sizes:
+    if size < 1:
+      raise UserError(f"config.model.hidden_sizes="
+                      f"{tuple(config.model.hidden_sizes)!r}: every size must "
+                      "be > 0.")
   for key, choices in CHOICE_KEYS.items():
     if _get(config, key) not in choices:
       raise UserError(f"Unknown config.{key}={_get(config, key)!r}. Valid "
                       f"choices: {', '.join(map(repr, choices))}.")
+  for key, (what, registry) in registry_keys().items():
+    if _get(config, key) not in registry:
+      raise UserError(f"Unknown {what} config.{key}={_get(config, key)!r}. "
+                      f"Valid choices: "
+                      f"{', '.join(map(repr, sorted(registry)))}.")
+  from rnnlab import tasks  # pylint: disable=g-import-not-at-top
+  tasks.check_model(config)
 
 
 def parse_arg(arg: str, valid=("runlocal",)) -> set[str]:
@@ -375,14 +473,23 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
   """
   config = get_config()
 
-  def merge(node, values):
+  def merge(node, values, prefix):
+    if not isinstance(values, dict):
+      raise CheckpointError(f"Saved config: "
+                            f"{prefix.rstrip('.') or 'the config'} must be "
+                            f"a JSON object, got {values!r}.")
     for key, value in values.items():
       if key not in node:
         continue
       if isinstance(node[key], ml_collections.ConfigDict):
-        merge(node[key], value)
-      else:
+        merge(node[key], value, f"{prefix}{key}.")
+        continue
+      try:
         node[key] = value
+      except (TypeError, ValueError):  # ml_collections' type check
+        raise CheckpointError(
+            f"Saved config: config.{prefix}{key}={value!r} must be "
+            f"{_type_name(node[key])} (default {node[key]!r}).") from None
 
-  merge(config, saved)
+  merge(config, saved, "")
   return config

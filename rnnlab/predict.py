@@ -32,6 +32,8 @@ def predict(workdir: str | pathlib.Path, steps: int,
   from rnnlab.tasks import forecast  # pylint: disable=g-import-not-at-top
   if steps < 1:
     raise UserError(f"--steps={steps} must be >= 1.")
+  if history < 0:
+    raise UserError(f"--history={history} must be >= 0 (0 = 4 x steps).")
   workdir = pathlib.Path(workdir)
   task, step, params = forecast.load_for_inference(workdir)
   values, method = task.forecast_future(params, steps)

@@ -20,7 +20,7 @@ import numpy as np
 
 from rnnlab import hashrng
 
-from rnnlab.errors import UserError
+from rnnlab.errors import CheckpointError, UserError
 
 Array = jax.Array
 
@@ -77,8 +77,12 @@ def sample_text(model, params, vocab, prime: str, length: int, seed: int = 0,
     raise UserError("The prime must hold at least one character.")
   if top_k < 0 or top_k > len(vocab):
     raise UserError(f"top_k={top_k} must be in [0, {len(vocab)}] (0 = off).")
-  if temperature < 0:
+  if not temperature >= 0:  # also NaN
     raise UserError(f"temperature={temperature} must be >= 0.")
+  if length < 1:
+    raise UserError(f"length={length} must be >= 1.")
+  if batch_size < 1:
+    raise UserError(f"batch_size={batch_size} must be >= 1.")
   ids = vocab.encode(prime)  # names characters outside the vocabulary
   prime_ids = jnp.broadcast_to(jnp.asarray(ids)[None], (batch_size, len(ids)))
   tokens, _ = generate(model, params, prime_ids, jax.random.key(seed),
@@ -86,12 +90,52 @@ def sample_text(model, params, vocab, prime: str, length: int, seed: int = 0,
   return [vocab.decode(row) for row in np.asarray(tokens)]
 
 
+def checkpoint_vocab_size(workdir: pathlib.Path) -> tuple[int, int] | None:
+  """(step, rows of the readout) of the newest checkpoint in `workdir`,
+  read from Orbax's metadata without restoring; None if unreadable."""
+  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp
+  from rnnlab import checkpoint
+  from rnnlab import train
+  try:
+    ckpt_dir = pathlib.Path(workdir) / train.CHECKPOINT_DIR
+    step = checkpoint.Checkpointer(ckpt_dir, read_only=True).latest_step()
+    with ocp.StandardCheckpointer() as reader:
+      meta = reader.metadata(ckpt_dir / str(step) / "params")
+    return step, int(meta.item_metadata.tree["readout"]["bias"].shape[0])
+  except Exception:  # pylint: disable=broad-except
+    return None  # only a diagnosis: the caller's error stands
+
+
+def load_run(workdir: pathlib.Path):
+  """`train.load_run_for_inference`, naming a vocabulary file that does not
+  belong to the checkpoint (Orbax would only report a shape mismatch)."""
+  from rnnlab import train  # pylint: disable=g-import-not-at-top
+  from rnnlab.data import text  # pylint: disable=g-import-not-at-top
+  from rnnlab.tasks import char_lm  # pylint: disable=g-import-not-at-top
+  workdir = pathlib.Path(workdir)
+  try:
+    return train.load_run_for_inference(workdir)
+  except CheckpointError:
+    found = checkpoint_vocab_size(workdir)
+    vocab_path = workdir / char_lm.VOCAB_FILE
+    if found is not None and vocab_path.exists():
+      step, rows = found
+      size = len(text.load_vocab(vocab_path))
+      if size != rows:
+        raise CheckpointError(
+            f"{vocab_path} holds {size} tokens, but the checkpoint at step "
+            f"{step} was trained on a vocabulary of {rows} (its readout has "
+            f"{rows} rows): this vocabulary file does not belong to the "
+            "checkpoint. Restore the run's own vocab.json.") from None
+    raise
+
+
 def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from rnnlab import train  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  run = train.load_run_for_inference(pathlib.Path(f.workdir))
+  run = load_run(pathlib.Path(f.workdir))
   texts = sample_text(run.model, run.params, run.vocab, f.prime, f.length,
                       seed=f.seed, temperature=f.temperature, top_k=f.top_k,
                       batch_size=f.batch_size)

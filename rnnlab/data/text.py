@@ -166,10 +166,19 @@ class _JsonVocab:
 
   @classmethod
   def from_json(cls, s: str):
-    d = json.loads(s)
-    if d.get("type") != cls.KIND or not isinstance(d.get(cls.FIELD), list):
-      raise UserError(f"Not a {cls.KIND} vocabulary JSON (expected "
-                      f"{{'type': '{cls.KIND}', '{cls.FIELD}': [...]}}).")
+    try:
+      d = json.loads(s)
+    except json.JSONDecodeError:
+      d = None
+    expected = (f"Not a {cls.KIND} vocabulary JSON (expected "
+                f"{{'type': '{cls.KIND}', '{cls.FIELD}': [...]}}).")
+    if (not isinstance(d, dict) or d.get("type") != cls.KIND or
+        not isinstance(d.get(cls.FIELD), list)):
+      raise UserError(expected)
+    bad = [t for t in d[cls.FIELD] if not isinstance(t, str) or not t]
+    if bad:
+      raise UserError(f"{expected[:-1]} Its {cls.FIELD} must be non-empty "
+                      f"strings; got {bad[:5]!r}.")
     return cls(d[cls.FIELD])
 
   def save(self, path: pathlib.Path):
@@ -179,7 +188,7 @@ class _JsonVocab:
 
   @classmethod
   def load(cls, path: pathlib.Path):
-    return cls.from_json(pathlib.Path(path).read_text(encoding="utf-8"))
+    return cls.from_json(_read_vocab_file(path))
 
 
 class Vocab(_JsonVocab):
@@ -187,6 +196,12 @@ class Vocab(_JsonVocab):
 
   def __init__(self, chars):
     self.chars = list(chars)
+    if not self.chars:
+      raise UserError("A character vocabulary needs at least one character.")
+    long = [c for c in self.chars if len(c) != 1]
+    if long:
+      raise UserError(f"A character vocabulary holds single characters; got "
+                      f"{long[:5]!r}.")
     if len(set(self.chars)) != len(self.chars):
       raise UserError("Vocabulary characters must be unique.")
     self._ids = {c: i for i, c in enumerate(self.chars)}
@@ -279,15 +294,25 @@ class WordVocab(_JsonVocab):
   KIND, FIELD = "word", "words"
 
 
+def _read_vocab_file(path: pathlib.Path) -> str:
+  try:
+    return pathlib.Path(path).read_bytes().decode("utf-8")
+  except UnicodeDecodeError:
+    raise UserError(f"{path} is not a vocabulary JSON file (not UTF-8 "
+                    "text).") from None
+  except OSError as e:
+    raise DataError(f"Cannot read the vocabulary {path}: {e}") from None
+
+
 def load_vocab(path: pathlib.Path) -> Vocab | WordVocab:
   """A vocab.json of either kind, by its "type" field."""
-  s = pathlib.Path(path).read_text(encoding="utf-8")
+  s = _read_vocab_file(path)
   try:
     kind = json.loads(s).get("type")
-  except (json.JSONDecodeError, AttributeError):
+  except (json.JSONDecodeError, AttributeError, TypeError):
     raise UserError(f"{path} is not a vocabulary JSON file.") from None
   kinds = {"char": Vocab, "word": WordVocab}
-  if kind not in kinds:
+  if not isinstance(kind, str) or kind not in kinds:
     raise UserError(f"{path}: unknown vocabulary type {kind!r}. Valid "
                     "choices: 'char', 'word'.")
   return kinds[kind].from_json(s)

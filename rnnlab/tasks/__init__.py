@@ -6,6 +6,7 @@ one, subclass `base.Task`, implement its methods, and register it here.
 """
 from __future__ import annotations
 
+from rnnlab.errors import UserError
 from rnnlab.registry import lookup
 from rnnlab.tasks import base
 from rnnlab.tasks import char_lm
@@ -24,5 +25,27 @@ TASKS: dict[str, type[base.Task]] = {
 }
 
 
+# The model names each task can build and feed (models.MODELS).
+TASK_MODELS: dict[str, tuple[str, ...]] = {
+    "char_lm": ("rnn_lm", "attention_lm"),
+    "classify": ("classifier",),
+    "forecast": ("sequence",),
+    "word_lm": ("rnn_lm", "attention_lm"),
+    "seq2seq": ("seq2seq",),
+    "synthetic": ("sequence",),
+}
+
+
+def check_model(config):
+  """Raises UserError unless config.model.name fits config.task."""
+  lookup(TASKS, config.task, "task")
+  fitting = TASK_MODELS[config.task]
+  if config.model.name not in fitting:
+    raise UserError(
+        f"task={config.task!r} needs model.name="
+        f"{' or '.join(map(repr, fitting))}, got {config.model.name!r}.")
+
+
 def create_task(config) -> base.Task:
+  check_model(config)
   return lookup(TASKS, config.task, "task")(config)

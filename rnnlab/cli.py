@@ -8,14 +8,20 @@ import sys
 
 from absl import logging
 
-from rnnlab.errors import TrainingDiverged, UserError
+from rnnlab.errors import Preempted, TrainingDiverged, UserError
+
+# 128 + SIGTERM, what a shell reports for a process SIGTERM ended: schedulers
+# and launch scripts that requeue preempted jobs already expect it.
+PREEMPTED_EXIT_CODE = 143
 
 
 def friendly_errors(main):
-  """Turns the errors a user can fix into one clear line and exit code 2.
+  """Turns the errors a user can fix into one clear line and an exit code.
 
-  `UserError` messages already say what is wrong and what the valid choices
-  are, so a traceback adds nothing. Anything else is a bug: keep the trace.
+  Exit codes: 2 `UserError` (its message already says what is wrong and the
+  valid choices, so a traceback adds nothing), 3 `TrainingDiverged`, 143
+  `Preempted` (SIGTERM: a checkpoint was saved at the current step; rerun
+  the same command to resume). Anything else is a bug: keep the trace.
   """
 
   @functools.wraps(main)
@@ -29,6 +35,9 @@ def friendly_errors(main):
     except TrainingDiverged as e:
       sys.stderr.write(f"diverged: {e}\n")
       sys.exit(3)
+    except Preempted as e:
+      sys.stderr.write(f"preempted: {e}\n")
+      sys.exit(PREEMPTED_EXIT_CODE)
 
   return wrapped
 

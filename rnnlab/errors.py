@@ -1,6 +1,8 @@
-"""Errors a user can fix. Entry points print their message without a traceback.
+"""Errors a user can fix, and how a run stopped early. Entry points print
+their message without a traceback.
 
-Each is a ValueError, so library callers can catch them the usual way.
+Each UserError is a ValueError, so library callers can catch them the usual
+way.
 """
 
 
@@ -18,3 +20,13 @@ class CheckpointError(UserError):
 
 class TrainingDiverged(RuntimeError):
   """A non-finite loss or gradient stopped the run (train.on_nonfinite)."""
+
+
+class Preempted(Exception):
+  """A preemption notice (SIGTERM) stopped the run after saving a checkpoint
+  at `step`; starting the same run again resumes from it. Not an error."""
+
+  def __init__(self, step: int):
+    super().__init__(f"Preempted at step {step}: checkpoint saved; run the "
+                     "same command again to resume.")
+    self.step = step

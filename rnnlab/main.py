@@ -5,6 +5,12 @@
 
 Any config key can be overridden: --config.train.steps=100. Configs are
 Python files and are executed: only run configs you trust.
+
+Exit status: 0 done; 2 bad input (one-line message); 3 training diverged;
+143 preempted: SIGTERM made the run save a checkpoint at its current step and
+stop (<workdir>/status.json says "preempted"); the same command resumes it,
+so a scheduler can requeue on 143. A SIGKILL loses only the steps since the
+newest checkpoint; rerunning resumes from it. Anything else is a bug.
 """
 from __future__ import annotations
 

@@ -7,16 +7,20 @@ functions are pure and jitted with the state donated.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import pathlib
+import signal
+import threading
 import time
 from typing import Any, Callable
 
 from absl import logging
 from flax.training import train_state
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import jax.numpy as jnp
 import ml_collections
@@ -31,7 +35,8 @@ from rnnlab import optim
 from rnnlab import tasks
 from rnnlab import transfer
 from rnnlab.data import text
-from rnnlab.errors import CheckpointError, TrainingDiverged, UserError
+from rnnlab.errors import CheckpointError, Preempted, TrainingDiverged
+from rnnlab.errors import UserError
 from rnnlab.tasks import char_lm
 
 TrainState = train_state.TrainState
@@ -257,22 +262,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   The returned dict holds the final step, the metrics of every eval split,
   and the best evaluation so far (step and loss). <workdir>/status.json says
-  running, done, diverged or failed.
+  running, done, diverged, failed or preempted.
+
+  Preemption: on SIGTERM the run finishes its current step, saves a
+  checkpoint there (carried state and early-stopping counters included),
+  waits for it, sets status "preempted" and raises `Preempted`; calling this
+  again resumes, ending bitwise where an uninterrupted run would (CPU).
   """
   workdir = pathlib.Path(workdir)
   base_config.validate(config)
   _prepare_workdir(workdir, config)
   _set_status(workdir, "running")
   try:
-    results = _train(config, workdir)
+    with _preemption_notice() as preempted:
+      results = _train(config, workdir, preempted)
   except TrainingDiverged as e:
     _set_status(workdir, "diverged", error=str(e))
+    raise
+  except Preempted as e:
+    _set_status(workdir, "preempted", step=e.step)
     raise
   except BaseException as e:
     _set_status(workdir, "failed", error=f"{type(e).__name__}: {e}")
     raise
   _set_status(workdir, "done", **results)
   return results
+
+
+@contextlib.contextmanager
+def _preemption_notice():
+  """Yields `preempted(step) -> bool`, asked after every training step:
+  whether to save at `step` and stop.
+
+  One process: a SIGTERM handler sets a flag (installed only in the main
+  thread, the only one Python lets set handlers; the previous handler is
+  restored on exit). Several processes: JAX's coordination service already
+  catches SIGTERM (a Python handler would replace its own) and picks a step
+  every process reaches, so they all save the same one.
+  """
+  if jax.process_count() > 1:
+    def synced(step):
+      try:
+        return multihost_utils.reached_preemption_sync_point(step)
+      except RuntimeError:  # jax_enable_preemption_service is off
+        return False
+    yield synced
+    return
+  if threading.current_thread() is not threading.main_thread():
+    yield lambda step: False
+    return
+  flag = threading.Event()
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: flag.set())
+  try:
+    yield lambda step: flag.is_set()
+  finally:
+    # None: the previous handler was not set from Python; default is closest.
+    signal.signal(signal.SIGTERM,
+                  signal.SIG_DFL if previous is None else previous)
 
 
 @dataclasses.dataclass
@@ -310,6 +356,37 @@ class EarlyStopping:
     return tracker
 
 
+def _forget_after(step: int, workdir: pathlib.Path, best_ckpt) -> None:
+  """Drops what an interrupted run recorded after `step`, the step this run
+  starts from: it replays those steps, and an uninterrupted run has one
+  record of each.
+
+  Best checkpoints newer than `step` come from the lost stretch: kept, they
+  would not match the best step in the resumed checkpoint's metadata, and a
+  resume with a changed config would keep a best from another trajectory.
+  metrics.jsonl loses its records after `step` and any line a kill cut off.
+  """
+  for stale in [s for s in best_ckpt.manager.all_steps() if s > step]:
+    logging.info("Deleting best checkpoint %d: newer than step %d, where "
+                 "this run starts.", stale, step)
+    best_ckpt.manager.delete(stale)
+  path = workdir / "metrics.jsonl"
+  if jax.process_index() != 0 or not path.exists():
+    return
+  content = path.read_text()
+  lines, kept = content.splitlines(), []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step:
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):
+      pass  # cut off by a kill mid-write
+  if len(kept) < len(lines) or not content.endswith("\n"):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
 def _check_finite(metrics: dict[str, Any], step: int):
   """Raises TrainingDiverged if the step that made `metrics` (1-based
   `step`) had a non-finite loss or gradient."""
@@ -345,7 +422,9 @@ def _restore_or_init(config, workdir, task, state, carry, ckpt):
   return state, carry, {}
 
 
-def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
+def _train(config, workdir: pathlib.Path,
+           preempted: Callable[[int], bool] = lambda step: False
+           ) -> dict[str, Any]:
   task = tasks.create_task(config)
   task.save_metadata(workdir)
   state, schedule = create_train_state(task.model, task.init_inputs(),
@@ -362,7 +441,7 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
   best_ckpt = checkpoint.Checkpointer(workdir / BEST_DIR, 1)
   try:
     return _train_loop(config, workdir, task, state, schedule, carry, ckpt,
-                       best_ckpt)
+                       best_ckpt, preempted)
   finally:
     # Let pending async saves land, also when the run stops with an error:
     # the last good checkpoint must be complete.
@@ -371,11 +450,12 @@ def _train(config, workdir: pathlib.Path) -> dict[str, Any]:
 
 
 def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
-                best_ckpt) -> dict[str, Any]:
+                best_ckpt, preempted) -> dict[str, Any]:
   state, carry, meta = _restore_or_init(config, workdir, task, state, carry,
                                         ckpt)
   tracker = EarlyStopping.create(config, meta.get("early_stopping"))
   start = int(state.step)
+  _forget_after(start, workdir, best_ckpt)
   skip = config.train.on_nonfinite == "skip"
   mesh = make_mesh()
   if config.train.batch_size % mesh.size:
@@ -463,6 +543,20 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
     if saving:
       save(done)
     excluded += time.perf_counter() - other_start
+    # Asked after every step: with several processes each must ask each step.
+    if preempted(done) and done < total and not tracker.stopped:
+      if not saving:
+        if not skip:
+          _check_finite(step_metrics, done)  # never save NaNs
+        save(done)
+      ckpt.wait()  # the status must not say preempted before the step lands
+      best_ckpt.wait()
+      profiler.stop(history)
+      progress.close()
+      writer.close()
+      logging.warning("Preempted: saved step %d in %s; rerun to resume.",
+                      done, ckpt.directory)
+      raise Preempted(done)
     if tracker.stopped:
       break
   profiler.stop(history)

@@ -403,10 +403,14 @@ def _check_finite(metrics: dict[str, Any], step: int):
 
 def _restore_or_init(config, workdir, task, state, carry, ckpt):
   """Resumes from the newest checkpoint, else starts from config.init_from
-  (if set), else keeps the fresh state. Returns (state, carry, meta)."""
-  if ckpt.latest_step() is not None:
-    step, params, opt_state, meta, saved_carry = ckpt.restore(
-        state.params, state.opt_state, train_carry_template=carry)
+  (if set), else keeps the fresh state. Returns (state, carry, meta).
+
+  Damaged newer checkpoints are set aside for the newest good one; a
+  directory with checkpoints but none good raises CheckpointError."""
+  restored = ckpt.restore_latest(state.params, state.opt_state,
+                                 train_carry_template=carry)
+  if restored is not None:
+    step, params, opt_state, meta, saved_carry = restored
     state = state.replace(step=jnp.asarray(step, jnp.int32), params=params,
                           opt_state=opt_state)
     logging.info("Resumed from %s at step %d.", ckpt.directory, step)
@@ -439,14 +443,31 @@ def _train(config, workdir: pathlib.Path,
   ckpt = checkpoint.Checkpointer(workdir / CHECKPOINT_DIR,
                                  config.train.max_to_keep)
   best_ckpt = checkpoint.Checkpointer(workdir / BEST_DIR, 1)
+  # Let pending async saves land, also when the run stops with an error:
+  # the last good checkpoint must be complete.
   try:
-    return _train_loop(config, workdir, task, state, schedule, carry, ckpt,
-                       best_ckpt, preempted)
-  finally:
-    # Let pending async saves land, also when the run stops with an error:
-    # the last good checkpoint must be complete.
-    ckpt.close()
-    best_ckpt.close()
+    results = _train_loop(config, workdir, task, state, schedule, carry,
+                          ckpt, best_ckpt, preempted)
+  except BaseException:
+    _close_all(ckpt, best_ckpt, report=False)  # the loop's error wins
+    raise
+  _close_all(ckpt, best_ckpt, report=True)
+  return results
+
+
+def _close_all(*checkpointers, report: bool):
+  """Closes every checkpointer even if one fails (a full disk fails both);
+  raises the first failure (the latest checkpoint's) if `report`, else only
+  logs them."""
+  errors = []
+  for c in checkpointers:
+    try:
+      c.close()
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+      logging.error("Closing %s: %s", c.directory, e)
+  if errors and report:
+    raise errors[0]
 
 
 def _train_loop(config, workdir, task, state, schedule, carry, ckpt,

@@ -93,10 +93,10 @@ def test_resume_matches_uninterrupted_run(tmp_path, corpus_path):
 
 def test_unknown_names_fail_before_training(tmp_path):
   for key, value, message in [
-      ("model__cell", "gur", r"Unknown cell 'gur'.*'gru', 'lstm', 'rnn'"),
-      ("optim__name", "adamm", r"Unknown optimizer 'adamm'.*'adam'"),
-      ("optim__schedule", "cosin", r"Unknown schedule 'cosin'.*'constant'"),
-      ("task", "lm", r"Unknown task 'lm'.*'char_lm'"),
+      ("model__cell", "gur", r"Unknown cell .*'gur'.*'gru', 'lstm', 'rnn'"),
+      ("optim__name", "adamm", r"Unknown optimizer .*'adamm'.*'adam'"),
+      ("optim__schedule", "cosin", r"Unknown schedule .*'cosin'.*'constant'"),
+      ("task", "lm", r"Unknown task .*'lm'.*'char_lm'"),
       ("train__batch_size", 0, r"train.batch_size=0 must be > 0"),
       ("train__seq_len", 2_000_000, r"seq_len=2000000 is longer than"),
   ]:

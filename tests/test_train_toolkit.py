@@ -145,8 +145,9 @@ def test_nonfinite_step_is_skipped_when_configured(tmp_path, monkeypatch,
   real_batch = char_lm.CharLMTask.train_batch
   real_loss = char_lm.lm_loss
   monkeypatch.setattr(char_lm.CharLMTask, "train_batch",
-                      lambda self, step: {**real_batch(self, step),
-                                          "poison": step == 12})
+                      lambda self, step, rows=None: {
+                          **real_batch(self, step, rows),
+                          "poison": step == 12})
   monkeypatch.setattr(char_lm, "lm_loss", lambda model, params, batch, rng: (
       real_loss(model, params, batch, rng)[0] +
       jnp.where(batch["poison"], jnp.nan, 0.0), {}))

@@ -110,7 +110,9 @@ case "$mode" in
 ${opt[partition]:+#SBATCH --partition=${opt[partition]}
 }${opt[time]:+#SBATCH --time=${opt[time]}
 }set -euo pipefail
-cd $(quote "$here")
+# Relative --config/--workdir mean what they meant where launch.sh ran.
+cd $(printf %q "$PWD")
+export PYTHONPATH=$(printf %q "$here")\${PYTHONPATH:+:\$PYTHONPATH}
 # One process per node; jax.distributed.initialize() reads SLURM_* for the
 # coordinator (first node), the process count and this process's id.
 srun $(quote "$PYTHON" -m rnnlab.main "${main_args[@]}")"

@@ -364,8 +364,8 @@ def validate(config: ml_collections.ConfigDict):
                       f"choices: {', '.join(map(repr, choices))}.")
   for key, (what, registry) in registry_keys().items():
     if _get(config, key) not in registry:
-      raise UserError(f"Unknown {what} config.{key}={_get(config, key)!r}. "
-                      f"Valid choices: "
+      raise UserError(f"Unknown {what} {_get(config, key)!r} "
+                      f"(config.{key}). Valid choices: "
                       f"{', '.join(map(repr, sorted(registry)))}.")
   from rnnlab import tasks  # pylint: disable=g-import-not-at-top
   tasks.check_model(config)

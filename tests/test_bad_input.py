@@ -27,16 +27,16 @@ from tests.conftest import ROOT, tiny_lm_config
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("model.cell", "gur", r"Unknown cell config.model.cell='gur'. Valid "
+    ("model.cell", "gur", r"Unknown cell 'gur' \(config.model.cell\). Valid "
      r"choices: 'gru', 'lstm', 'rnn'\."),
-    ("model.name", "rnn_lmm", r"Unknown model config.model.name='rnn_lmm'. "
+    ("model.name", "rnn_lmm", r"Unknown model 'rnn_lmm' \(config.model.name\). "
      r"Valid choices: .*'rnn_lm'"),
-    ("task", "charlm", r"Unknown task config.task='charlm'. Valid choices: "
+    ("task", "charlm", r"Unknown task 'charlm' \(config.task\). Valid choices: "
      r"'char_lm', 'classify'"),
-    ("optim.name", "adamm", r"Unknown optimizer config.optim.name='adamm'. "
+    ("optim.name", "adamm", r"Unknown optimizer 'adamm' \(config.optim.name\). "
      r"Valid choices: .*'adam', 'adamw'"),
-    ("optim.schedule", "cosine", r"Unknown schedule config.optim.schedule="
-     r"'cosine'. Valid choices: 'constant', 'exponential'"),
+    ("optim.schedule", "cosine", r"Unknown schedule 'cosine' "
+     r"\(config.optim.schedule\). Valid choices: 'constant', 'exponential'"),
     ("train.order", "stateless", r"Unknown config.train.order='stateless'. "
      r"Valid choices: 'random', 'stateful'\."),
 ])
@@ -147,7 +147,7 @@ def test_cli_unknown_cell_is_one_line_before_the_workdir(tmp_path):
               cwd=ROOT)
   assert proc.returncode == 2
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-  assert errors == ["error: Unknown cell config.model.cell='gur'. Valid "
+  assert errors == ["error: Unknown cell 'gur' (config.model.cell). Valid "
                     "choices: 'gru', 'lstm', 'rnn'."]
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "run").exists()  # validated before anything ran

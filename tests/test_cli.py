@@ -66,15 +66,6 @@ def test_sample_without_checkpoint(tmp_path):
   assert "No config.json" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_unknown_cell_is_one_clear_line(tmp_path):
-  proc = run("rnnlab.main", RUNLOCAL, f"--workdir={tmp_path}",
-             "--config.model.cell=gur")
-  assert proc.returncode == 2
-  assert ("error: Unknown cell 'gur'. Valid choices: 'gru', 'lstm', 'rnn'."
-          in proc.stderr)
-  assert "Traceback" not in proc.stderr
-
-
 def test_mistyped_config_key_is_an_error(tmp_path):
   proc = run("rnnlab.main", RUNLOCAL, f"--workdir={tmp_path}",
              "--config.train.stepz=5")

@@ -35,6 +35,10 @@ def test_slurm_dry_run_prints_the_sbatch_script():
                "#SBATCH --time=01:00:00",
                "#SBATCH --output=runs/x/slurm/%x-%j.out"):
     assert line in lines
+  # Relative paths resolve where launch.sh ran; the repo is importable.
+  assert f"cd {ROOT}" in lines
+  assert any(l.startswith("export PYTHONPATH=") and " " not in l[7:]
+             for l in lines)
   srun = [l for l in lines if l.startswith("srun ")]
   assert len(srun) == 1 and "-m rnnlab.main" in srun[0]
   assert "--config.train.steps=10" in srun[0]

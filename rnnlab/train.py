@@ -470,22 +470,37 @@ def _close_all(*checkpointers, report: bool):
     raise errors[0]
 
 
+def _on_mesh(tree, sharding):
+  """Leaves already placed as `sharding` stay; host-made ones (identical on
+  every process) are put there."""
+  def put(x):
+    if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding,
+                                                                x.ndim):
+      return x
+    return jax.device_put(np.asarray(x), sharding)
+  return jax.tree.map(put, tree)
+
+
 def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
                 best_ckpt, preempted) -> dict[str, Any]:
-  state, carry, meta = _restore_or_init(config, workdir, task, state, carry,
-                                        ckpt)
-  tracker = EarlyStopping.create(config, meta.get("early_stopping"))
-  start = int(state.step)
-  _forget_after(start, workdir, best_ckpt)
-  skip = config.train.on_nonfinite == "skip"
   mesh = make_mesh()
   if config.train.batch_size % mesh.size:
     raise UserError(
         f"train.batch_size={config.train.batch_size} must be a multiple of "
         f"the {mesh.size} devices (data parallelism splits the batch).")
-  state = jax.device_put(state, NamedSharding(mesh, P()))
+  # On the mesh before restoring: the templates' shardings tell Orbax where
+  # each process's restored arrays go (replicated state, split carry).
+  replicated = NamedSharding(mesh, P())
+  state = jax.device_put(state, replicated)
   if carry is not None:
     carry = jax.device_put(carry, batch_sharding(mesh, carry))
+  state, carry, meta = _restore_or_init(config, workdir, task, state, carry,
+                                        ckpt)
+  state = _on_mesh(state, replicated)  # the step counter, init_from params
+  tracker = EarlyStopping.create(config, meta.get("early_stopping"))
+  start = int(local(state.step))
+  _forget_after(start, workdir, best_ckpt)
+  skip = config.train.on_nonfinite == "skip"
   step_fn = make_train_step(
       task.stateful_loss_fn if carry is not None else task.loss_fn,
       schedule, mesh, optim_config=config.optim, skip_nonfinite=skip,

@@ -67,11 +67,12 @@ def straight(tmp_path_factory, corpus_path):
   return workdir, results, signal.getsignal(signal.SIGTERM) is before
 
 
-def _start(tmp_path: pathlib.Path, workdir: pathlib.Path):
+def _start(tmp_path: pathlib.Path, workdir: pathlib.Path,
+           config_text: str = CONFIG_FILE):
   """`python -m rnnlab.main` on the config, as a scheduler would start it.
   Its log goes to a file: a full pipe nobody reads would stall it."""
   config_file = tmp_path / "config.py"
-  config_file.write_text(CONFIG_FILE)
+  config_file.write_text(config_text)
   env = {**os.environ, "RNNLAB_JAX_CACHE": os.environ.get(
       "RNNLAB_JAX_CACHE", str(ROOT / ".pytest_cache" / "jax"))}
   with (tmp_path / "log.txt").open("w") as log:
@@ -213,6 +214,24 @@ def test_sigterm_saves_the_current_step_and_stops_preempted(straight,
   train.train_and_evaluate(_config(), workdir)
   assert json.loads((workdir / "status.json").read_text())["status"] == "done"
   _assert_same_run(workdir, straight_dir)
+
+
+def test_sigterm_to_the_command_exits_143_preempted(tmp_path, corpus_path):
+  """The real entry point under a scheduler: SIGTERM mid-run -> checkpoint
+  at the current step, status "preempted", exit code 143."""
+  del corpus_path
+  workdir = tmp_path / "run"
+  endless = {**OVERRIDES, "train__steps": 100_000, "train__patience": 0}
+  proc = _start(tmp_path, workdir, CONFIG_FILE.replace(repr(OVERRIDES),
+                                                       repr(endless)))
+  _wait_for(proc, lambda: _steps(workdir / train.CHECKPOINT_DIR),
+            tmp_path / "log.txt")
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == 143, (tmp_path / "log.txt").read_text()
+  status = json.loads((workdir / "status.json").read_text())
+  assert status["status"] == "preempted"
+  assert max(_steps(workdir / train.CHECKPOINT_DIR)) == status["step"] > 0
+  assert "preempted:" in (tmp_path / "log.txt").read_text()
 
 
 def test_a_resume_drops_best_checkpoints_of_the_lost_stretch(tmp_path):

@@ -79,13 +79,16 @@ def to_float(x) -> float:
 class MetricWriter:
   """Appends scalars to metrics.jsonl and TensorBoard, from process 0 only."""
 
-  def __init__(self, workdir: pathlib.Path):
+  def __init__(self, workdir: pathlib.Path, purge_step: int | None = None):
+    """`purge_step`: a resumed run's first step; TensorBoard then hides the
+    events an interrupted run wrote from that step on (it replays them)."""
     self.active = jax.process_index() == 0
     self.path = pathlib.Path(workdir) / "metrics.jsonl"
     self._tb = None
     if self.active:
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._tb = tensorboardX.SummaryWriter(str(workdir))
+      self._tb = tensorboardX.SummaryWriter(str(workdir),
+                                            purge_step=purge_step)
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]):
     if not self.active:

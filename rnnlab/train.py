@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+import re
 import signal
 import threading
 import time
@@ -364,27 +365,45 @@ def _forget_after(step: int, workdir: pathlib.Path, best_ckpt) -> None:
   Best checkpoints newer than `step` come from the lost stretch: kept, they
   would not match the best step in the resumed checkpoint's metadata, and a
   resume with a changed config would keep a best from another trajectory.
-  metrics.jsonl loses its records after `step` and any line a kill cut off.
+  metrics.jsonl loses its records after `step` and any line a kill cut off,
+  samples.txt its samples after `step` (TensorBoard: MetricWriter's
+  purge_step).
   """
   for stale in [s for s in best_ckpt.manager.all_steps() if s > step]:
     logging.info("Deleting best checkpoint %d: newer than step %d, where "
                  "this run starts.", stale, step)
     best_ckpt.manager.delete(stale)
-  path = workdir / "metrics.jsonl"
-  if jax.process_index() != 0 or not path.exists():
+  if jax.process_index() != 0:
     return
-  content = path.read_text()
-  lines, kept = content.splitlines(), []
-  for line in lines:
-    try:
-      if json.loads(line)["step"] <= step:
-        kept.append(line)
-    except (ValueError, KeyError, TypeError):
-      pass  # cut off by a kill mid-write
-  if len(kept) < len(lines) or not content.endswith("\n"):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+  path = workdir / "metrics.jsonl"
+  if path.exists():
+    content = path.read_text()
+    lines, kept = content.splitlines(), []
+    for line in lines:
+      try:
+        if json.loads(line)["step"] <= step:
+          kept.append(line)
+      except (ValueError, KeyError, TypeError):
+        pass  # cut off by a kill mid-write
+    if len(kept) < len(lines) or not content.endswith("\n"):
+      _replace_text(path, "".join(line + "\n" for line in kept))
+  samples = workdir / "samples.txt"
+  if samples.exists():
+    # Sections "=== step N ===\n<text>\n\n", as _write_sample appends them.
+    content = samples.read_text(encoding="utf-8")
+    parts = re.split(r"(?m)^(?==== step \d+ ===$)", content)
+    kept = [s for s in parts
+            if not (m := re.match(r"=== step (\d+)", s)) or
+            int(m.group(1)) <= step]
+    if "".join(kept) != content:
+      _replace_text(samples, "".join(kept))
+
+
+def _replace_text(path: pathlib.Path, text: str):
+  """Atomically: a kill leaves the old file or the new one."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text, encoding="utf-8")
+  tmp.replace(path)
 
 
 def _check_finite(metrics: dict[str, Any], step: int):
@@ -507,7 +526,8 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
       token_ids_fn=task.token_ids)
   rng = jax.random.key(config.seed)
   rows = process_rows(config.train.batch_size)  # this process's share
-  writer = metrics_lib.MetricWriter(workdir)
+  writer = metrics_lib.MetricWriter(workdir, purge_step=start + 1 if start
+                                    else None)
   total = config.train.steps
   tokens_per_step = task.tokens_per_batch()
 

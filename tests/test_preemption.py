@@ -243,9 +243,15 @@ def test_a_resume_drops_best_checkpoints_of_the_lost_stretch(tmp_path):
     best.save(step, {"w": np.full(2, step)}, {"m": np.zeros(1)},
               {"step": step})
     best.wait()
+  (tmp_path / "samples.txt").write_text(
+      "=== step 10 ===\nTo be\n\n=== step 20 ===\nor not\n\n"
+      "=== step 30 ===\nlost\n\n=== st")  # the last cut off by the kill
   train._forget_after(20, tmp_path, best)  # pylint: disable=protected-access
   best.close()
   assert _steps(tmp_path / train.BEST_DIR) == [12]
+  # The samples of the replayed steps go too; the run writes them again.
+  assert (tmp_path / "samples.txt").read_text() == (
+      "=== step 10 ===\nTo be\n\n=== step 20 ===\nor not\n\n")
 
 
 def test_preempted_exits_143_for_requeueing_schedulers(capsys):

@@ -30,8 +30,7 @@ def friendly_errors(main):
       return main(argv)
     except UserError as e:
       logging.debug("Full traceback:", exc_info=True)
-      sys.stderr.write(f"error: {e}\n")
-      sys.exit(2)
+      _exit_user_error(e)
     except TrainingDiverged as e:
       sys.stderr.write(f"diverged: {e}\n")
       sys.exit(3)
@@ -42,13 +41,48 @@ def friendly_errors(main):
   return wrapped
 
 
+def parse_flags(argv):
+  """absl's flag parsing (app.run's flags_parser), except that a config that
+  cannot be loaded is one clear line and exit 2, like a UserError: a missing
+  config file, or a UserError from its get_config (e.g. an unknown arg),
+  which config_flags would wrap in a traceback."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as e:
+    cause, user = e, None
+    while cause is not None:  # the innermost UserError has the clean message
+      user = cause if isinstance(cause, UserError) else user
+      cause = cause.__cause__ or cause.__context__
+    # Else absl's own message, e.g. "flag --config.train.steps=abc: invalid
+    # literal for int() with base 10: 'abc'".
+    _exit_user_error(user or e)
+  for name in flags.FLAGS:
+    flag = flags.FLAGS[name]
+    if flag.present and hasattr(flag, "config_filename"):  # a config flag
+      # "path.py:arg" -> path.py
+      path = config_flags.get_config_filename(flag).split(":", 1)[0]
+      if not os.path.isfile(path):
+        _exit_user_error(UserError(
+            f"--{name}={path}: no such config file (looked in {os.getcwd()})."
+            " Configs are Python files with get_config(), e.g. "
+            "configs/gru_shakespeare.py."))
+  return rest
+
+
+def _exit_user_error(e: Exception):
+  sys.stderr.write(f"error: {e}\n")
+  sys.exit(2)
+
+
 def run_command(define_flags, main):
   """Entry point of a command whose absl flags are defined only when it
   runs (so importing its module defines no flags): define, set up, run."""
   from absl import app  # pylint: disable=g-import-not-at-top
   define_flags()
   setup()
-  app.run(friendly_errors(main))
+  app.run(friendly_errors(main), flags_parser=parse_flags)
 
 
 class _LibraryInfoFilter(std_logging.Filter):

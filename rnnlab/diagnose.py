@@ -464,7 +464,7 @@ def main(argv):
 
 def run():
   _define_flags()
-  app.run(cli.friendly_errors(main))
+  app.run(cli.friendly_errors(main), flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def main(argv):
 
 
 def run():
-  app.run(cli.friendly_errors(main))
+  app.run(cli.friendly_errors(main), flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

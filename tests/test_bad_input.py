@@ -135,10 +135,28 @@ def test_cli_override_of_the_wrong_type(tmp_path):
   # config_flags rejects it while parsing flags: before any import of data.
   proc = _cli(f"--workdir={tmp_path / 'run'}", "--config.train.steps=abc",
               cwd=ROOT)
-  assert proc.returncode != 0
-  assert "--config.train.steps=abc" in proc.stderr
-  assert "invalid literal for int()" in proc.stderr
-  assert "Traceback" not in proc.stderr
+  assert proc.returncode == 2
+  assert proc.stderr.splitlines() == [
+      "error: flag --config.train.steps=abc: invalid literal for int() with "
+      "base 10: 'abc'"]
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("config,message", [
+    ("configs/no_such.py:runlocal", "error: --config=configs/no_such.py: no "
+     "such config file"),
+    ("configs/rnn_shakespeare.py:runlokal", "error: Unknown config arg "
+     "['runlokal']. Valid choices: runlocal."),
+])
+def test_cli_config_that_cannot_load_is_one_line(tmp_path, config, message):
+  # config_flags would wrap these in a traceback (or raise on first use).
+  proc = subprocess.run(
+      [sys.executable, "-m", "rnnlab.main", f"--config={config}",
+       f"--workdir={tmp_path / 'run'}"], capture_output=True, text=True,
+      cwd=ROOT, timeout=120, check=False)
+  assert proc.returncode == 2
+  assert len(proc.stderr.splitlines()) == 1, proc.stderr
+  assert proc.stderr.startswith(message)
   assert not (tmp_path / "run").exists()
 
 

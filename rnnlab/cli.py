@@ -86,11 +86,16 @@ def run_command(define_flags, main):
 
 
 class _LibraryInfoFilter(std_logging.Filter):
-  """Drops INFO chatter from Orbax (dozens of lines per save)."""
+  """Drops INFO chatter from Orbax (dozens of lines per save), and its
+  warnings that a read-only manager (evaluation, sampling) is read-only."""
 
   def filter(self, record):
-    return (record.levelno >= std_logging.WARNING or
-            "/orbax/" not in record.pathname)
+    if "/orbax/" not in record.pathname:
+      return True
+    if record.levelno < std_logging.WARNING:
+      return False
+    message = record.getMessage()
+    return not ("read_only=True" in message or "is read only" in message)
 
 
 def setup(cache_dir: str | None = None):

@@ -95,6 +95,26 @@ flag_value() {  # flag_value NAME ARGS...: the value of --NAME=... in ARGS
 
 quote() { printf '%q ' "$@"; }
 
+# The sbatch lines both SLURM modes share after their own #SBATCH lines.
+job_preamble() {
+  echo "${opt[partition]:+#SBATCH --partition=${opt[partition]}
+}${opt[time]:+#SBATCH --time=${opt[time]}
+}set -euo pipefail
+# Relative --config/--workdir/--root mean what they meant where launch.sh ran.
+cd $(printf %q "$PWD")
+export PYTHONPATH=$(printf %q "$here")\${PYTHONPATH:+:\$PYTHONPATH}"
+}
+
+# submit DIR SCRIPT: prints SCRIPT (--dry-run), or writes it to
+# DIR/slurm/<job>.sbatch and submits it.
+submit() {
+  if [[ $dry_run == 1 ]]; then echo "$2"; exit 0; fi
+  mkdir -p "$1/slurm"
+  local file="$1/slurm/${opt[job_name]}.sbatch"
+  echo "$2" > "$file"
+  exec sbatch "$file"
+}
+
 case "$mode" in
   local)
     exec "$PYTHON" -m rnnlab.main "$@" ;;
@@ -107,20 +127,11 @@ case "$mode" in
 #SBATCH --ntasks-per-node=1
 #SBATCH --gpus-per-node=${opt[gpus_per_node]}
 #SBATCH --output=${workdir}/slurm/%x-%j.out
-${opt[partition]:+#SBATCH --partition=${opt[partition]}
-}${opt[time]:+#SBATCH --time=${opt[time]}
-}set -euo pipefail
-# Relative --config/--workdir mean what they meant where launch.sh ran.
-cd $(printf %q "$PWD")
-export PYTHONPATH=$(printf %q "$here")\${PYTHONPATH:+:\$PYTHONPATH}
+$(job_preamble)
 # One process per node; jax.distributed.initialize() reads SLURM_* for the
 # coordinator (first node), the process count and this process's id.
 srun $(quote "$PYTHON" -m rnnlab.main "${main_args[@]}")"
-    if [[ $dry_run == 1 ]]; then echo "$script"; exit 0; fi
-    mkdir -p "$workdir/slurm"
-    file="$workdir/slurm/${opt[job_name]}.sbatch"
-    echo "$script" > "$file"
-    exec sbatch "$file" ;;
+    submit "$workdir" "$script" ;;
   slurm-sweep)
     parse_launcher_options "parallel gpus_per_node partition time job_name" "$@"
     root="$(flag_value root "${main_args[@]}")"
@@ -145,22 +156,13 @@ srun $(quote "$PYTHON" -m rnnlab.main "${main_args[@]}")"
 #SBATCH --ntasks=1
 #SBATCH --gpus-per-node=${opt[gpus_per_node]}
 #SBATCH --output=${root}/slurm/%x-%A_%a.out
-${opt[partition]:+#SBATCH --partition=${opt[partition]}
-}${opt[time]:+#SBATCH --time=${opt[time]}
-}set -euo pipefail
-# The paths given to launch.sh are relative to where it ran.
-cd $(printf %q "$PWD")
-export PYTHONPATH=$(printf %q "$here")\${PYTHONPATH:+:\$PYTHONPATH}
+$(job_preamble)
 # One trial per array task: trial \$SLURM_ARRAY_TASK_ID of ${root}/trials.json
 # (one already done is skipped, so a requeued task costs nothing).
 $(quote "${sweep[@]}")--trial=\"\${SLURM_ARRAY_TASK_ID:?not a SLURM array task}\"
 # After the array, the report (and the trials not done, if any):
 #   $(quote "${sweep[@]}")--report_only"
-    if [[ $dry_run == 1 ]]; then echo "$script"; exit 0; fi
-    mkdir -p "$root/slurm"
-    file="$root/slurm/${opt[job_name]}.sbatch"
-    echo "$script" > "$file"
-    exec sbatch "$file" ;;
+    submit "$root" "$script" ;;
   tpu-vm)
     parse_launcher_options "tpu zone project repo_dir" "$@"
     if [[ -z "${opt[tpu]}" || -z "${opt[zone]}" ]]; then

@@ -26,6 +26,9 @@ import sys
 import time
 from typing import Any
 
+from rnnlab import cli
+from rnnlab.errors import UserError
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TASKS = ("adding", "copy_memory")
 # What the report shows of each task's test metrics, and the solved rule
@@ -52,8 +55,12 @@ def parse_args(argv=None):
   p.add_argument("--report_only", action="store_true",
                  help="Write the report from the existing workdirs.")
   args = p.parse_args(argv)
-  args.tasks = _names(args.tasks, TASKS, "--tasks")
-  args.cells = _names(args.cells, ("rnn", "lstm", "gru"), "--cells")
+  try:
+    args.tasks = cli.comma_choices(args.tasks, TASKS, "--tasks")
+    args.cells = cli.comma_choices(args.cells, ("rnn", "lstm", "gru"),
+                                   "--cells")
+  except UserError as e:
+    raise SystemExit(str(e)) from None
   try:
     args.lags = [int(x) for x in args.lags.split(",") if x]
   except ValueError:
@@ -62,15 +69,6 @@ def parse_args(argv=None):
     if getattr(args, name) < 1:
       p.error(f"--{name} must be >= 1.")
   return args
-
-
-def _names(value: str, valid, flag: str) -> list[str]:
-  names = [x for x in value.split(",") if x]
-  bad = [x for x in names if x not in valid]
-  if bad or not names:
-    raise SystemExit(f"{flag}={value!r}: unknown {bad}. Valid choices: "
-                     f"{', '.join(valid)}.")
-  return names
 
 
 def trials(args) -> list[tuple[str, str, int]]:

@@ -305,9 +305,7 @@ class Checkpointer:
         logging.warning("No checkpoint in %s, only damaged ones set aside in "
                         "%s.", self.directory, corrupt)
       return None
-    step, out = found
-    return (step, out["params"], out["opt_state"], out["meta"],
-            out.get("train_carry"))
+    return _as_result(*found)
 
   def restore(self, params_template, opt_state_template,
               step: int | None = None, train_carry_template=None):
@@ -320,10 +318,8 @@ class Checkpointer:
       if out is None:
         raise CheckpointError(f"No checkpoint in {self.directory}.")
       return out
-    out = self._restore_step(step, self._templates(
-        params_template, opt_state_template, train_carry_template))
-    return (step, out["params"], out["opt_state"], out["meta"],
-            out.get("train_carry"))
+    return _as_result(step, self._restore_step(step, self._templates(
+        params_template, opt_state_template, train_carry_template)))
 
   def restore_params(self, params_template, step: int | None = None):
     """Restores only (step, params): enough for evaluation and sampling.
@@ -459,6 +455,12 @@ class Checkpointer:
     if error:
       raise error
     self.manager.reload()
+
+
+def _as_result(step: int, out) -> tuple[int, Any, Any, dict, Any]:
+  """Restored items -> (step, params, opt_state, meta, train_carry)."""
+  return (step, out["params"], out["opt_state"], out["meta"],
+          out.get("train_carry"))
 
 
 def _first_line(e: Exception) -> str:

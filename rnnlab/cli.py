@@ -41,6 +41,17 @@ def friendly_errors(main):
   return wrapped
 
 
+def comma_choices(value: str, valid, flag: str) -> list[str]:
+  """"a,b" -> ["a", "b"], each one of `valid`; else a UserError naming the
+  flag, the unknown names and the valid choices."""
+  names = [x for x in value.split(",") if x]
+  bad = [x for x in names if x not in valid]
+  if bad or not names:
+    raise UserError(f"{flag}={value!r}: unknown {bad}. Valid choices: "
+                    f"{', '.join(valid)}.")
+  return names
+
+
 def parse_flags(argv):
   """absl's flag parsing (app.run's flags_parser), except that a config that
   cannot be loaded is one clear line and exit 2, like a UserError: a missing

@@ -26,8 +26,8 @@ import statistics
 import sys
 from typing import Any
 
+from rnnlab import cli
 from rnnlab import sweep
-from rnnlab.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CELLS = ("rnn", "lstm", "gru")
@@ -190,8 +190,8 @@ def main(argv=None) -> int:
     p.error(f"Unknown arguments {bad}; only --config.<key>=<value> "
             "overrides pass through to every trial (e.g. a smaller budget).")
   try:
-    tasks = _choices(args.tasks, COMPARISONS, "--tasks")
-    cells = _choices(args.cells, CELLS, "--cells")
+    tasks = cli.comma_choices(args.tasks, COMPARISONS, "--tasks")
+    cells = cli.comma_choices(args.cells, CELLS, "--cells")
     seeds = [int(s) for s in args.seeds.split(",") if s]
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
@@ -221,15 +221,6 @@ def main(argv=None) -> int:
   for f in failed:
     print(f"FAILED {f}", file=sys.stderr)
   return 1 if failed else 0
-
-
-def _choices(value: str, valid, flag: str) -> list[str]:
-  names = [x for x in value.split(",") if x]
-  bad = [x for x in names if x not in valid]
-  if bad or not names:
-    raise UserError(f"{flag}={value!r}: unknown {bad}. Valid choices: "
-                    f"{', '.join(valid)}.")
-  return names
 
 
 if __name__ == "__main__":

@@ -27,11 +27,18 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
             "ml-collections", "numpy", "absl-py")
 
 
-def write_json(path: pathlib.Path, obj: Any):
-  """Writes JSON atomically (temp file + rename)."""
+def write_text(path: pathlib.Path, text: str):
+  """Writes `text` atomically (temp file + rename): a kill leaves the old
+  file or the new one, never half of it."""
   tmp = pathlib.Path(f"{path}.tmp")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+  tmp.write_text(text, encoding="utf-8")
   os.replace(tmp, path)
+
+
+def write_json(path: pathlib.Path, obj: Any):
+  """Writes JSON atomically."""
+  write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str)
+             + "\n")
 
 
 def read_json(path: pathlib.Path) -> Any:

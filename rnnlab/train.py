@@ -386,7 +386,7 @@ def _forget_after(step: int, workdir: pathlib.Path, best_ckpt) -> None:
       except (ValueError, KeyError, TypeError):
         pass  # cut off by a kill mid-write
     if len(kept) < len(lines) or not content.endswith("\n"):
-      _replace_text(path, "".join(line + "\n" for line in kept))
+      metrics_lib.write_text(path, "".join(line + "\n" for line in kept))
   samples = workdir / "samples.txt"
   if samples.exists():
     # Sections "=== step N ===\n<text>\n\n", as _write_sample appends them.
@@ -396,14 +396,7 @@ def _forget_after(step: int, workdir: pathlib.Path, best_ckpt) -> None:
             if not (m := re.match(r"=== step (\d+)", s)) or
             int(m.group(1)) <= step]
     if "".join(kept) != content:
-      _replace_text(samples, "".join(kept))
-
-
-def _replace_text(path: pathlib.Path, text: str):
-  """Atomically: a kill leaves the old file or the new one."""
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text, encoding="utf-8")
-  tmp.replace(path)
+      metrics_lib.write_text(samples, "".join(kept))
 
 
 def _check_finite(metrics: dict[str, Any], step: int):

@@ -1,11 +1,15 @@
-"""Sampling throughput: rnnlab's jit-compiled scan vs a per-character loop.
+"""Sampling throughput: rnnlab's samplers vs a per-character loop.
 
-  python benchmarks/sample_throughput.py [--workdir=runs/gru] [--length=1024]
+  python -m benchmarks.sample_throughput [--workdir=runs/gru] [--length=1024]
 
-rnnlab: `rnnlab.sample.generate`, one jit-compiled `lax.scan` that draws and
-feeds back one character per step. The peer is the chapter's method written
-in PyTorch: a Python loop that calls the model once per character (eager,
-`torch.no_grad`, softmax with temperature + `torch.multinomial`).
+rnnlab, both backends of `rnnlab.sample.Sampler` (what `python -m
+rnnlab.sample` runs), timed per call including the prime and the noise:
+  native  the C kernel (`rnnlab.native`), "auto"'s choice at batch 1;
+  jax     one jit-compiled `lax.scan` that draws and feeds back one
+          character per step, "auto"'s choice for wide batches.
+The peer is the chapter's method written in PyTorch: a Python loop that
+calls the model once per character (eager, `torch.no_grad`, softmax with
+temperature + `torch.multinomial`).
 
 Both use the same architecture (the workdir's config, else the default GRU
 config: 2 x 256 GRU, embedding 64, vocabulary 65) at batch 1 and batch 64.
@@ -52,19 +56,18 @@ def load_rnnlab(workdir: str):
   return config, model, params["params"], vocab
 
 
-def time_rnnlab(model, params, batch, length, temperature, repeats):
+def rnnlab_runner(sampler, batch, length, temperature):
+  """A function(seed) that draws one batch; called once here to compile."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from rnnlab import sample  # pylint: disable=g-import-not-at-top
   prime = jnp.zeros((batch, 1), jnp.int32)
 
   def run(seed):
-    tokens, _ = sample.generate(model, params, prime, jax.random.key(seed),
-                                length=length, temperature=temperature)
-    tokens.block_until_ready()
+    jax.block_until_ready(sampler.generate(
+        prime, jax.random.key(seed), length=length, temperature=temperature))
 
-  run(0)  # compile
-  return [harness.timed(lambda: run(r + 1)) for r in range(repeats)]
+  run(0)
+  return run
 
 
 class TorchCharLoop:
@@ -102,6 +105,7 @@ def main(argv=None):
   cli.setup()
   import jax  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
+  from rnnlab import sample  # pylint: disable=g-import-not-at-top
   config, model, params, vocab = load_rnnlab(args.workdir)
   peer = TorchCharLoop(config, vocab, args.threads)
   m = config.model
@@ -111,18 +115,26 @@ def main(argv=None):
   print(f"# model: {m.num_layers} x {m.hidden_size} {m.cell}, embedding "
         f"{m.embed_dim}, vocabulary {vocab}; {args.length} characters per "
         f"sequence; {'trained: ' + args.workdir if args.workdir else 'fresh parameters'}")
-  print("| batch | rnnlab chars/s | chapter loop (PyTorch) chars/s | ratio |")
-  print("|---|---|---|---|")
+  samplers = {b: sample.Sampler(model, params, b) for b in ("native", "jax")}
+  print("| batch | rnnlab native chars/s | rnnlab jax chars/s | chapter loop "
+        "(PyTorch) chars/s | native / loop | jax / loop | auto picks |")
+  print("|---|---|---|---|---|---|---|")
   for batch in (int(b) for b in args.batches.split(",")):
-    ours = time_rnnlab(model, params, batch, args.length, args.temperature,
-                       args.repeats)
+    runs = {name: rnnlab_runner(s, batch, args.length, args.temperature)
+            for name, s in samplers.items()}
+    runs["loop"] = lambda seed, batch=batch: peer.run(
+        batch, args.length, args.temperature, seed)
     peer.run(batch, 8, args.temperature, 0)  # warm-up
-    theirs = [harness.timed(lambda r=r: peer.run(
-        batch, args.length, args.temperature, r)) for r in range(args.repeats)]
-    ours_cps = batch * args.length / statistics.median(ours)
-    theirs_cps = batch * args.length / statistics.median(theirs)
-    print(f"| {batch} | {ours_cps:,.0f} | {theirs_cps:,.0f} | "
-          f"{ours_cps / theirs_cps:.1f}x |", flush=True)
+    times = {name: [] for name in runs}
+    for r in range(args.repeats):  # interleaved, so drift hits all alike
+      for name, run in runs.items():
+        times[name].append(harness.timed(lambda run=run: run(r + 1)))
+    cps = {name: batch * args.length / statistics.median(t)
+           for name, t in times.items()}
+    auto = sample.Sampler(model, params, "auto").backend_for(batch)
+    print(f"| {batch} | {cps['native']:,.0f} | {cps['jax']:,.0f} | "
+          f"{cps['loop']:,.0f} | {cps['native'] / cps['loop']:.1f}x | "
+          f"{cps['jax'] / cps['loop']:.1f}x | {auto} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,12 @@ class RecurrentLM(nn.Module):
     carries, h = self.rnn.step(self._inputs(tokens), carries)
     return self.readout(h).astype(jnp.float32), carries
 
+  def input_table(self):
+    """The first layer's input term (biases included) for every token:
+    [V, G*H]. The native sampler looks rows up instead of multiplying."""
+    tokens = jnp.arange(self.vocab_size)
+    return self.rnn.layers[0].project_inputs(self._inputs(tokens))
+
 
 class AttentionLM(RecurrentLM):
   """A recurrent LM whose output layer also sees causal attention over its

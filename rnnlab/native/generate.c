@@ -1,0 +1,463 @@
+/* Token-by-token generation from a plain recurrent LM, on the CPU.
+ *
+ * Why this exists: drawing one character at a time is a chain of tiny
+ * matrix-vector products. Under XLA each step pays per-operation overhead
+ * and runs its matvecs on one core, reading all weights (2.5 MB for the
+ * default 2 x 256 GRU) from L3 per character. Here the whole loop runs in
+ * one call: each thread owns a slice of every layer's hidden units, so it
+ * reads only its columns of each weight matrix, and those stay in its own
+ * L2 across characters. Threads meet at one barrier per layer and one
+ * after the readout.
+ *
+ * Model (see rnnlab/models/lm.py, cells.py; float32, eval mode):
+ *   layer 0 input term:  table[token]            table = embed @ W_x + b
+ *   layer l > 0:         x @ W_x + b,  x = layer l-1's new hidden state
+ *   hidden term:         h @ W_h
+ *   gates as in cells.py (gate order: LSTM i,f,g,o; GRU r,z,n, reset after)
+ *   logits = h_last @ W_out + b_out
+ * Weights are row-major [in, G*H] (Flax's kernels); the columns of gate g,
+ * unit u sit at g*H + u.
+ *
+ * Drawing (rnnlab/sample.py `next_token`): token = argmax(logits / T + g)
+ * over the top_k likeliest (all if top_k = 0), g = Gumbel noise supplied by
+ * the caller; T = 0 means argmax(logits).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+enum { CELL_RNN_TANH = 0, CELL_RNN_RELU = 1, CELL_LSTM = 2, CELL_GRU = 3 };
+enum { BLOCK = 128 };  /* columns per packed block: 8 AVX-512 registers */
+
+static int num_gates(int cell) {
+  return cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static int round16(int n) { return (n + 15) / 16 * 16; }
+
+/* [u0, u1): this thread's share of n columns, in multiples of 16 floats so
+ * that no two threads write the same cache line. */
+static void share(int n, int tid, int nt, int* u0, int* u1) {
+  int per = round16((n + nt - 1) / nt);
+  *u0 = tid * per < n ? tid * per : n;
+  *u1 = (tid + 1) * per < n ? (tid + 1) * per : n;
+}
+
+/* One thread's columns of a weight matrix, for out = x @ W_part.
+ *
+ * The part is columns [u0, u0 + w) of each of G gate blocks gs apart in
+ * W [rows, ldw]: logically [rows, cols = G*w], gate-major. It is stored as
+ * column blocks of BLOCK (the last one narrower, padded to 16 with zeros),
+ * each block [rows, width] contiguous: the matvec then streams its memory
+ * in order and keeps a block's accumulators in registers, and the thread
+ * touches no other thread's cache lines, so its part stays in its own L2.
+ */
+typedef struct {
+  float* w;
+  int rows, cols, padded; /* padded = round16(cols) */
+} Packed;
+
+static int pack(Packed* P, const float* W, int rows, int ldw, int gs, int G,
+                int u0, int w) {
+  P->rows = rows;
+  P->cols = G * w;
+  P->padded = round16(P->cols);
+  /* 64-byte aligned: a row of a block then spans whole cache lines (with
+   * calloc's 16-byte alignment every load split two lines: half speed). */
+  const size_t bytes = ((size_t)rows * P->padded * sizeof(float) + 63) / 64 * 64;
+  P->w = aligned_alloc(64, bytes);
+  if (!P->w) return 1;
+  memset(P->w, 0, bytes);
+  for (int k0 = 0; k0 < P->cols; k0 += BLOCK) {
+    const int width = P->padded - k0 < BLOCK ? P->padded - k0 : BLOCK;
+    float* blk = P->w + (size_t)rows * k0;
+    for (int i = 0; i < rows; ++i)
+      for (int k = k0; k < k0 + width && k < P->cols; ++k)
+        blk[(size_t)i * width + (k - k0)] =
+            W[(size_t)i * ldw + (size_t)(k / w) * gs + u0 + k % w];
+  }
+  return 0;
+}
+
+#ifdef __AVX512F__
+/* o[0, 16*nv) = x[0, rows) @ blk [rows, 16*nv], accumulating in registers.
+ * Narrow blocks (nv <= 4) take rows in pairs with two sets of
+ * accumulators, so that the FMA latency chain does not set the pace. */
+static inline __attribute__((always_inline)) void block_avx512(
+    const float* x, int rows, const float* blk, float* o, const int nv) {
+  __m512 a[8], b[8];
+  for (int k = 0; k < nv; ++k) a[k] = b[k] = _mm512_setzero_ps();
+  int i = 0;
+  if (nv <= 4) {
+    for (; i + 2 <= rows; i += 2) {
+      const __m512 x0 = _mm512_set1_ps(x[i]), x1 = _mm512_set1_ps(x[i + 1]);
+      const float* r = blk + (size_t)i * 16 * nv;
+      for (int k = 0; k < nv; ++k) {
+        a[k] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r + 16 * k), a[k]);
+        b[k] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r + 16 * (nv + k)), b[k]);
+      }
+    }
+  }
+  for (; i < rows; ++i) {
+    const __m512 xi = _mm512_set1_ps(x[i]);
+    const float* r = blk + (size_t)i * 16 * nv;
+    for (int k = 0; k < nv; ++k)
+      a[k] = _mm512_fmadd_ps(xi, _mm512_loadu_ps(r + 16 * k), a[k]);
+  }
+  for (int k = 0; k < nv; ++k)
+    _mm512_storeu_ps(o + 16 * k, _mm512_add_ps(a[k], b[k]));
+}
+#endif
+
+/* out[0, padded) = x[0, rows) @ P. */
+static void matvec(const Packed* P, const float* x, float* out) {
+  for (int k0 = 0; k0 < P->cols; k0 += BLOCK) {
+    const int width = P->padded - k0 < BLOCK ? P->padded - k0 : BLOCK;
+    const float* blk = P->w + (size_t)P->rows * k0;
+    float* o = out + k0;
+#ifdef __AVX512F__
+    switch (width / 16) {  /* constant nv: the loops over k unroll */
+      case 1: block_avx512(x, P->rows, blk, o, 1); continue;
+      case 2: block_avx512(x, P->rows, blk, o, 2); continue;
+      case 3: block_avx512(x, P->rows, blk, o, 3); continue;
+      case 4: block_avx512(x, P->rows, blk, o, 4); continue;
+      case 5: block_avx512(x, P->rows, blk, o, 5); continue;
+      case 6: block_avx512(x, P->rows, blk, o, 6); continue;
+      case 7: block_avx512(x, P->rows, blk, o, 7); continue;
+      case 8: block_avx512(x, P->rows, blk, o, 8); continue;
+    }
+#endif
+    /* CPUs without AVX-512: the compiler vectorises this. */
+    memset(o, 0, sizeof(float) * width);
+    for (int i = 0; i < P->rows; ++i) {
+      const float xi = x[i];
+      const float* r = blk + (size_t)i * width;
+#pragma omp simd
+      for (int k = 0; k < width; ++k) o[k] += xi * r[k];
+    }
+  }
+}
+
+/* k-th largest of v[0..n) (1-based k), by partial selection on a copy. */
+static float kth_largest(const float* v, int n, int k, float* scratch) {
+  memcpy(scratch, v, sizeof(float) * n);
+  int lo = 0, hi = n - 1, want = k - 1;
+  while (lo < hi) {
+    float pivot = scratch[(lo + hi) / 2];
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (scratch[i] > pivot) ++i;
+      while (scratch[j] < pivot) --j;
+      if (i <= j) {
+        float t = scratch[i]; scratch[i] = scratch[j]; scratch[j] = t;
+        ++i; --j;
+      }
+    }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else break;
+  }
+  return scratch[want];
+}
+
+/* The same rule as sample.next_token; the first maximum wins ties. */
+static int draw(const float* logits, const float* gumbel, int V,
+                float temperature, int top_k, float* scratch) {
+  int best = 0;
+  if (!(temperature > 0.0f)) {
+    for (int v = 1; v < V; ++v) if (logits[v] > logits[best]) best = v;
+    return best;
+  }
+  const float kth = top_k > 0 ? kth_largest(logits, V, top_k, scratch)
+                              : -INFINITY;
+  const float t = temperature > 1e-6f ? temperature : 1e-6f;
+  float best_score = -INFINITY;
+  best = -1;
+  for (int v = 0; v < V; ++v) {
+    if (logits[v] < kth) continue;  /* outside the top k */
+    const float s = logits[v] / t + gumbel[v];
+    if (best < 0 || s > best_score) { best = v; best_score = s; }
+  }
+  return best;
+}
+
+/* One thread's share of the model: its units of every layer, its columns
+ * of every weight matrix (packed), its share of the vocabulary. */
+typedef struct {
+  int u0, w;    /* units [u0, u0 + w) */
+  Packed px;    /* W_x's columns (layers > 0) */
+  Packed ph;    /* W_h's columns */
+  float* bias;  /* b_x's entries, gate-major [G*w]; zeros for layer 0 */
+} LayerPart;
+
+typedef struct {
+  LayerPart* layers;  /* [L] */
+  Packed out;         /* W_out's columns [v0, v1) */
+  int v0, v1;
+} ThreadPart;
+
+/* The model laid out for `num_threads` threads, built once per set of
+ * weights. It points into the caller's table, b_hn and b_out, which must
+ * outlive it. */
+typedef struct {
+  int L, V, nt, max_h, max_cols;
+  int* cell;
+  int* hidden;
+  const float* table;
+  const float** b_hn;
+  const float* b_out;
+  ThreadPart* parts;  /* [nt] */
+} Plan;
+
+void rnnlab_plan_free(Plan* plan) {
+  if (!plan) return;
+  for (int t = 0; t < plan->nt && plan->parts; ++t) {
+    ThreadPart* part = &plan->parts[t];
+    for (int l = 0; l < plan->L && part->layers; ++l) {
+      free(part->layers[l].px.w);
+      free(part->layers[l].ph.w);
+      free(part->layers[l].bias);
+    }
+    free(part->layers);
+    free(part->out.w);
+  }
+  free(plan->parts);
+  free(plan->cell);
+  free(plan->hidden);
+  free(plan->b_hn);
+  free(plan);
+}
+
+/* Packs a model for `num_threads` threads; NULL on a bad argument or
+ * out of memory.
+ *
+ * Per layer l (arrays of length num_layers):
+ *   cell[l] (CELL_*), hidden[l];
+ *   w_x[l]  [hidden[l-1], G*H]; for layer 0 the table [V, G*H] of its
+ *           input term per token, biases included;
+ *   b_x[l]  [G*H] (ignored for layer 0); w_h[l] [H, G*H];
+ *   b_hn[l] [H] the GRU candidate's hidden bias (else unused).
+ * w_out [H_last, V], b_out [V].
+ */
+Plan* rnnlab_plan(int num_layers, const int* cell, const int* hidden,
+                  const float* const* w_x, const float* const* b_x,
+                  const float* const* w_h, const float* const* b_hn,
+                  const float* w_out, const float* b_out, int vocab,
+                  int num_threads) {
+  if (num_layers < 1 || vocab < 1 || num_threads < 1) return NULL;
+  for (int l = 0; l < num_layers; ++l)
+    if (cell[l] < CELL_RNN_TANH || cell[l] > CELL_GRU || hidden[l] < 1)
+      return NULL;
+  const int L = num_layers, V = vocab, nt = num_threads;
+  Plan* plan = calloc(1, sizeof(Plan));
+  if (!plan) return NULL;
+  plan->L = L, plan->V = V, plan->nt = nt;
+  plan->max_cols = round16(V);
+  plan->cell = malloc(sizeof(int) * L);
+  plan->hidden = malloc(sizeof(int) * L);
+  plan->b_hn = malloc(sizeof(float*) * L);
+  plan->parts = calloc(nt, sizeof(ThreadPart));
+  plan->table = w_x[0];
+  plan->b_out = b_out;
+  int bad = !plan->cell || !plan->hidden || !plan->b_hn || !plan->parts;
+  for (int l = 0; l < L && !bad; ++l) {
+    plan->cell[l] = cell[l];
+    plan->hidden[l] = hidden[l];
+    plan->b_hn[l] = b_hn[l];
+    const int cols = round16(num_gates(cell[l]) * hidden[l]);
+    if (cols > plan->max_cols) plan->max_cols = cols;
+    if (hidden[l] > plan->max_h) plan->max_h = hidden[l];
+  }
+  /* Each thread packs its own part: the pages are then its first touch. */
+#pragma omp parallel num_threads(nt) if (!bad)
+  {
+    const int tid = omp_get_thread_num();
+    ThreadPart* part = &plan->parts[tid];
+    /* Fewer threads than asked (OMP_THREAD_LIMIT) would leave parts out. */
+    int fail = omp_get_num_threads() != nt;
+    fail = fail || !(part->layers = calloc(L, sizeof(LayerPart)));
+    for (int l = 0; l < L && !fail; ++l) {
+      LayerPart* lp = &part->layers[l];
+      const int H = hidden[l], G = num_gates(cell[l]);
+      int u1;
+      share(H, tid, nt, &lp->u0, &u1);
+      lp->w = u1 - lp->u0;
+      fail |= !(lp->bias = calloc((size_t)G * lp->w + 1, sizeof(float)));
+      fail = fail || pack(&lp->ph, w_h[l], H, G * H, H, G, lp->u0, lp->w);
+      if (l > 0 && !fail) {
+        fail |= pack(&lp->px, w_x[l], hidden[l - 1], G * H, H, G, lp->u0,
+                     lp->w);
+        for (int k = 0; k < G * lp->w; ++k)
+          lp->bias[k] = b_x[l][(k / lp->w) * H + lp->u0 + k % lp->w];
+      }
+    }
+    share(V, tid, nt, &part->v0, &part->v1);
+    fail = fail || pack(&part->out, w_out, hidden[L - 1], V, 0, 1, part->v0,
+                        part->v1 - part->v0);
+    if (fail) {
+#pragma omp atomic write
+      bad = 1;
+    }
+  }
+  if (bad) {
+    rnnlab_plan_free(plan);
+    return NULL;
+  }
+  return plan;
+}
+
+/* Draws `length` tokens per row. Returns 0 on success, 1 on a bad
+ * argument, 2 if out of memory or short of threads.
+ *
+ * h[l] [B, H], c[l] [B, H] (LSTM): the carries after the prime, updated in
+ * place to the carries after the last step run. logits0 [B, V]: the logits
+ * the first token is drawn from; gumbel [T, B, V].
+ * Outputs: tokens [T, B]; logits [T, B, V] (step t's row: the logits token
+ * t was drawn from). The last token is drawn but not run through the
+ * model, so the carries end after the step that consumed token T-2.
+ */
+int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
+                    const float* logits0, const float* gumbel,
+                    float temperature, int top_k, int batch, int length,
+                    int* tokens, float* logits) {
+  if (!plan || batch < 1 || length < 1 || top_k < 0 || top_k > plan->V)
+    return 1;
+  const int V = plan->V, B = batch, L = plan->L, max_h = plan->max_h;
+  const int* hidden = plan->hidden;
+  const int* cell = plan->cell;
+  /* Hidden states, double-buffered: a thread writes step s+1's units
+   * while the others may still read step s's whole vector. */
+  float* hbuf = calloc((size_t)2 * L * B * max_h, sizeof(float));
+  float* cur_logits = malloc(sizeof(float) * (size_t)B * V);
+  int failed = !hbuf || !cur_logits;
+#define HBUF(l, p) (hbuf + ((size_t)(l) * 2 + (p)) * B * max_h)
+  if (!failed) {
+    for (int l = 0; l < L; ++l)
+      for (int b = 0; b < B; ++b)
+        memcpy(HBUF(l, 0) + (size_t)b * max_h, h[l] + (size_t)b * hidden[l],
+               sizeof(float) * hidden[l]);
+    memcpy(cur_logits, logits0, sizeof(float) * (size_t)B * V);
+  }
+
+#pragma omp parallel num_threads(plan->nt) if (!failed)
+  {
+    const int tid = omp_get_thread_num();
+    const ThreadPart* part = &plan->parts[tid];
+    float* accx = malloc(sizeof(float) * plan->max_cols);
+    float* acch = malloc(sizeof(float) * plan->max_cols);
+    float* scratch = malloc(sizeof(float) * (size_t)V);
+    int* cur_tokens = malloc(sizeof(int) * (size_t)B);
+    if (!accx || !acch || !scratch || !cur_tokens ||
+        omp_get_num_threads() != plan->nt) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp barrier
+    int p = 0; /* which half of hbuf holds the current states */
+    for (int s = 0; s < length && !failed; ++s) {
+      /* Every thread draws the same tokens from the same logits; one
+       * writes them out. */
+      for (int b = 0; b < B; ++b) {
+        const float* lg = cur_logits + (size_t)b * V;
+        cur_tokens[b] = draw(lg, gumbel + ((size_t)s * B + b) * V, V,
+                             temperature, top_k, scratch);
+        if (tid == 0) {
+          tokens[(size_t)s * B + b] = cur_tokens[b];
+          memcpy(logits + ((size_t)s * B + b) * V, lg, sizeof(float) * V);
+        }
+      }
+      if (s == length - 1) break;
+#pragma omp barrier
+      for (int l = 0; l < L; ++l) {
+        const LayerPart* lp = &part->layers[l];
+        const int H = hidden[l], G = num_gates(cell[l]), n = lp->w;
+        for (int b = 0; b < B && n > 0; ++b) {
+          const float* hin = HBUF(l, p) + (size_t)b * max_h;
+          float* hout = HBUF(l, 1 - p) + (size_t)b * max_h + lp->u0;
+          if (l == 0) {
+            const float* row = plan->table + (size_t)cur_tokens[b] * G * H;
+            for (int g = 0; g < G; ++g)
+              memcpy(accx + g * n, row + g * H + lp->u0, sizeof(float) * n);
+          } else {
+            matvec(&lp->px, HBUF(l - 1, 1 - p) + (size_t)b * max_h, accx);
+          }
+          matvec(&lp->ph, hin, acch);
+          const float* bx = lp->bias;
+          const float* hb = hin + lp->u0;
+          switch (cell[l]) {
+            case CELL_RNN_TANH:
+#pragma omp simd
+              for (int j = 0; j < n; ++j)
+                hout[j] = tanhf(accx[j] + bx[j] + acch[j]);
+              break;
+            case CELL_RNN_RELU:
+#pragma omp simd
+              for (int j = 0; j < n; ++j) {
+                const float a = accx[j] + bx[j] + acch[j];
+                hout[j] = a > 0.0f ? a : 0.0f;
+              }
+              break;
+            case CELL_LSTM: {
+              float* cb = c[l] + (size_t)b * H + lp->u0;
+#pragma omp simd
+              for (int j = 0; j < n; ++j) {
+                const float i_ = accx[j] + bx[j] + acch[j];
+                const float f_ = accx[n + j] + bx[n + j] + acch[n + j];
+                const float g_ = accx[2 * n + j] + bx[2 * n + j] +
+                                 acch[2 * n + j];
+                const float o_ = accx[3 * n + j] + bx[3 * n + j] +
+                                 acch[3 * n + j];
+                const float cn = sigmoid(f_) * cb[j] + sigmoid(i_) * tanhf(g_);
+                cb[j] = cn;
+                hout[j] = sigmoid(o_) * tanhf(cn);
+              }
+              break;
+            }
+            case CELL_GRU: {
+              const float* bn = plan->b_hn[l] + lp->u0;
+#pragma omp simd
+              for (int j = 0; j < n; ++j) {
+                const float r = sigmoid(accx[j] + bx[j] + acch[j]);
+                const float z = sigmoid(accx[n + j] + bx[n + j] + acch[n + j]);
+                const float cand = tanhf(accx[2 * n + j] + bx[2 * n + j] +
+                                         r * (acch[2 * n + j] + bn[j]));
+                hout[j] = (1.0f - z) * hb[j] + z * cand;
+              }
+              break;
+            }
+          }
+        }
+#pragma omp barrier
+      }
+      /* Readout, split over the vocabulary. */
+      for (int b = 0; b < B && part->v1 > part->v0; ++b) {
+        matvec(&part->out, HBUF(L - 1, 1 - p) + (size_t)b * max_h, accx);
+        float* lg = cur_logits + (size_t)b * V;
+        for (int v = part->v0; v < part->v1; ++v)
+          lg[v] = accx[v - part->v0] + plan->b_out[v];
+      }
+      p = 1 - p;
+#pragma omp barrier
+    }
+    free(accx), free(acch), free(scratch), free(cur_tokens);
+    /* The carries out: the last states computed. */
+#pragma omp barrier
+    if (tid == 0 && !failed)
+      for (int l = 0; l < L; ++l)
+        for (int b = 0; b < B; ++b)
+          memcpy(h[l] + (size_t)b * hidden[l],
+                 HBUF(l, p) + (size_t)b * max_h, sizeof(float) * hidden[l]);
+  }
+#undef HBUF
+  free(hbuf);
+  free(cur_logits);
+  return failed ? 2 : 0;
+}

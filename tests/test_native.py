@@ -1,0 +1,173 @@
+"""The native (C) sampler: the same model, the same draws as the jax scan."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rnnlab import base_config
+from rnnlab import models
+from rnnlab import native
+from rnnlab import sample
+from rnnlab.errors import UserError
+
+VOCAB = 29
+
+
+def make_lm(cell, scale=2.0, **model):
+  c = base_config.get_config().model
+  c.cell, c.hidden_size, c.embed_dim, c.num_layers = cell, 32, 8, 2
+  c.dropout_rate = 0.0
+  for key, value in model.items():
+    c[key] = value
+  lm = models.create_model(c, vocab_size=VOCAB)
+  params = lm.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
+  # Larger weights than the init, so that the distributions are peaked and
+  # the carries saturate: a wrong gate or weight shows. Not much larger: the
+  # dynamics turn chaotic, and float32 rounding (which differs between any
+  # two summation orders) then grows over the steps.
+  return lm, jax.tree.map(lambda p: p * scale, params)
+
+
+def assert_close(got, want, tol=1e-5):
+  """max |got - want| / max(1, max |want|) <= tol."""
+  got, want = np.asarray(got), np.asarray(want)
+  err = np.abs(got - want).max() / max(1.0, np.abs(want).max())
+  assert err <= tol, f"relative error {err:.2e} > {tol:.0e}"
+
+
+CASES = {
+    "rnn-tanh": ("rnn", {}),
+    "rnn-relu": ("rnn", {"activation": "relu", "scale": 1.0}),  # unbounded
+    "lstm": ("lstm", {}),
+    "gru": ("gru", {}),
+    # Unequal layer sizes (not multiples of 16: narrow column blocks and
+    # thread shares), one-hot input, three layers.
+    "gru-sizes-onehot": ("gru", {"hidden_sizes": (40, 24, 52),
+                                 "num_layers": 3, "embedding": "one_hot"}),
+    "lstm-sizes": ("lstm", {"hidden_sizes": (20, 36)}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("batch,threads", [(1, 2), (3, 3)])
+def test_native_logits_match_the_model_and_draws_follow_the_rule(
+    case, batch, threads):
+  cell, options = CASES[case]
+  lm, params = make_lm(cell, **options)
+  rng = np.random.default_rng(batch)
+  prime = jnp.asarray(rng.integers(0, VOCAB, (batch, 5)), jnp.int32)
+  key, length, temperature = jax.random.key(11), 40, 0.9
+  sampler = sample.Sampler(lm, params, "native", threads=threads)
+  tokens, logits = sampler.generate(prime, key, length=length,
+                                    temperature=temperature)
+  assert tokens.shape == (batch, length) and tokens.dtype == np.int32
+  # The model itself, teacher-forced on prime + the drawn tokens, gives the
+  # logits every token was drawn from.
+  full, _ = lm.apply({"params": params},
+                     jnp.concatenate([prime, jnp.asarray(tokens)], axis=1))
+  assert_close(logits, full[:, 4:-1])
+  # Each token is argmax(logits / T + Gumbel noise of its step's seed).
+  seeds = sample.step_seeds(key, length)
+  for i in range(length):
+    noise = sample.gumbel_noise(seeds[i], (batch, VOCAB))
+    expected = np.argmax(logits[:, i] / temperature + np.asarray(noise), -1)
+    np.testing.assert_array_equal(tokens[:, i], expected)
+
+
+@pytest.mark.parametrize("case", ["lstm", "gru-sizes-onehot"])
+def test_native_and_jax_backends_draw_the_same_text(case):
+  cell, options = CASES[case]
+  lm, params = make_lm(cell, **options)
+  prime = jnp.asarray([[1, 2, 3]], jnp.int32)
+  for temperature, top_k in [(0.8, 0), (1.5, 4), (0.0, 0)]:
+    drawn = {}
+    for backend in ("jax", "native"):
+      drawn[backend] = sample.Sampler(lm, params, backend).generate(
+          prime, jax.random.key(3), length=80, temperature=temperature,
+          top_k=top_k)
+    np.testing.assert_array_equal(drawn["native"][0], drawn["jax"][0])
+    assert_close(drawn["native"][1], drawn["jax"][1])
+
+
+def test_top_k_limits_the_native_draws():
+  lm, params = make_lm("gru")
+  tokens, logits = sample.Sampler(lm, params, "native").generate(
+      jnp.asarray([[0]], jnp.int32), jax.random.key(1), length=80,
+      temperature=5.0, top_k=2)
+  top2 = np.argsort(-logits[0], axis=-1)[:, :2]
+  assert all(t in top2[i] for i, t in enumerate(tokens[0]))
+  assert len(set(tokens[0].tolist())) > 2  # hot: not one token throughout
+
+
+def test_thread_counts_agree():
+  lm, params = make_lm("gru", hidden_sizes=(64, 48))
+  sampler = {t: sample.Sampler(lm, params, "native", threads=t)
+             for t in (1, 2, 4)}
+  out = {t: s.generate(jnp.asarray([[5]], jnp.int32), jax.random.key(0),
+                       length=60, temperature=0.7)
+         for t, s in sampler.items()}
+  for t in (2, 4):
+    np.testing.assert_array_equal(out[t][0], out[1][0])
+    assert_close(out[t][1], out[1][1])
+
+
+def test_auto_picks_native_for_batch_one_and_jax_for_wide_batches():
+  lm, params = make_lm("gru")
+  sampler = sample.Sampler(lm, params, "auto")
+  assert sampler.backend_for(1) == "native"
+  assert sampler.backend_for(sample.NATIVE_MAX_BATCH + 1) == "jax"
+  assert sample.Sampler(lm, params, "jax").backend_for(1) == "jax"
+
+
+@pytest.mark.parametrize("options,reason", [
+    ({"name": "attention_lm"}, "AttentionLM"),
+    ({"layer_norm": True}, "layer-norm"),
+    ({"reset_after": False}, "reset-before GRU"),
+    ({"dtype": "bfloat16"}, "bfloat16"),
+])
+def test_models_outside_the_kernel_fall_back_or_fail_clearly(options, reason):
+  lm, params = make_lm("gru", **options)
+  assert reason in native.unsupported(lm)
+  assert sample.Sampler(lm, params, "auto").backend_for(1) == "jax"
+  with pytest.raises(UserError, match=f"backend=native.*{reason}"):
+    sample.Sampler(lm, params, "native")
+
+
+def test_unknown_backend_names_the_choices():
+  lm, params = make_lm("gru")
+  with pytest.raises(UserError, match=r"'cuda'.*'auto', 'jax', 'native'"):
+    sample.Sampler(lm, params, "cuda")
+
+
+def test_without_a_compiler_auto_falls_back_and_native_explains(
+    monkeypatch, tmp_path):
+  monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
+  monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+  native.library.cache_clear()
+  try:
+    reason = native.available()
+    assert reason and "false" in reason and "failed" in reason
+    lm, params = make_lm("gru")
+    assert sample.Sampler(lm, params, "auto").backend_for(1) == "jax"
+    with pytest.raises(UserError, match="failed"):
+      sample.Sampler(lm, params, "native")
+    assert not list(tmp_path.glob("*.so"))  # nothing half-built left behind
+  finally:
+    native.library.cache_clear()
+
+
+def test_the_library_is_built_once_and_reused(monkeypatch, tmp_path):
+  monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
+  native.library.cache_clear()
+  try:
+    native.library()
+    built = list(tmp_path.glob("generate-*.so"))
+    assert len(built) == 1
+    mtime = built[0].stat().st_mtime_ns
+    native.library.cache_clear()
+    native.library()
+    assert built[0].stat().st_mtime_ns == mtime
+  finally:
+    native.library.cache_clear()

@@ -41,6 +41,9 @@ def parse_args(argv=None):
 
 
 CATEGORIES = (  # first match wins
+    # implementation="native": the C++ time loops (recurrent matmuls and
+    # gates, forward and backward) as one op each per layer.
+    ("native loops (custom call)", re.compile(r"custom-call|rnnlab_")),
     ("matmul", re.compile(r"^(ynn_fusion|dot|onednn|xnn)")),
     ("data movement", re.compile(
         r"(dynamic-update-slice|dynamic-slice|copy|concatenate|pad|slice|"

@@ -69,9 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
   # How the recurrence runs; each choice computes the same function, and
   # the defaults are the fastest measured here (docs/benchmarks.md).
   # "scan" (nn.scan, XLA autodiff), "fused" (custom-VJP kernel, weight
-  # gradients as single matmuls after the loop; models/fused.py), "cudnn"
-  # (LSTM on a CUDA GPU, cuDNN via jax.experimental.rnn, float32) or "auto"
-  # ("fused" on a GPU; on the CPU "fused" from hidden 512 up).
+  # gradients as single matmuls after the loop; models/fused.py), "native"
+  # (the fused split with its loops in C++ over all cores; CPU, float32;
+  # rnnlab/native/recurrence.py), "cudnn" (LSTM on a CUDA GPU, cuDNN via
+  # jax.experimental.rnn, float32) or "auto" ("fused" on a GPU, "native" on
+  # the CPU, falling back to "scan"/"fused" where native cannot run).
   c.model.implementation = "auto"
   # "wavefront" runs all layers in one loop, layer l one step behind layer
   # l-1, so their steps can run on separate cores; or "layer_by_layer".

@@ -55,23 +55,37 @@ def _recurrence(cell, carry, xp):
   return cell.recurrence(carry, xp)
 
 
-IMPLEMENTATIONS = ("auto", "scan", "fused", "cudnn")
-# On the CPU "auto" picks "fused" from this hidden size up. Measured on the
-# 2-core CPU (docs/benchmarks.md): at hidden 256 the per-step scan is faster
-# (its small matmuls stay in cache), from 512 up the fused kernel wins
-# (weight gradients as one matmul instead of T read-modify-writes of dW_hh).
+IMPLEMENTATIONS = ("auto", "scan", "fused", "native", "cudnn")
+# Without the native kernel (no C++ compiler), "auto" on the CPU picks
+# "fused" from this hidden size up. Measured on the 2-core CPU
+# (docs/benchmarks.md): at hidden 256 the per-step scan is faster (its
+# small matmuls stay in cache), from 512 up the fused kernel wins (weight
+# gradients as one matmul instead of T read-modify-writes of dW_hh).
 # On a GPU "fused" won at every size measured (1.5-1.7x "scan" on an H100).
 FUSED_FROM_HIDDEN_SIZE = 512
 
 
 def resolve_implementation(implementation: str, hidden_size: int) -> str:
+  """The implementation "auto" stands for: "fused" on a GPU, "native" on
+  one CPU device (docs/benchmarks.md), `cpu_fallback` on several.
+  `scan_cell` falls back from "native" where it cannot run a cell."""
   lookup({i: i for i in IMPLEMENTATIONS}, implementation,
          "recurrent implementation")
   if implementation == "auto":
     if jax.default_backend() == "gpu":
       return "fused"
-    return "fused" if hidden_size >= FUSED_FROM_HIDDEN_SIZE else "scan"
+    # XLA's partitioner cannot split a custom call over devices: it would
+    # gather the whole batch onto each one. Several CPU devices (simulated
+    # or multi-process) keep the XLA paths.
+    if jax.device_count() > 1:
+      return cpu_fallback(hidden_size)
+    return "native"
   return implementation
+
+
+def cpu_fallback(hidden_size: int) -> str:
+  """"auto"'s choice on the CPU when the native kernel is unavailable."""
+  return "fused" if hidden_size >= FUSED_FROM_HIDDEN_SIZE else "scan"
 
 
 def length_mask(seq_lengths: Array, steps: int) -> Array:
@@ -112,8 +126,11 @@ def scan_cell(cell: cells_lib.RecurrentCell, carry: Any, xs: Array, *,
   implementation="fused": the custom-VJP kernel of `fused.py` (always
     hoisted; weight gradients as single matmuls after the loop). Cells that
     do not support it (reset-before GRU) fall back to "scan".
-  implementation="auto": on a GPU "fused"; on the CPU "fused" from
-    FUSED_FROM_HIDDEN_SIZE up, else "scan".
+  implementation="native": the C++ kernels of `rnnlab/native/recurrence.py`
+    (CPU, float32; same division of work as "fused", the loops split over
+    the cores). Where they cannot run (bf16, reset-before GRU, no compiler,
+    not on the CPU) the layer runs `cpu_fallback`'s choice.
+  implementation="auto": on a GPU "fused"; on the CPU "native".
   implementation="cudnn": LSTM only, on a CUDA GPU: cuDNN's kernel through
     `jax.experimental.rnn` (see `cudnn_lstm`).
   All give the same parameters and (to rounding) the same outputs.
@@ -127,6 +144,12 @@ def scan_cell(cell: cells_lib.RecurrentCell, carry: Any, xs: Array, *,
   implementation = resolve_implementation(implementation, cell.hidden_size)
   if implementation == "cudnn":
     return _cudnn_cell(cell, carry, xs, reverse=reverse)
+  if implementation == "native":
+    code = _native_code(cell)
+    if code is not None:
+      return _native_cell(cell, code, carry, xs, reverse=reverse)
+    # bf16, the reset-before GRU, no compiler, not on the CPU
+    implementation = cpu_fallback(cell.hidden_size)
   if implementation == "fused" and cell.supports_fused():
     return _fused_cell(cell, carry, xs, unroll=unroll, reverse=reverse)
   if hoist_input_projection:
@@ -191,7 +214,8 @@ def _regularized_scan(cell, carry, xs, *, seq_lengths, hidden_mask, zoneout,
   return carry, ys
 
 
-def _fused_cell(cell, carry, xs, *, unroll, reverse):
+def _kernel_inputs(cell, carry, xs, reverse):
+  """(weights dict, xs time-major [T, B, D]) for the fused/native kernels."""
   if cell.is_initializing():
     cell(carry, xs[:, 0])  # creates the parameters
   params = cell.variables["params"]
@@ -201,13 +225,40 @@ def _fused_cell(cell, carry, xs, *, unroll, reverse):
              "w_h": params["hidden_proj"]["kernel"].astype(dtype),
              "extras": cell.gate_extras()}
   xs_tm = jnp.swapaxes(xs, 0, 1).astype(dtype)  # [T, B, D]
-  if reverse:
-    xs_tm = xs_tm[::-1]
+  return weights, xs_tm[::-1] if reverse else xs_tm
+
+
+def _batch_major(ys, reverse):
+  return jnp.swapaxes(ys[::-1] if reverse else ys, 0, 1)
+
+
+def _fused_cell(cell, carry, xs, *, unroll, reverse):
+  weights, xs_tm = _kernel_inputs(cell, carry, xs, reverse)
   carry, ys = fused.fused_scan(cell.gate_function(), type(cell).hidden_of,
                                unroll, weights, carry, xs_tm)
-  if reverse:
-    ys = ys[::-1]
-  return carry, jnp.swapaxes(ys, 0, 1)
+  return carry, _batch_major(ys, reverse)
+
+
+def _native_code(cell) -> int | None:
+  """The native kernel's cell code, or None if it cannot run `cell` here
+  (not float32, reset-before GRU, not on the CPU, no compiler)."""
+  from rnnlab import native  # pylint: disable=g-import-not-at-top
+  from rnnlab.native import recurrence  # pylint: disable=g-import-not-at-top
+  code = recurrence.cell_code(cell)
+  if code is None or jax.default_backend() != "cpu":
+    return None
+  try:
+    recurrence.register()
+  except (native.NativeUnavailable, OSError):
+    return None
+  return code
+
+
+def _native_cell(cell, code, carry, xs, *, reverse):
+  from rnnlab.native import recurrence  # pylint: disable=g-import-not-at-top
+  weights, xs_tm = _kernel_inputs(cell, carry, xs, reverse)
+  carry, ys = recurrence.native_scan(code, weights, carry, xs_tm)
+  return carry, _batch_major(ys, reverse)
 
 
 # None: jax.experimental.rnn.lstm (cuDNN). Tests set a CPU reference with the
@@ -453,6 +504,9 @@ class RecurrentStack(nn.Module):
       carries = self.initialize_carry(xs.shape[0])
     implementation = resolve_implementation(self.implementation,
                                             self.hidden_size)
+    if (implementation == "native" and
+        _native_code(self.make_cell(parent=None)) is None):
+      implementation = cpu_fallback(self.hidden_size)
     if (self.schedule == "wavefront" and self.num_layers > 1 and
         implementation == "scan" and seq_lengths is None and
         self.is_plain()):

@@ -66,31 +66,47 @@ def _cpu_signature() -> str:
   return platform.machine() + "\n".join(sorted(set(keep)))
 
 
-@functools.lru_cache(maxsize=None)
-def library() -> ctypes.CDLL:
-  """Builds (once per machine) and loads the kernel; NativeUnavailable if
-  there is no working C compiler with OpenMP."""
-  compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+def build(source: pathlib.Path, *, cxx: bool = False,
+          extra_flags: tuple[str, ...] = ()) -> pathlib.Path:
+  """Compiles `source` into a cached shared library (once per machine) and
+  returns its path; NativeUnavailable if the compiler is missing or fails."""
+  if cxx:
+    compiler = (os.environ.get("CXX") or shutil.which("c++") or
+                shutil.which("g++"))
+  else:
+    compiler = (os.environ.get("CC") or shutil.which("cc") or
+                shutil.which("gcc"))
   if not compiler:
-    raise NativeUnavailable("no C compiler found (looked for $CC, cc, gcc)")
+    raise NativeUnavailable(
+        "no C%s compiler found (looked for %s)" %
+        (("++", "$CXX, c++, g++") if cxx else ("", "$CC, cc, gcc")))
+  flags = FLAGS + extra_flags
   key = hashlib.sha256(
-      SOURCE.read_bytes() + " ".join((compiler,) + FLAGS).encode() +
+      source.read_bytes() + " ".join((compiler,) + flags).encode() +
       _cpu_signature().encode()).hexdigest()[:16]
-  target = cache_dir() / f"generate-{key}.so"
+  target = cache_dir() / f"{source.stem}-{key}.so"
   if not target.exists():
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
       built = pathlib.Path(tmp) / target.name
-      cmd = [compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"]
+      cmd = [compiler, *flags, "-o", str(built), str(source), "-lm"]
       try:
         proc = subprocess.run(cmd, capture_output=True, text=True,
-                              timeout=120, check=False)
+                              timeout=300, check=False)
       except (OSError, subprocess.TimeoutExpired) as e:
         raise NativeUnavailable(f"{' '.join(cmd)} failed: {e}") from e
       if proc.returncode != 0:
         raise NativeUnavailable(
             f"{' '.join(cmd)} failed:\n{proc.stderr.strip()[-2000:]}")
       os.replace(built, target)  # atomic: a reader sees all or nothing
+  return target
+
+
+@functools.lru_cache(maxsize=None)
+def library() -> ctypes.CDLL:
+  """Builds (once per machine) and loads the sampling kernel;
+  NativeUnavailable if there is no working C compiler with OpenMP."""
+  target = build(SOURCE)
   lib = ctypes.CDLL(str(target))
   ptrs = ctypes.POINTER(ctypes.c_void_p)
   lib.rnnlab_plan.restype = ctypes.c_void_p

@@ -1,0 +1,445 @@
+// The recurrent loops of a training step, forward and backward, as XLA FFI
+// custom calls on the CPU (implementation="native", rnnlab/native/recurrence.py).
+//
+// Why: XLA runs a scan's step as a chain of small operations (an in-loop
+// [B, H] x [H, G*H] matmul, slicing, the gate fusion, stacking), each on one
+// core with per-operation overhead, and reads the recurrent weights from L3
+// every step. Here each thread owns a slice of the hidden units: it keeps
+// its columns of W_h (forward) and rows of W_h^T (backward) packed in its
+// own L2, runs the matmul for its slice with register tiles, applies the
+// gates to its units, and meets the other threads at one barrier per step.
+//
+// Shapes: T time, B batch, H hidden, G gates (LSTM i,f,g,o; GRU r,z,n,
+// reset after; Elman 1), gate-major columns g*H + u as in cells.py.
+//
+// Forward  (xp [T,B,GH] = X W_x + b, w_h [H,GH], h0 [B,H], c0 [B,H],
+//           b_hn [H]) -> hs [T,B,H], aux [T,B,H], acts [T,B,GH]
+//   aux: LSTM cell states c_t; GRU hn_t + b_hn (the candidate's hidden
+//   term); Elman unused. acts: LSTM/GRU gate activations; Elman unused.
+// Backward (w_h, h0, c0, hs, aux, acts, d_hs [T,B,H], d_hT [B,H],
+//           d_cT [B,H]) -> d_xp [T,B,GH], d_hp [T,B,GH] (GRU; the others
+//           use d_xp), d_h0 [B,H], d_c0 [B,H], d_bhn [H]
+// The weight gradients are large matmuls left to XLA: dW_h = H_prev^T d_hp.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+enum Cell { kRnnTanh = 0, kRnnRelu = 1, kLstm = 2, kGru = 3 };
+int Gates(int cell) { return cell == kLstm ? 4 : cell == kGru ? 3 : 1; }
+
+// 16 floats; the compiler maps it to one AVX-512 register, two AVX2 ones,
+// or four NEON ones, so the kernel stays portable.
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+inline v16 Load(const float* p) { return *reinterpret_cast<const v16u*>(p); }
+inline void Store(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
+
+constexpr int kBlock = 64;  // columns per packed block: 4 vectors
+constexpr int kTileRows = 6;  // 6 x 4 accumulators + 4 loads + 1 broadcast
+
+int Round16(int n) { return (n + 15) / 16 * 16; }
+
+// [u0, u1): thread tid's share of n, in multiples of 16.
+void Share(int n, int tid, int nt, int* u0, int* u1) {
+  int per = Round16((n + nt - 1) / nt);
+  *u0 = std::min(n, tid * per);
+  *u1 = std::min(n, (tid + 1) * per);
+}
+
+inline float Sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// A thread's [rows, cols] operand, stored as 64-byte aligned column blocks
+// of kBlock (the last padded with zeros to a multiple of 16), each block
+// [rows, width] contiguous, so that a tile streams it in order.
+struct Packed {
+  float* w = nullptr;
+  int rows = 0, cols = 0, padded = 0;
+  ~Packed() { free(w); }
+};
+
+template <typename Src>
+bool Pack(Packed* p, int rows, int cols, Src src) {
+  p->rows = rows, p->cols = cols, p->padded = Round16(cols);
+  size_t bytes = (size_t(rows) * p->padded * sizeof(float) + 63) / 64 * 64;
+  p->w = static_cast<float*>(aligned_alloc(64, bytes));
+  if (!p->w) return false;
+  memset(p->w, 0, bytes);
+  for (int k0 = 0; k0 < cols; k0 += kBlock) {
+    const int width = std::min(kBlock, p->padded - k0);
+    float* blk = p->w + size_t(rows) * k0;
+    for (int i = 0; i < rows; ++i)
+      for (int k = k0; k < std::min(k0 + width, cols); ++k)
+        blk[size_t(i) * width + (k - k0)] = src(i, k);
+  }
+  return true;
+}
+
+// C[r, 0:16*NV) = A[r, 0:K) @ blk for r < R, in registers.
+template <int R, int NV>
+inline void Tile(const float* a, int lda, int k_len, const float* blk,
+                 float* c, int ldc) {
+  v16 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = v16{};
+  for (int k = 0; k < k_len; ++k) {
+    const float* b = blk + size_t(k) * 16 * NV;
+    v16 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = Load(b + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const v16 x = v16{} + a[size_t(r) * lda + k];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] += x * bv[v];
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) Store(c + size_t(r) * ldc + 16 * v, acc[r][v]);
+}
+
+template <int NV>
+void Tiles(const float* a, int lda, int m, int k_len, const float* blk,
+           float* c, int ldc) {
+  int r = 0;
+  for (; r + kTileRows <= m; r += kTileRows)
+    Tile<kTileRows, NV>(a + size_t(r) * lda, lda, k_len, blk,
+                        c + size_t(r) * ldc, ldc);
+  a += size_t(r) * lda, c += size_t(r) * ldc;
+  switch (m - r) {
+    case 1: Tile<1, NV>(a, lda, k_len, blk, c, ldc); break;
+    case 2: Tile<2, NV>(a, lda, k_len, blk, c, ldc); break;
+    case 3: Tile<3, NV>(a, lda, k_len, blk, c, ldc); break;
+    case 4: Tile<4, NV>(a, lda, k_len, blk, c, ldc); break;
+    case 5: Tile<5, NV>(a, lda, k_len, blk, c, ldc); break;
+  }
+}
+
+// C [m, p.padded] (row stride ldc) = A [m, p.rows] (row stride lda) @ p.
+void MatMul(const float* a, int lda, int m, const Packed& p, float* c,
+            int ldc) {
+  for (int k0 = 0; k0 < p.cols; k0 += kBlock) {
+    const int width = std::min(kBlock, p.padded - k0);
+    const float* blk = p.w + size_t(p.rows) * k0;
+    switch (width / 16) {
+      case 1: Tiles<1>(a, lda, m, p.rows, blk, c + k0, ldc); break;
+      case 2: Tiles<2>(a, lda, m, p.rows, blk, c + k0, ldc); break;
+      case 3: Tiles<3>(a, lda, m, p.rows, blk, c + k0, ldc); break;
+      case 4: Tiles<4>(a, lda, m, p.rows, blk, c + k0, ldc); break;
+    }
+  }
+}
+
+struct Dims {
+  int T, B, H, G;
+  size_t GH() const { return size_t(G) * H; }
+};
+
+int Threads(int requested, int H) {
+  // At least 16 units each; more threads than that only add barriers.
+  return std::max(1, std::min(requested, H / 16));
+}
+
+ffi::Error Forward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> xp,
+                   ffi::Buffer<ffi::F32> w_h, ffi::Buffer<ffi::F32> h0,
+                   ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> b_hn,
+                   ffi::ResultBuffer<ffi::F32> hs,
+                   ffi::ResultBuffer<ffi::F32> aux,
+                   ffi::ResultBuffer<ffi::F32> acts) {
+  auto xd = xp.dimensions();
+  if (xd.size() != 3 || cell < kRnnTanh || cell > kGru)
+    return ffi::Error::InvalidArgument("rnnlab_recurrence_fwd: bad input");
+  const Dims d{int(xd[0]), int(xd[1]), int(w_h.dimensions()[0]), Gates(cell)};
+  if (size_t(xd[2]) != d.GH() || size_t(w_h.dimensions()[1]) != d.GH())
+    return ffi::Error::InvalidArgument("rnnlab_recurrence_fwd: shapes");
+  const float* X = xp.typed_data();
+  const float* W = w_h.typed_data();
+  const float* H0 = h0.typed_data();
+  const float* C0 = c0.typed_data();
+  const float* BN = b_hn.typed_data();
+  float* HS = hs->typed_data();
+  float* AUX = aux->typed_data();
+  float* ACT = acts->typed_data();
+  const int nt = Threads(threads, d.H);
+  const size_t BH = size_t(d.B) * d.H, BGH = d.B * d.GH();
+  int ok = 1;
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num();
+    int u0, u1;
+    Share(d.H, tid, omp_get_num_threads(), &u0, &u1);
+    const int w = u1 - u0, G = d.G, H = d.H;
+    // My columns of W_h, gate-major: column k -> gate k / w, unit u0 + k % w.
+    Packed wp;
+    std::vector<float> hp(size_t(d.B) * Round16(G * w) + 16);
+    bool mine = omp_get_num_threads() == nt &&
+                (w == 0 || Pack(&wp, H, G * w, [&](int i, int k) {
+                   return W[size_t(i) * d.GH() + size_t(k / w) * H + u0 +
+                            k % w];
+                 }));
+    if (!mine) {
+#pragma omp atomic write
+      ok = 0;
+    }
+#pragma omp barrier
+    const int ldp = Round16(G * w);
+    for (int t = 0; t < d.T && ok; ++t) {
+      const float* h_prev = t == 0 ? H0 : HS + (t - 1) * BH;
+      const float* c_prev = t == 0 ? C0 : AUX + (t - 1) * BH;
+      if (w > 0) MatMul(h_prev, H, d.B, wp, hp.data(), ldp);
+      for (int b = 0; b < d.B && w > 0; ++b) {
+        const float* x = X + t * BGH + size_t(b) * d.GH() + u0;
+        const float* p = hp.data() + size_t(b) * ldp;
+        float* h = HS + t * BH + size_t(b) * H + u0;
+        float* ax = AUX + t * BH + size_t(b) * H + u0;
+        float* act = ACT + t * BGH + size_t(b) * d.GH() + u0;
+        const float* hb = h_prev + size_t(b) * H + u0;
+        const float* cb = c_prev + size_t(b) * H + u0;
+        switch (cell) {
+          case kRnnTanh:
+#pragma omp simd
+            for (int j = 0; j < w; ++j) h[j] = tanhf(x[j] + p[j]);
+            break;
+          case kRnnRelu:
+#pragma omp simd
+            for (int j = 0; j < w; ++j) h[j] = std::max(x[j] + p[j], 0.0f);
+            break;
+          case kLstm:
+#pragma omp simd
+            for (int j = 0; j < w; ++j) {
+              const float i = Sigmoid(x[j] + p[j]);
+              const float f = Sigmoid(x[H + j] + p[w + j]);
+              const float g = tanhf(x[2 * H + j] + p[2 * w + j]);
+              const float o = Sigmoid(x[3 * H + j] + p[3 * w + j]);
+              const float c = f * cb[j] + i * g;
+              act[j] = i, act[H + j] = f, act[2 * H + j] = g;
+              act[3 * H + j] = o;
+              ax[j] = c;
+              h[j] = o * tanhf(c);
+            }
+            break;
+          case kGru:
+#pragma omp simd
+            for (int j = 0; j < w; ++j) {
+              const float r = Sigmoid(x[j] + p[j]);
+              const float z = Sigmoid(x[H + j] + p[w + j]);
+              const float hn = p[2 * w + j] + BN[u0 + j];
+              const float n = tanhf(x[2 * H + j] + r * hn);
+              act[j] = r, act[H + j] = z, act[2 * H + j] = n;
+              ax[j] = hn;
+              h[j] = (1.0f - z) * hb[j] + z * n;
+            }
+            break;
+        }
+      }
+#pragma omp barrier
+    }
+  }
+  if (!ok) return ffi::Error::Internal("rnnlab_recurrence_fwd: out of memory "
+                                       "or fewer OpenMP threads than asked");
+  return ffi::Error::Success();
+}
+
+ffi::Error Backward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> w_h,
+                    ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
+                    ffi::Buffer<ffi::F32> hs, ffi::Buffer<ffi::F32> aux,
+                    ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> d_hs,
+                    ffi::Buffer<ffi::F32> d_ht, ffi::Buffer<ffi::F32> d_ct,
+                    ffi::ResultBuffer<ffi::F32> d_xp,
+                    ffi::ResultBuffer<ffi::F32> d_hp,
+                    ffi::ResultBuffer<ffi::F32> d_h0,
+                    ffi::ResultBuffer<ffi::F32> d_c0,
+                    ffi::ResultBuffer<ffi::F32> d_bhn) {
+  auto hd = hs.dimensions();
+  if (hd.size() != 3 || cell < kRnnTanh || cell > kGru)
+    return ffi::Error::InvalidArgument("rnnlab_recurrence_bwd: bad input");
+  const Dims d{int(hd[0]), int(hd[1]), int(hd[2]), Gates(cell)};
+  const float* W = w_h.typed_data();
+  const float* H0 = h0.typed_data();
+  const float* C0 = c0.typed_data();
+  const float* HS = hs.typed_data();
+  const float* AUX = aux.typed_data();
+  const float* ACT = acts.typed_data();
+  const float* DHS = d_hs.typed_data();
+  float* DXP = d_xp->typed_data();
+  float* DHP = cell == kGru ? d_hp->typed_data() : nullptr;
+  float* DH0 = d_h0->typed_data();
+  float* DC0 = d_c0->typed_data();
+  float* DBN = d_bhn->typed_data();
+  const int nt = Threads(threads, d.H);
+  const size_t BH = size_t(d.B) * d.H, BGH = d.B * d.GH();
+  // d_hp of the current step for all units, double-buffered: a thread
+  // writes step t-1's while another may still read step t's.
+  std::vector<float> shared(2 * BGH);
+  int ok = 1;
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num();
+    int u0, u1;
+    Share(d.H, tid, omp_get_num_threads(), &u0, &u1);
+    const int w = u1 - u0, G = d.G, H = d.H;
+    const size_t GH = d.GH();
+    // My columns of W_h^T [GH, H]: row k, unit u0 + j -> W_h[u0 + j, k].
+    Packed wt;
+    const int ldd = Round16(std::max(w, 1));
+    std::vector<float> dh(size_t(d.B) * ldd + 16), dc(size_t(d.B) * w + 1),
+        direct(size_t(d.B) * w + 1), dbn(w + 1, 0.0f);
+    bool mine = omp_get_num_threads() == nt &&
+                (w == 0 || Pack(&wt, int(GH), w, [&](int k, int j) {
+                   return W[size_t(u0 + j) * GH + k];
+                 }));
+    if (!mine) {
+#pragma omp atomic write
+      ok = 0;
+    }
+    for (int b = 0; b < d.B; ++b)
+      for (int j = 0; j < w; ++j) {
+        dh[size_t(b) * ldd + j] = d_ht.typed_data()[size_t(b) * H + u0 + j];
+        dc[size_t(b) * w + j] = d_ct.typed_data()[size_t(b) * H + u0 + j];
+      }
+#pragma omp barrier
+    for (int t = d.T - 1; t >= 0 && ok; --t) {
+      float* sh = shared.data() + (t % 2) * BGH;
+      const float* h_prev = t == 0 ? H0 : HS + (t - 1) * BH;
+      const float* c_prev = t == 0 ? C0 : AUX + (t - 1) * BH;
+      for (int b = 0; b < d.B && w > 0; ++b) {
+        const size_t o_h = t * BH + size_t(b) * H + u0;
+        const size_t o_g = t * BGH + size_t(b) * GH + u0;
+        const float* dy = DHS + o_h;
+        const float* h = HS + o_h;
+        const float* ax = AUX + o_h;
+        const float* act = ACT + o_g;
+        const float* hb = h_prev + size_t(b) * H + u0;
+        const float* cb = c_prev + size_t(b) * H + u0;
+        float* dhb = dh.data() + size_t(b) * ldd;
+        float* dcb = dc.data() + size_t(b) * w;
+        float* dir = direct.data() + size_t(b) * w;
+        float* dx = DXP + o_g;
+        float* s = sh + size_t(b) * GH + u0;
+        switch (cell) {
+          case kRnnTanh:
+#pragma omp simd
+            for (int j = 0; j < w; ++j) {
+              const float g = (dy[j] + dhb[j]) * (1.0f - h[j] * h[j]);
+              dx[j] = s[j] = g, dir[j] = 0.0f;
+            }
+            break;
+          case kRnnRelu:
+#pragma omp simd
+            for (int j = 0; j < w; ++j) {
+              const float g = h[j] > 0.0f ? dy[j] + dhb[j] : 0.0f;
+              dx[j] = s[j] = g, dir[j] = 0.0f;
+            }
+            break;
+          case kLstm:
+#pragma omp simd
+            for (int j = 0; j < w; ++j) {
+              const float i = act[j], f = act[H + j], g = act[2 * H + j],
+                          o = act[3 * H + j];
+              const float tc = tanhf(ax[j]);
+              const float dhj = dy[j] + dhb[j];
+              const float dcj = dcb[j] + dhj * o * (1.0f - tc * tc);
+              const float di = dcj * g * i * (1.0f - i);
+              const float df = dcj * cb[j] * f * (1.0f - f);
+              const float dg = dcj * i * (1.0f - g * g);
+              const float d_o = dhj * tc * o * (1.0f - o);
+              dx[j] = s[j] = di, dx[H + j] = s[H + j] = df;
+              dx[2 * H + j] = s[2 * H + j] = dg;
+              dx[3 * H + j] = s[3 * H + j] = d_o;
+              dcb[j] = dcj * f;
+              dir[j] = 0.0f;
+            }
+            break;
+          case kGru: {
+            float* dp = DHP + o_g;
+            float* dbn_ = dbn.data();
+#pragma omp simd
+            for (int j = 0; j < w; ++j) {
+              const float r = act[j], z = act[H + j], n = act[2 * H + j];
+              const float dhj = dy[j] + dhb[j];
+              const float dn = dhj * z * (1.0f - n * n);
+              const float dz = dhj * (n - hb[j]) * z * (1.0f - z);
+              const float dr = dn * ax[j] * r * (1.0f - r);
+              dx[j] = dp[j] = s[j] = dr;
+              dx[H + j] = dp[H + j] = s[H + j] = dz;
+              dx[2 * H + j] = dn;
+              dp[2 * H + j] = s[2 * H + j] = dn * r;
+              dbn_[j] += dn * r;
+              dir[j] = dhj * (1.0f - z);
+            }
+            break;
+          }
+        }
+      }
+#pragma omp barrier
+      // dL/dh_{t-1} for my units: d_hp (all units) @ W_h^T, plus the path
+      // that skips the matmul (GRU: (1 - z) dh).
+      if (w > 0) MatMul(sh, int(GH), d.B, wt, dh.data(), ldd);
+      for (int b = 0; b < d.B; ++b)
+        for (int j = 0; j < w; ++j)
+          dh[size_t(b) * ldd + j] += direct[size_t(b) * w + j];
+    }
+    for (int b = 0; b < d.B && ok; ++b)
+      for (int j = 0; j < w; ++j) {
+        DH0[size_t(b) * H + u0 + j] = dh[size_t(b) * ldd + j];
+        DC0[size_t(b) * H + u0 + j] = cell == kLstm ? dc[size_t(b) * w + j]
+                                                     : 0.0f;
+      }
+    for (int j = 0; j < w; ++j) DBN[u0 + j] = dbn[j];
+  }
+  if (!ok) return ffi::Error::Internal("rnnlab_recurrence_bwd: out of memory "
+                                       "or fewer OpenMP threads than asked");
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    RnnlabRecurrenceFwd, Forward,
+    ffi::Ffi::Bind()
+        .Attr<int32_t>("cell")
+        .Attr<int32_t>("threads")
+        .Arg<ffi::Buffer<ffi::F32>>()  // xp
+        .Arg<ffi::Buffer<ffi::F32>>()  // w_h
+        .Arg<ffi::Buffer<ffi::F32>>()  // h0
+        .Arg<ffi::Buffer<ffi::F32>>()  // c0
+        .Arg<ffi::Buffer<ffi::F32>>()  // b_hn
+        .Ret<ffi::Buffer<ffi::F32>>()  // hs
+        .Ret<ffi::Buffer<ffi::F32>>()  // aux
+        .Ret<ffi::Buffer<ffi::F32>>()  // acts
+);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    RnnlabRecurrenceBwd, Backward,
+    ffi::Ffi::Bind()
+        .Attr<int32_t>("cell")
+        .Attr<int32_t>("threads")
+        .Arg<ffi::Buffer<ffi::F32>>()  // w_h
+        .Arg<ffi::Buffer<ffi::F32>>()  // h0
+        .Arg<ffi::Buffer<ffi::F32>>()  // c0
+        .Arg<ffi::Buffer<ffi::F32>>()  // hs
+        .Arg<ffi::Buffer<ffi::F32>>()  // aux
+        .Arg<ffi::Buffer<ffi::F32>>()  // acts
+        .Arg<ffi::Buffer<ffi::F32>>()  // d_hs
+        .Arg<ffi::Buffer<ffi::F32>>()  // d_hT
+        .Arg<ffi::Buffer<ffi::F32>>()  // d_cT
+        .Ret<ffi::Buffer<ffi::F32>>()  // d_xp
+        .Ret<ffi::Buffer<ffi::F32>>()  // d_hp
+        .Ret<ffi::Buffer<ffi::F32>>()  // d_h0
+        .Ret<ffi::Buffer<ffi::F32>>()  // d_c0
+        .Ret<ffi::Buffer<ffi::F32>>()  // d_bhn
+);

@@ -42,8 +42,9 @@ def parse_args(argv=None):
 
 CATEGORIES = (  # first match wins
     # implementation="native": the C++ time loops (recurrent matmuls and
-    # gates, forward and backward) as one op each per layer.
-    ("native loops (custom call)", re.compile(r"custom-call|rnnlab_")),
+    # gates, forward and backward), one op per layer and direction. The op's
+    # time is its wall time; its OpenMP team keeps both cores busy.
+    ("native loops (ffi_call)", re.compile(r"ffi_call|custom-call")),
     ("matmul", re.compile(r"^(ynn_fusion|dot|onednn|xnn)")),
     ("data movement", re.compile(
         r"(dynamic-update-slice|dynamic-slice|copy|concatenate|pad|slice|"
@@ -74,7 +75,7 @@ def summarize_trace(directory: str, steps: int = 1) -> dict[str, float]:
   totals = collections.Counter()
   for plane in data.planes:
     for line in plane.lines:
-      if not line.name.startswith("tf_XLAEigen"):
+      if not line.name.startswith(("tf_XLAEigen", "tf_XLAPjRtCpuClient")):
         continue  # XLA's compute threads only
       for event in line.events:
         if event.name.startswith(("ThunkExecutor", "end: ")):

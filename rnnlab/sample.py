@@ -12,7 +12,7 @@ of the seed. Two backends compute the same draws:
   jax     `generate`: one jit-compiled `lax.scan`, one step of each layer
           per token (`RecurrentLM.step`). Any model, any device.
   native  `rnnlab.native`: a C kernel that runs the whole loop on the CPU
-          with each layer's weights split over the cores (4x the scan's
+          with each layer's weights split over the cores (~5x the scan's
           speed at batch 1, docs/benchmarks.md). Plain float32 RecurrentLMs.
   auto    native on a CPU for small batches where it covers the model,
           else jax.

@@ -66,9 +66,9 @@ FUSED_FROM_HIDDEN_SIZE = 512
 
 
 def resolve_implementation(implementation: str, hidden_size: int) -> str:
-  """The implementation "auto" stands for: "fused" on a GPU, "native" on
-  one CPU device (docs/benchmarks.md), `cpu_fallback` on several.
-  `scan_cell` falls back from "native" where it cannot run a cell."""
+  """The implementation "auto" stands for: "fused" on a GPU or on several
+  CPU devices, "native" on one (docs/benchmarks.md). `scan_cell` falls back
+  from "native" to `cpu_fallback` where it cannot run a cell."""
   lookup({i: i for i in IMPLEMENTATIONS}, implementation,
          "recurrent implementation")
   if implementation == "auto":
@@ -76,9 +76,11 @@ def resolve_implementation(implementation: str, hidden_size: int) -> str:
       return "fused"
     # XLA's partitioner cannot split a custom call over devices: it would
     # gather the whole batch onto each one. Several CPU devices (simulated
-    # or multi-process) keep the XLA paths.
+    # or multi-process) run "fused", the XLA kernel with the same division
+    # of work and layer order, so that dropout draws the same masks and a
+    # run matches its one-device twin (the wavefront draws its own).
     if jax.device_count() > 1:
-      return cpu_fallback(hidden_size)
+      return "fused"
     return "native"
   return implementation
 

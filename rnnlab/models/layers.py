@@ -216,29 +216,25 @@ def _regularized_scan(cell, carry, xs, *, seq_lengths, hidden_mask, zoneout,
   return carry, ys
 
 
-def _kernel_inputs(cell, carry, xs, reverse):
-  """(weights dict, xs time-major [T, B, D]) for the fused/native kernels."""
+def _kernel_weights(cell, carry, xs):
+  """A bound cell's parameters as the fused/native kernels take them."""
   if cell.is_initializing():
     cell(carry, xs[:, 0])  # creates the parameters
   params = cell.variables["params"]
   dtype = cell.dtype
-  weights = {"w_x": params["input_proj"]["kernel"].astype(dtype),
-             "b": params["input_proj"]["bias"].astype(dtype),
-             "w_h": params["hidden_proj"]["kernel"].astype(dtype),
-             "extras": cell.gate_extras()}
-  xs_tm = jnp.swapaxes(xs, 0, 1).astype(dtype)  # [T, B, D]
-  return weights, xs_tm[::-1] if reverse else xs_tm
-
-
-def _batch_major(ys, reverse):
-  return jnp.swapaxes(ys[::-1] if reverse else ys, 0, 1)
+  return {"w_x": params["input_proj"]["kernel"].astype(dtype),
+          "b": params["input_proj"]["bias"].astype(dtype),
+          "w_h": params["hidden_proj"]["kernel"].astype(dtype),
+          "extras": cell.gate_extras()}
 
 
 def _fused_cell(cell, carry, xs, *, unroll, reverse):
-  weights, xs_tm = _kernel_inputs(cell, carry, xs, reverse)
+  weights = _kernel_weights(cell, carry, xs)
+  xs_tm = jnp.swapaxes(xs, 0, 1).astype(cell.dtype)  # [T, B, D]
   carry, ys = fused.fused_scan(cell.gate_function(), type(cell).hidden_of,
-                               unroll, weights, carry, xs_tm)
-  return carry, _batch_major(ys, reverse)
+                               unroll, weights, carry,
+                               xs_tm[::-1] if reverse else xs_tm)
+  return carry, jnp.swapaxes(ys[::-1] if reverse else ys, 0, 1)
 
 
 def _native_code(cell) -> int | None:
@@ -258,9 +254,10 @@ def _native_code(cell) -> int | None:
 
 def _native_cell(cell, code, carry, xs, *, reverse):
   from rnnlab.native import recurrence  # pylint: disable=g-import-not-at-top
-  weights, xs_tm = _kernel_inputs(cell, carry, xs, reverse)
-  carry, ys = recurrence.native_scan(code, weights, carry, xs_tm)
-  return carry, _batch_major(ys, reverse)
+  # Batch-major and reversed in place: no transposes or flips around it.
+  return recurrence.native_scan(code, reverse,
+                                _kernel_weights(cell, carry, xs), carry,
+                                xs.astype(jnp.float32))
 
 
 # None: jax.experimental.rnn.lstm (cuDNN). Tests set a CPU reference with the

@@ -9,15 +9,18 @@
 // own L2, runs the matmul for its slice with register tiles, applies the
 // gates to its units, and meets the other threads at one barrier per step.
 //
-// Shapes: T time, B batch, H hidden, G gates (LSTM i,f,g,o; GRU r,z,n,
-// reset after; Elman 1), gate-major columns g*H + u as in cells.py.
+// Shapes: B batch, T time, H hidden, G gates (LSTM i,f,g,o; GRU r,z,n,
+// reset after; Elman 1), gate-major columns g*H + u as in cells.py. All
+// sequences are batch-major, as the model holds them, so that XLA needs no
+// transposes around the calls; attribute reverse=1 runs time backwards.
 //
-// Forward  (xp [T,B,GH] = X W_x + b, w_h [H,GH], h0 [B,H], c0 [B,H],
-//           b_hn [H]) -> hs [T,B,H], aux [T,B,H], acts [T,B,GH]
+// Forward  (xp [B,T,GH] = X W_x, b [GH], w_h [H,GH], h0 [B,H], c0 [B,H],
+//           b_hn [H]) -> hs [B,T,H], aux [B,T,H], acts [B,T,GH]
+//   The bias b is added in the gates: XLA would spend a pass over xp on it.
 //   aux: LSTM cell states c_t; GRU hn_t + b_hn (the candidate's hidden
 //   term); Elman unused. acts: LSTM/GRU gate activations; Elman unused.
-// Backward (w_h, h0, c0, hs, aux, acts, d_hs [T,B,H], d_hT [B,H],
-//           d_cT [B,H]) -> d_xp [T,B,GH], d_hp [T,B,GH] (GRU; the others
+// Backward (w_h, h0, c0, hs, aux, acts, d_hs [B,T,H], d_hT [B,H],
+//           d_cT [B,H]) -> d_xp [B,T,GH], d_hp [B,T,GH] (GRU; the others
 //           use d_xp), d_h0 [B,H], d_c0 [B,H], d_bhn [H]
 // The weight gradients are large matmuls left to XLA: dW_h = H_prev^T d_hp.
 #include <omp.h>
@@ -154,8 +157,10 @@ int Threads(int requested, int H) {
   return std::max(1, std::min(requested, H / 16));
 }
 
-ffi::Error Forward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> xp,
-                   ffi::Buffer<ffi::F32> w_h, ffi::Buffer<ffi::F32> h0,
+ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
+                   ffi::Buffer<ffi::F32> xp,
+                   ffi::Buffer<ffi::F32> b_x, ffi::Buffer<ffi::F32> w_h,
+                   ffi::Buffer<ffi::F32> h0,
                    ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> b_hn,
                    ffi::ResultBuffer<ffi::F32> hs,
                    ffi::ResultBuffer<ffi::F32> aux,
@@ -163,10 +168,11 @@ ffi::Error Forward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> xp,
   auto xd = xp.dimensions();
   if (xd.size() != 3 || cell < kRnnTanh || cell > kGru)
     return ffi::Error::InvalidArgument("rnnlab_recurrence_fwd: bad input");
-  const Dims d{int(xd[0]), int(xd[1]), int(w_h.dimensions()[0]), Gates(cell)};
+  const Dims d{int(xd[1]), int(xd[0]), int(w_h.dimensions()[0]), Gates(cell)};
   if (size_t(xd[2]) != d.GH() || size_t(w_h.dimensions()[1]) != d.GH())
     return ffi::Error::InvalidArgument("rnnlab_recurrence_fwd: shapes");
   const float* X = xp.typed_data();
+  const float* BX = b_x.typed_data();
   const float* W = w_h.typed_data();
   const float* H0 = h0.typed_data();
   const float* C0 = c0.typed_data();
@@ -175,7 +181,6 @@ ffi::Error Forward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> xp,
   float* AUX = aux->typed_data();
   float* ACT = acts->typed_data();
   const int nt = Threads(threads, d.H);
-  const size_t BH = size_t(d.B) * d.H, BGH = d.B * d.GH();
   int ok = 1;
 #pragma omp parallel num_threads(nt)
   {
@@ -183,6 +188,7 @@ ffi::Error Forward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> xp,
     int u0, u1;
     Share(d.H, tid, omp_get_num_threads(), &u0, &u1);
     const int w = u1 - u0, G = d.G, H = d.H;
+    const size_t GH = d.GH();
     // My columns of W_h, gate-major: column k -> gate k / w, unit u0 + k % w.
     Packed wp;
     std::vector<float> hp(size_t(d.B) * Round16(G * w) + 16);
@@ -197,34 +203,40 @@ ffi::Error Forward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> xp,
     }
 #pragma omp barrier
     const int ldp = Round16(G * w);
-    for (int t = 0; t < d.T && ok; ++t) {
-      const float* h_prev = t == 0 ? H0 : HS + (t - 1) * BH;
-      const float* c_prev = t == 0 ? C0 : AUX + (t - 1) * BH;
-      if (w > 0) MatMul(h_prev, H, d.B, wp, hp.data(), ldp);
+    for (int s = 0; s < d.T && ok; ++s) {
+      const int t = reverse ? d.T - 1 - s : s;
+      // The previous step's states: the carry in, or row (b, t -/+ 1) of
+      // hs/aux, T*H apart between batch rows.
+      const int tp = reverse ? t + 1 : t - 1, ldh = s == 0 ? H : d.T * H;
+      const float* h_prev = s == 0 ? H0 : HS + size_t(tp) * H;
+      const float* c_prev = s == 0 ? C0 : AUX + size_t(tp) * H;
+      if (w > 0) MatMul(h_prev, ldh, d.B, wp, hp.data(), ldp);
       for (int b = 0; b < d.B && w > 0; ++b) {
-        const float* x = X + t * BGH + size_t(b) * d.GH() + u0;
+        const size_t row = size_t(b) * d.T + t;
+        const float* x = X + row * GH + u0;
+        const float* bx = BX + u0;
         const float* p = hp.data() + size_t(b) * ldp;
-        float* h = HS + t * BH + size_t(b) * H + u0;
-        float* ax = AUX + t * BH + size_t(b) * H + u0;
-        float* act = ACT + t * BGH + size_t(b) * d.GH() + u0;
-        const float* hb = h_prev + size_t(b) * H + u0;
-        const float* cb = c_prev + size_t(b) * H + u0;
+        float* h = HS + row * H + u0;
+        float* ax = AUX + row * H + u0;
+        float* act = ACT + row * GH + u0;
+        const float* hb = h_prev + size_t(b) * ldh + u0;
+        const float* cb = c_prev + size_t(b) * ldh + u0;
         switch (cell) {
           case kRnnTanh:
 #pragma omp simd
-            for (int j = 0; j < w; ++j) h[j] = tanhf(x[j] + p[j]);
+            for (int j = 0; j < w; ++j) h[j] = tanhf(x[j] + bx[j] + p[j]);
             break;
           case kRnnRelu:
 #pragma omp simd
-            for (int j = 0; j < w; ++j) h[j] = std::max(x[j] + p[j], 0.0f);
+            for (int j = 0; j < w; ++j) h[j] = std::max(x[j] + bx[j] + p[j], 0.0f);
             break;
           case kLstm:
 #pragma omp simd
             for (int j = 0; j < w; ++j) {
-              const float i = Sigmoid(x[j] + p[j]);
-              const float f = Sigmoid(x[H + j] + p[w + j]);
-              const float g = tanhf(x[2 * H + j] + p[2 * w + j]);
-              const float o = Sigmoid(x[3 * H + j] + p[3 * w + j]);
+              const float i = Sigmoid(x[j] + bx[j] + p[j]);
+              const float f = Sigmoid(x[H + j] + bx[H + j] + p[w + j]);
+              const float g = tanhf(x[2 * H + j] + bx[2 * H + j] + p[2 * w + j]);
+              const float o = Sigmoid(x[3 * H + j] + bx[3 * H + j] + p[3 * w + j]);
               const float c = f * cb[j] + i * g;
               act[j] = i, act[H + j] = f, act[2 * H + j] = g;
               act[3 * H + j] = o;
@@ -235,10 +247,10 @@ ffi::Error Forward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> xp,
           case kGru:
 #pragma omp simd
             for (int j = 0; j < w; ++j) {
-              const float r = Sigmoid(x[j] + p[j]);
-              const float z = Sigmoid(x[H + j] + p[w + j]);
+              const float r = Sigmoid(x[j] + bx[j] + p[j]);
+              const float z = Sigmoid(x[H + j] + bx[H + j] + p[w + j]);
               const float hn = p[2 * w + j] + BN[u0 + j];
-              const float n = tanhf(x[2 * H + j] + r * hn);
+              const float n = tanhf(x[2 * H + j] + bx[2 * H + j] + r * hn);
               act[j] = r, act[H + j] = z, act[2 * H + j] = n;
               ax[j] = hn;
               h[j] = (1.0f - z) * hb[j] + z * n;
@@ -254,7 +266,8 @@ ffi::Error Forward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> xp,
   return ffi::Error::Success();
 }
 
-ffi::Error Backward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> w_h,
+ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
+                    ffi::Buffer<ffi::F32> w_h,
                     ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
                     ffi::Buffer<ffi::F32> hs, ffi::Buffer<ffi::F32> aux,
                     ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> d_hs,
@@ -267,7 +280,7 @@ ffi::Error Backward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> w_h,
   auto hd = hs.dimensions();
   if (hd.size() != 3 || cell < kRnnTanh || cell > kGru)
     return ffi::Error::InvalidArgument("rnnlab_recurrence_bwd: bad input");
-  const Dims d{int(hd[0]), int(hd[1]), int(hd[2]), Gates(cell)};
+  const Dims d{int(hd[1]), int(hd[0]), int(hd[2]), Gates(cell)};
   const float* W = w_h.typed_data();
   const float* H0 = h0.typed_data();
   const float* C0 = c0.typed_data();
@@ -281,7 +294,7 @@ ffi::Error Backward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> w_h,
   float* DC0 = d_c0->typed_data();
   float* DBN = d_bhn->typed_data();
   const int nt = Threads(threads, d.H);
-  const size_t BH = size_t(d.B) * d.H, BGH = d.B * d.GH();
+  const size_t BGH = d.B * d.GH();
   // d_hp of the current step for all units, double-buffered: a thread
   // writes step t-1's while another may still read step t's.
   std::vector<float> shared(2 * BGH);
@@ -312,19 +325,21 @@ ffi::Error Backward(int32_t cell, int32_t threads, ffi::Buffer<ffi::F32> w_h,
         dc[size_t(b) * w + j] = d_ct.typed_data()[size_t(b) * H + u0 + j];
       }
 #pragma omp barrier
-    for (int t = d.T - 1; t >= 0 && ok; --t) {
-      float* sh = shared.data() + (t % 2) * BGH;
-      const float* h_prev = t == 0 ? H0 : HS + (t - 1) * BH;
-      const float* c_prev = t == 0 ? C0 : AUX + (t - 1) * BH;
+    for (int s = d.T - 1; s >= 0 && ok; --s) {
+      const int t = reverse ? d.T - 1 - s : s;
+      const int tp = reverse ? t + 1 : t - 1, ldh = s == 0 ? H : d.T * H;
+      float* sh = shared.data() + (s % 2) * BGH;
+      const float* h_prev = s == 0 ? H0 : HS + size_t(tp) * H;
+      const float* c_prev = s == 0 ? C0 : AUX + size_t(tp) * H;
       for (int b = 0; b < d.B && w > 0; ++b) {
-        const size_t o_h = t * BH + size_t(b) * H + u0;
-        const size_t o_g = t * BGH + size_t(b) * GH + u0;
+        const size_t o_h = (size_t(b) * d.T + t) * H + u0;
+        const size_t o_g = (size_t(b) * d.T + t) * GH + u0;
         const float* dy = DHS + o_h;
         const float* h = HS + o_h;
         const float* ax = AUX + o_h;
         const float* act = ACT + o_g;
-        const float* hb = h_prev + size_t(b) * H + u0;
-        const float* cb = c_prev + size_t(b) * H + u0;
+        const float* hb = h_prev + size_t(b) * ldh + u0;
+        const float* cb = c_prev + size_t(b) * ldh + u0;
         float* dhb = dh.data() + size_t(b) * ldd;
         float* dcb = dc.data() + size_t(b) * w;
         float* dir = direct.data() + size_t(b) * w;
@@ -412,8 +427,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
     RnnlabRecurrenceFwd, Forward,
     ffi::Ffi::Bind()
         .Attr<int32_t>("cell")
+        .Attr<int32_t>("reverse")
         .Attr<int32_t>("threads")
         .Arg<ffi::Buffer<ffi::F32>>()  // xp
+        .Arg<ffi::Buffer<ffi::F32>>()  // b_x
         .Arg<ffi::Buffer<ffi::F32>>()  // w_h
         .Arg<ffi::Buffer<ffi::F32>>()  // h0
         .Arg<ffi::Buffer<ffi::F32>>()  // c0
@@ -427,6 +444,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
     RnnlabRecurrenceBwd, Backward,
     ffi::Ffi::Bind()
         .Attr<int32_t>("cell")
+        .Attr<int32_t>("reverse")
         .Attr<int32_t>("threads")
         .Arg<ffi::Buffer<ffi::F32>>()  // w_h
         .Arg<ffi::Buffer<ffi::F32>>()  // h0

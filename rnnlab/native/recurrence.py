@@ -1,10 +1,10 @@
 """implementation="native": a recurrent layer's time loops, forward and
 backward, as XLA FFI custom calls on the CPU (`recurrence.cc`).
 
-Shape legend: T time, B batch, D input features, H hidden, G gates.
+Shape legend: B batch, T time, D input features, H hidden, G gates.
 
 The division of work is that of the "fused" kernel (`models/fused.py`):
-XLA computes the input projection XP = X W_x + b before the loop and the
+XLA computes the input projection XP = X W_x before the loop and the
 weight gradients after it, as single large matmuls; only the recurrent
 matmul and the gates run step by step, here in C++ with the hidden units
 split over the cores and each core's share of W_h kept in its L2.
@@ -78,64 +78,73 @@ def _flat(a: Array) -> Array:
   return a.reshape(-1, a.shape[-1])
 
 
-def _forward(cell: int, weights, carry0, xs):
-  steps, batch = xs.shape[:2]
+def _forward(cell: int, reverse: bool, weights, carry0, xs):
+  batch, steps = xs.shape[:2]
   w_h = weights["w_h"]
   hidden, gh = w_h.shape
-  xp = (_flat(xs) @ weights["w_x"] + weights["b"]).reshape(steps, batch, gh)
+  # The bias is added inside the kernel: a separate XLA pass over xp cost
+  # ~7% of an LSTM step.
+  xp = (_flat(xs) @ weights["w_x"]).reshape(batch, steps, gh)
   h0, c0 = _split_carry(cell, carry0)
   b_hn = weights["extras"].get("hidden_candidate_bias",
                                jnp.zeros((hidden,), jnp.float32))
   out = jax.ShapeDtypeStruct
   hs, aux, acts = jax.ffi.ffi_call(
       "rnnlab_recurrence_fwd",
-      (out((steps, batch, hidden), jnp.float32),
-       out((steps, batch, hidden), jnp.float32),
-       out((steps, batch, gh), jnp.float32)),
+      (out((batch, steps, hidden), jnp.float32),
+       out((batch, steps, hidden), jnp.float32),
+       out((batch, steps, gh), jnp.float32)),
       vmap_method="sequential")(
-          xp, w_h, h0, c0, b_hn, cell=np.int32(cell),
-          threads=np.int32(_threads()))
-  carry = (aux[-1], hs[-1]) if cell == LSTM else hs[-1]
+          xp, weights["b"], w_h, h0, c0, b_hn, cell=np.int32(cell),
+          reverse=np.int32(reverse), threads=np.int32(_threads()))
+  last = 0 if reverse else -1
+  carry = (aux[:, last], hs[:, last]) if cell == LSTM else hs[:, last]
   return carry, hs, (h0, c0, hs, aux, acts)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def native_scan(cell: int, weights: dict[str, Any], carry0: Any, xs: Array):
-  """Runs cell `cell` (a CELL_CODES value) over xs [T, B, D] (time-major)
-  -> (carry_T, ys [T, B, H]).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def native_scan(cell: int, reverse: bool, weights: dict[str, Any],
+                carry0: Any, xs: Array):
+  """Runs cell `cell` (a CELL_CODES value) over xs [B, T, D] (batch-major;
+  reverse=True: from the last step to the first) -> (carry, ys [B, T, H]).
 
   weights: {"w_x": [D, G*H], "b": [G*H], "w_h": [H, G*H],
             "extras": {} or, for the GRU, {"hidden_candidate_bias": [H]}}.
   """
-  carry, ys, _ = _forward(cell, weights, carry0, xs)
+  carry, ys, _ = _forward(cell, reverse, weights, carry0, xs)
   return carry, ys
 
 
-def _native_fwd(cell, weights, carry0, xs):
-  carry, ys, residuals = _forward(cell, weights, carry0, xs)
+def _native_fwd(cell, reverse, weights, carry0, xs):
+  carry, ys, residuals = _forward(cell, reverse, weights, carry0, xs)
   return (carry, ys), (weights, xs, residuals)
 
 
-def _native_bwd(cell, saved, cotangents):
+def _native_bwd(cell, reverse, saved, cotangents):
   weights, xs, (h0, c0, hs, aux, acts) = saved
   d_carry, d_ys = cotangents
   d_ht, d_ct = _split_carry(cell, d_carry)
-  steps, batch, hidden = hs.shape
+  batch, steps, hidden = hs.shape
   gh = weights["w_h"].shape[1]
   out = jax.ShapeDtypeStruct
   d_xp, d_hp, d_h0, d_c0, d_bhn = jax.ffi.ffi_call(
       "rnnlab_recurrence_bwd",
-      (out((steps, batch, gh), jnp.float32),
-       out((steps, batch, gh) if cell == GRU else (1,), jnp.float32),
+      (out((batch, steps, gh), jnp.float32),
+       out((batch, steps, gh) if cell == GRU else (1,), jnp.float32),
        out((batch, hidden), jnp.float32),
        out((batch, hidden), jnp.float32),
        out((hidden,), jnp.float32)),
       vmap_method="sequential")(
           weights["w_h"], h0, c0, hs, aux, acts, d_ys, d_ht, d_ct,
-          cell=np.int32(cell), threads=np.int32(_threads()))
+          cell=np.int32(cell), reverse=np.int32(reverse),
+          threads=np.int32(_threads()))
   if cell != GRU:
     d_hp = d_xp  # the input and hidden terms enter the gates alike
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  # The state each step started from, aligned with d_hp.
+  if reverse:
+    h_prev = jnp.concatenate([hs[:, 1:], h0[:, None]], axis=1)
+  else:
+    h_prev = jnp.concatenate([h0[:, None], hs[:, :-1]], axis=1)
   d_weights = {
       "w_x": _flat(xs).T @ _flat(d_xp),
       "b": jnp.sum(_flat(d_xp), axis=0),

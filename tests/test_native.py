@@ -1,4 +1,6 @@
-"""The native (C) sampler: the same model, the same draws as the jax scan."""
+"""The native kernels: the C sampler (the same model, the same draws as the
+jax scan) and the build and fallback of both kernels. The training loops'
+numerics are in tests/models/test_cells.py."""
 from __future__ import annotations
 
 import jax
@@ -11,6 +13,9 @@ from rnnlab import models
 from rnnlab import native
 from rnnlab import sample
 from rnnlab.errors import UserError
+from rnnlab.models import cells
+from rnnlab.models import layers
+from rnnlab.native import recurrence
 
 VOCAB = 29
 
@@ -153,7 +158,7 @@ def test_without_a_compiler_auto_falls_back_and_native_explains(
     assert sample.Sampler(lm, params, "auto").backend_for(1) == "jax"
     with pytest.raises(UserError, match="failed"):
       sample.Sampler(lm, params, "native")
-    assert not list(tmp_path.glob("*.so"))  # nothing half-built left behind
+    assert not list(tmp_path.glob("generate-*"))  # nothing half-built left
   finally:
     native.library.cache_clear()
 
@@ -171,3 +176,25 @@ def test_the_library_is_built_once_and_reused(monkeypatch, tmp_path):
     assert built[0].stat().st_mtime_ns == mtime
   finally:
     native.library.cache_clear()
+
+
+def test_training_without_a_compiler_falls_back_to_the_xla_kernels(
+    monkeypatch, tmp_path):
+  monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
+  monkeypatch.setenv("CXX", "false")
+  recurrence.register.cache_clear()
+  recurrence.unavailable.cache_clear()
+  try:
+    assert "failed" in recurrence.unavailable()
+    cell = cells.create_cell("lstm", 8, {})
+    xs = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 3)),
+                     jnp.float32)
+    outputs = {}
+    for implementation in ("native", "scan"):
+      layer = layers.Recurrent(cell, implementation=implementation)
+      variables = layer.init(jax.random.key(0), xs)
+      outputs[implementation] = layer.apply(variables, xs)
+    assert_close(outputs["native"][1], outputs["scan"][1])
+  finally:
+    recurrence.register.cache_clear()
+    recurrence.unavailable.cache_clear()

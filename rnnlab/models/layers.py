@@ -240,14 +240,10 @@ def _fused_cell(cell, carry, xs, *, unroll, reverse):
 def _native_code(cell) -> int | None:
   """The native kernel's cell code, or None if it cannot run `cell` here
   (not float32, reset-before GRU, not on the CPU, no compiler)."""
-  from rnnlab import native  # pylint: disable=g-import-not-at-top
   from rnnlab.native import recurrence  # pylint: disable=g-import-not-at-top
   code = recurrence.cell_code(cell)
-  if code is None or jax.default_backend() != "cpu":
-    return None
-  try:
-    recurrence.register()
-  except (native.NativeUnavailable, OSError):
+  if (code is None or jax.default_backend() != "cpu" or
+      recurrence.unavailable()):
     return None
   return code
 

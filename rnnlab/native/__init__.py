@@ -1,7 +1,11 @@
-"""A CPU kernel for token-by-token generation (`generate.c`), built on first
-use with the system C compiler and loaded with ctypes.
+"""CPU kernels in C/C++, built on first use with the system compiler.
 
-Why: at batch 1 a generated character is a chain of tiny matrix-vector
+  generate.c      token-by-token generation (this module, via ctypes)
+  recurrence.cc   a layer's training loops as XLA FFI custom calls
+                  (`rnnlab.native.recurrence`, implementation="native")
+
+`build` compiles a source once per machine; the rest of this module is the
+sampler. Why a sampler kernel: at batch 1 a generated character is a chain of tiny matrix-vector
 products. The jitted scan pays XLA's per-operation overhead and runs each
 matvec on one core, reading every weight from L3 per character. The kernel
 runs the whole loop in one call with the hidden units split over threads,
@@ -10,10 +14,10 @@ so each core keeps its share of the weights in its own L2
 
 It covers the plain float32 `RecurrentLM`: Elman (tanh/relu), LSTM and
 reset-after GRU cells, learned or one-hot embeddings, any number of layers
-and sizes. `unsupported(model, params)` names what it does not cover, and
+and sizes. `unsupported(model)` names what it does not cover, and
 `rnnlab.sample` then uses the jitted scan.
 
-The shared library is cached under $RNNLAB_NATIVE_CACHE (default
+Each shared library is cached under $RNNLAB_NATIVE_CACHE (default
 ~/.cache/rnnlab/native), keyed by the source, the compiler flags and the
 CPU's model and flags (it is built with -march=native), and written
 atomically so that concurrent first uses do not clash.
@@ -33,6 +37,7 @@ import tempfile
 from typing import Any
 import weakref
 
+from absl import logging
 import numpy as np
 
 SOURCE = pathlib.Path(__file__).with_name("generate.c")
@@ -86,6 +91,8 @@ def build(source: pathlib.Path, *, cxx: bool = False,
       _cpu_signature().encode()).hexdigest()[:16]
   target = cache_dir() / f"{source.stem}-{key}.so"
   if not target.exists():
+    logging.info("Compiling %s (once per machine) into %s", source.name,
+                 target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
       built = pathlib.Path(tmp) / target.name

@@ -20,6 +20,7 @@ import os
 import pathlib
 from typing import Any
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +43,19 @@ def register() -> ctypes.CDLL:
                    ("rnnlab_recurrence_bwd", lib.RnnlabRecurrenceBwd)):
     jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(fn), platform="cpu")
   return lib  # cached: keeps the library loaded
+
+
+@functools.lru_cache(maxsize=None)
+def unavailable() -> str | None:
+  """None once the kernels are registered, else why not (asked once per
+  process: a failing compiler is not retried at every layer)."""
+  try:
+    register()
+  except (native.NativeUnavailable, OSError) as e:
+    logging.warning("implementation=native is unavailable, running the XLA "
+                    "kernels instead: %s", e)
+    return str(e)
+  return None
 
 
 def cell_code(cell) -> int | None:

@@ -24,7 +24,10 @@ SCRIPT = textwrap.dedent("""
     workdir, port, pid, nproc, steps = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
     if nproc > 1:
       cli.init_distributed(f"127.0.0.1:{port}", nproc, pid)
+    # One kernel in both runs ("auto" would run "native" in the single
+    # process and "fused" across two): this test is about the processes.
     config = tiny_lm_config("gru", model__dropout_rate=0.2, train__steps=steps,
+                            model__implementation="fused",
                             train__log_every=1,
                             train__checkpoint_every=3, train__eval_every=2,
                             optim__schedule="reduce_on_plateau",

@@ -152,9 +152,17 @@ class Sampler:
                       temperature=temperature, top_k=top_k)
     logits, carries, noise = _prime_and_noise(
         self.model, self.params, prime, rng, length=length)
-    return native.generate(self._weights, carries, np.asarray(logits),
-                           np.asarray(noise), temperature=temperature,
-                           top_k=top_k, threads=self.threads)
+    try:
+      return native.generate(self._weights, carries, np.asarray(logits),
+                             np.asarray(noise), temperature=temperature,
+                             top_k=top_k, threads=self.threads)
+    except native.NativeUnavailable as e:  # e.g. OMP_THREAD_LIMIT
+      if self.backend != "auto":
+        raise UserError(f"--backend=native failed: {e}") from e
+      logging.warning("Sampling with the jax backend: %s", e)
+      self._weights = None
+      return self.generate(prime, rng, length=length,
+                           temperature=temperature, top_k=top_k)
 
 
 def sample_text(model, params, vocab, prime: str, length: int, seed: int = 0,

@@ -3,6 +3,11 @@ jax scan) and the build and fallback of both kernels. The training loops'
 numerics are in tests/models/test_cells.py."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +21,7 @@ from rnnlab.errors import UserError
 from rnnlab.models import cells
 from rnnlab.models import layers
 from rnnlab.native import recurrence
+from tests.conftest import ROOT
 
 VOCAB = 29
 
@@ -198,3 +204,32 @@ def test_training_without_a_compiler_falls_back_to_the_xla_kernels(
   finally:
     recurrence.register.cache_clear()
     recurrence.unavailable.cache_clear()
+
+
+def test_kernels_run_on_the_threads_openmp_allows(tmp_path):
+  """OMP_THREAD_LIMIT=1 (a shared node's policy): the training loops split
+  over the one thread they get, and batch-1 sampling still works."""
+  script = textwrap.dedent("""
+      import jax, jax.numpy as jnp, numpy as np
+      from rnnlab import sample
+      from rnnlab.models import cells, layers
+      from tests.test_native import make_lm, assert_close
+      cell = cells.create_cell("gru", 40, {})
+      xs = jnp.asarray(np.random.default_rng(0).normal(size=(3, 6, 5)),
+                       jnp.float32)
+      out = {}
+      for impl in ("native", "scan"):
+        layer = layers.Recurrent(cell, implementation=impl)
+        v = layer.init(jax.random.key(0), xs)
+        out[impl] = jax.grad(lambda v: jnp.sum(layer.apply(v, xs)[1] ** 2))(v)
+      jax.tree.map(assert_close, out["native"], out["scan"])
+      lm, params = make_lm("gru", hidden_size=128)  # 2 threads' worth
+      tokens, _ = sample.Sampler(lm, params, "native").generate(
+          jnp.asarray([[1]], jnp.int32), jax.random.key(0), length=20)
+      assert tokens.shape == (1, 20)
+      print("ok")
+      """)
+  env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+  out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]

@@ -234,6 +234,9 @@ def default_threads(weights: Weights) -> int:
     cores = len(os.sched_getaffinity(0))
   except AttributeError:
     cores = os.cpu_count() or 1
+  limit = os.environ.get("OMP_THREAD_LIMIT", "")
+  if limit.isdigit() and int(limit) > 0:
+    cores = min(cores, int(limit))
   return max(1, min(cores, int(weights.hidden.min()) // 64))
 
 

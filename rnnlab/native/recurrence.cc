@@ -192,8 +192,8 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
     // My columns of W_h, gate-major: column k -> gate k / w, unit u0 + k % w.
     Packed wp;
     std::vector<float> hp(size_t(d.B) * Round16(G * w) + 16);
-    bool mine = omp_get_num_threads() == nt &&
-                (w == 0 || Pack(&wp, H, G * w, [&](int i, int k) {
+    // Shares follow the team OpenMP gave (OMP_THREAD_LIMIT may cap it).
+    bool mine = (w == 0 || Pack(&wp, H, G * w, [&](int i, int k) {
                    return W[size_t(i) * d.GH() + size_t(k / w) * H + u0 +
                             k % w];
                  }));
@@ -261,8 +261,7 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
 #pragma omp barrier
     }
   }
-  if (!ok) return ffi::Error::Internal("rnnlab_recurrence_fwd: out of memory "
-                                       "or fewer OpenMP threads than asked");
+  if (!ok) return ffi::Error::Internal("rnnlab_recurrence_fwd: out of memory");
   return ffi::Error::Success();
 }
 
@@ -311,8 +310,7 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
     const int ldd = Round16(std::max(w, 1));
     std::vector<float> dh(size_t(d.B) * ldd + 16), dc(size_t(d.B) * w + 1),
         direct(size_t(d.B) * w + 1), dbn(w + 1, 0.0f);
-    bool mine = omp_get_num_threads() == nt &&
-                (w == 0 || Pack(&wt, int(GH), w, [&](int k, int j) {
+    bool mine = (w == 0 || Pack(&wt, int(GH), w, [&](int k, int j) {
                    return W[size_t(u0 + j) * GH + k];
                  }));
     if (!mine) {
@@ -416,8 +414,7 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
       }
     for (int j = 0; j < w; ++j) DBN[u0 + j] = dbn[j];
   }
-  if (!ok) return ffi::Error::Internal("rnnlab_recurrence_bwd: out of memory "
-                                       "or fewer OpenMP threads than asked");
+  if (!ok) return ffi::Error::Internal("rnnlab_recurrence_bwd: out of memory");
   return ffi::Error::Success();
 }
 

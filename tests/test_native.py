@@ -48,6 +48,18 @@ def assert_close(got, want, tol=1e-5):
   assert err <= tol, f"relative error {err:.2e} > {tol:.0e}"
 
 
+def native_and_scan(cell_name, hidden, shape, fn):
+  """fn(layer, variables, xs) for a `cell_name` layer run by the native
+  kernel and by nn.scan, with the same parameters: (native, scan)."""
+  cell = cells.create_cell(cell_name, hidden, {})
+  xs = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
+  out = []
+  for implementation in ("native", "scan"):
+    layer = layers.Recurrent(cell, implementation=implementation)
+    out.append(fn(layer, layer.init(jax.random.key(0), xs), xs))
+  return tuple(out)
+
+
 CASES = {
     "rnn-tanh": ("rnn", {}),
     "rnn-relu": ("rnn", {"activation": "relu", "scale": 1.0}),  # unbounded
@@ -192,15 +204,9 @@ def test_training_without_a_compiler_falls_back_to_the_xla_kernels(
   recurrence.unavailable.cache_clear()
   try:
     assert "failed" in recurrence.unavailable()
-    cell = cells.create_cell("lstm", 8, {})
-    xs = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 3)),
-                     jnp.float32)
-    outputs = {}
-    for implementation in ("native", "scan"):
-      layer = layers.Recurrent(cell, implementation=implementation)
-      variables = layer.init(jax.random.key(0), xs)
-      outputs[implementation] = layer.apply(variables, xs)
-    assert_close(outputs["native"][1], outputs["scan"][1])
+    native_ys, scan_ys = native_and_scan(
+        "lstm", 8, (2, 5, 3), lambda layer, v, xs: layer.apply(v, xs)[1])
+    assert_close(native_ys, scan_ys)
   finally:
     recurrence.register.cache_clear()
     recurrence.unavailable.cache_clear()
@@ -210,19 +216,12 @@ def test_kernels_run_on_the_threads_openmp_allows(tmp_path):
   """OMP_THREAD_LIMIT=1 (a shared node's policy): the training loops split
   over the one thread they get, and batch-1 sampling still works."""
   script = textwrap.dedent("""
-      import jax, jax.numpy as jnp, numpy as np
+      import jax, jax.numpy as jnp
       from rnnlab import sample
-      from rnnlab.models import cells, layers
-      from tests.test_native import make_lm, assert_close
-      cell = cells.create_cell("gru", 40, {})
-      xs = jnp.asarray(np.random.default_rng(0).normal(size=(3, 6, 5)),
-                       jnp.float32)
-      out = {}
-      for impl in ("native", "scan"):
-        layer = layers.Recurrent(cell, implementation=impl)
-        v = layer.init(jax.random.key(0), xs)
-        out[impl] = jax.grad(lambda v: jnp.sum(layer.apply(v, xs)[1] ** 2))(v)
-      jax.tree.map(assert_close, out["native"], out["scan"])
+      from tests.test_native import assert_close, make_lm, native_and_scan
+      grads = native_and_scan("gru", 40, (3, 6, 5), lambda layer, v, xs:
+          jax.grad(lambda v: jnp.sum(layer.apply(v, xs)[1] ** 2))(v))
+      jax.tree.map(assert_close, *grads)
       lm, params = make_lm("gru", hidden_size=128)  # 2 threads' worth
       tokens, _ = sample.Sampler(lm, params, "native").generate(
           jnp.asarray([[1]], jnp.int32), jax.random.key(0), length=20)

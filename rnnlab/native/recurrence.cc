@@ -418,43 +418,32 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
   return ffi::Error::Success();
 }
 
+using F32 = ffi::Buffer<ffi::F32>;
+
+// The attributes both handlers take, in this order.
+auto BindAttrs() {
+  return ffi::Ffi::Bind()
+      .Attr<int32_t>("cell")
+      .Attr<int32_t>("reverse")
+      .Attr<int32_t>("threads");
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     RnnlabRecurrenceFwd, Forward,
-    ffi::Ffi::Bind()
-        .Attr<int32_t>("cell")
-        .Attr<int32_t>("reverse")
-        .Attr<int32_t>("threads")
-        .Arg<ffi::Buffer<ffi::F32>>()  // xp
-        .Arg<ffi::Buffer<ffi::F32>>()  // b_x
-        .Arg<ffi::Buffer<ffi::F32>>()  // w_h
-        .Arg<ffi::Buffer<ffi::F32>>()  // h0
-        .Arg<ffi::Buffer<ffi::F32>>()  // c0
-        .Arg<ffi::Buffer<ffi::F32>>()  // b_hn
-        .Ret<ffi::Buffer<ffi::F32>>()  // hs
-        .Ret<ffi::Buffer<ffi::F32>>()  // aux
-        .Ret<ffi::Buffer<ffi::F32>>()  // acts
+    BindAttrs()
+        .Arg<F32>().Arg<F32>().Arg<F32>()  // xp, b_x, w_h
+        .Arg<F32>().Arg<F32>().Arg<F32>()  // h0, c0, b_hn
+        .Ret<F32>().Ret<F32>().Ret<F32>()  // hs, aux, acts
 );
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     RnnlabRecurrenceBwd, Backward,
-    ffi::Ffi::Bind()
-        .Attr<int32_t>("cell")
-        .Attr<int32_t>("reverse")
-        .Attr<int32_t>("threads")
-        .Arg<ffi::Buffer<ffi::F32>>()  // w_h
-        .Arg<ffi::Buffer<ffi::F32>>()  // h0
-        .Arg<ffi::Buffer<ffi::F32>>()  // c0
-        .Arg<ffi::Buffer<ffi::F32>>()  // hs
-        .Arg<ffi::Buffer<ffi::F32>>()  // aux
-        .Arg<ffi::Buffer<ffi::F32>>()  // acts
-        .Arg<ffi::Buffer<ffi::F32>>()  // d_hs
-        .Arg<ffi::Buffer<ffi::F32>>()  // d_hT
-        .Arg<ffi::Buffer<ffi::F32>>()  // d_cT
-        .Ret<ffi::Buffer<ffi::F32>>()  // d_xp
-        .Ret<ffi::Buffer<ffi::F32>>()  // d_hp
-        .Ret<ffi::Buffer<ffi::F32>>()  // d_h0
-        .Ret<ffi::Buffer<ffi::F32>>()  // d_c0
-        .Ret<ffi::Buffer<ffi::F32>>()  // d_bhn
+    BindAttrs()
+        .Arg<F32>().Arg<F32>().Arg<F32>()  // w_h, h0, c0
+        .Arg<F32>().Arg<F32>().Arg<F32>()  // hs, aux, acts
+        .Arg<F32>().Arg<F32>().Arg<F32>()  // d_hs, d_hT, d_cT
+        .Ret<F32>().Ret<F32>()             // d_xp, d_hp
+        .Ret<F32>().Ret<F32>().Ret<F32>()  // d_h0, d_c0, d_bhn
 );

@@ -227,6 +227,13 @@ def main(argv=None):
   print(f"# fp32 matmul peak (2048^3, jit): {peak:.0f} GFLOP/s")
   if args.override:
     print(f"# rnnlab overrides: {args.override}")
+  if "rnnlab" in impls:
+    from rnnlab.models import layers  # pylint: disable=g-import-not-at-top
+    from rnnlab.native import recurrence  # pylint: disable=g-import-not-at-top
+    chosen = layers.resolve_implementation("auto", 256)
+    if chosen == "native" and recurrence.unavailable():
+      chosen = "the XLA fallback (native kernels unavailable)"
+    print(f"# rnnlab implementation=\"auto\" runs: {chosen}")
   print("| cell | shape | " + " | ".join(f"{i} tok/s" for i in impls) +
         " | rnnlab/torch | rnnlab/flax | rnnlab GFLOP/s (% peak) | noise |")
   print("|---" * (len(impls) + 6) + "|")

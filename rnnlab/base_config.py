@@ -75,6 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   # jax.experimental.rnn, float32) or "auto" ("fused" on a GPU, "native" on
   # the CPU, falling back to "scan"/"fused" where native cannot run).
   c.model.implementation = "auto"
+  # "scan" implementation only (so not under "auto" on one CPU device):
   # "wavefront" runs all layers in one loop, layer l one step behind layer
   # l-1, so their steps can run on separate cores; or "layer_by_layer".
   c.model.layer_schedule = "wavefront"

@@ -232,3 +232,17 @@ def test_kernels_run_on_the_threads_openmp_allows(tmp_path):
   out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
+def test_a_subclassed_cell_is_not_taken_for_the_builtin():
+  """The kernels hard-code the built-in gates: a subclass (which may change
+  them) runs the XLA paths."""
+
+  class PeepholeLSTM(cells.LSTMCell):
+    pass
+
+  assert recurrence.cell_code(cells.LSTMCell(8)) == recurrence.LSTM
+  assert recurrence.cell_code(PeepholeLSTM(8)) is None
+  assert recurrence.cell_code(cells.GRUCell(8, reset_after=False)) is None
+  assert recurrence.cell_code(
+      cells.ElmanCell(8, activation="relu")) == native.CELL_CODES[("rnn", "relu")]

@@ -156,6 +156,11 @@ def unsupported(model) -> str | None:
     return "the reset-before GRU"
   if _cell_code(rnn.cell, options) is None:
     return f"cell {rnn.cell!r}"
+  # pylint: disable-next=g-import-not-at-top (recurrence imports this module)
+  from rnnlab.native import recurrence
+  cell = rnn.make_cell(parent=None)
+  if recurrence.cell_code(cell) is None:  # e.g. a subclass in CELLS
+    return f"{type(cell).__name__} (only the built-in cell classes)"
   return None
 
 

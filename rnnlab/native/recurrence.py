@@ -65,11 +65,13 @@ def cell_code(cell) -> int | None:
   if (jnp.dtype(cell.dtype) != jnp.float32 or
       jnp.dtype(cell.param_dtype) != jnp.float32):
     return None
-  if isinstance(cell, cells_lib.ElmanCell):
+  # Exact types: a subclass may change the gates the kernels hard-code.
+  kind = type(cell)
+  if kind is cells_lib.ElmanCell:
     return native.CELL_CODES.get(("rnn", cell.activation))
-  if isinstance(cell, cells_lib.LSTMCell):
+  if kind is cells_lib.LSTMCell:
     return LSTM
-  if isinstance(cell, cells_lib.GRUCell) and cell.reset_after:
+  if kind is cells_lib.GRUCell and cell.reset_after:
     return GRU
   return None
 

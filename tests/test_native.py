@@ -244,5 +244,5 @@ def test_a_subclassed_cell_is_not_taken_for_the_builtin():
   assert recurrence.cell_code(cells.LSTMCell(8)) == recurrence.LSTM
   assert recurrence.cell_code(PeepholeLSTM(8)) is None
   assert recurrence.cell_code(cells.GRUCell(8, reset_after=False)) is None
-  assert recurrence.cell_code(
-      cells.ElmanCell(8, activation="relu")) == native.CELL_CODES[("rnn", "relu")]
+  relu = cells.ElmanCell(8, activation="relu")
+  assert recurrence.cell_code(relu) == native.CELL_CODES[("rnn", "relu")]

@@ -5,12 +5,12 @@
                   (`rnnlab.native.recurrence`, implementation="native")
 
 `build` compiles a source once per machine; the rest of this module is the
-sampler. Why a sampler kernel: at batch 1 a generated character is a chain of tiny matrix-vector
-products. The jitted scan pays XLA's per-operation overhead and runs each
-matvec on one core, reading every weight from L3 per character. The kernel
-runs the whole loop in one call with the hidden units split over threads,
-so each core keeps its share of the weights in its own L2
-(docs/benchmarks.md, "Sampling throughput").
+sampler. Why a sampler kernel: at batch 1 a generated character is a chain
+of tiny matrix-vector products. The jitted scan pays XLA's per-operation
+overhead and runs each matvec on one core, reading every weight from L3 per
+character. The kernel runs the whole loop in one call with the hidden units
+split over threads, so each core keeps its share of the weights in its own
+L2 (docs/benchmarks.md, "Sampling throughput").
 
 It covers the plain float32 `RecurrentLM`: Elman (tanh/relu), LSTM and
 reset-after GRU cells, learned or one-hot embeddings, any number of layers

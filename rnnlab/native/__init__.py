@@ -232,17 +232,23 @@ def _plan(weights: Weights, threads: int) -> int:
   return weights._plans[threads]  # pylint: disable=protected-access
 
 
+def cores() -> int:
+  """The cores this process may use: its CPU affinity, capped by
+  OMP_THREAD_LIMIT (a shared node's policy)."""
+  try:
+    count = len(os.sched_getaffinity(0))
+  except AttributeError:
+    count = os.cpu_count() or 1
+  limit = os.environ.get("OMP_THREAD_LIMIT", "")
+  if limit.isdigit() and int(limit) > 0:
+    count = min(count, int(limit))
+  return max(1, count)
+
+
 def default_threads(weights: Weights) -> int:
   """One thread per core, but at least 64 hidden units each: below that the
   barriers cost more than the split saves."""
-  try:
-    cores = len(os.sched_getaffinity(0))
-  except AttributeError:
-    cores = os.cpu_count() or 1
-  limit = os.environ.get("OMP_THREAD_LIMIT", "")
-  if limit.isdigit() and int(limit) > 0:
-    cores = min(cores, int(limit))
-  return max(1, min(cores, int(weights.hidden.min()) // 64))
+  return max(1, min(cores(), int(weights.hidden.min()) // 64))
 
 
 def _pointers(arrays) -> Any:

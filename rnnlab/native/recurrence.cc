@@ -65,6 +65,17 @@ void Share(int n, int tid, int nt, int* u0, int* u1) {
   *u1 = std::min(n, (tid + 1) * per);
 }
 
+// This thread's slice [u0, u0 + w) of H hidden units, shared over the team
+// OpenMP gave (OMP_THREAD_LIMIT may make it smaller than asked).
+struct Units {
+  int u0, w;
+};
+Units MyUnits(int H) {
+  int u0, u1;
+  Share(H, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+  return {u0, u1 - u0};
+}
+
 inline float Sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // A thread's [rows, cols] operand, stored as 64-byte aligned column blocks
@@ -190,15 +201,12 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
   int ok = 1;
 #pragma omp parallel num_threads(nt)
   {
-    const int tid = omp_get_thread_num();
-    int u0, u1;
-    Share(d.H, tid, omp_get_num_threads(), &u0, &u1);
-    const int w = u1 - u0, G = d.G, H = d.H;
+    const Units units = MyUnits(d.H);
+    const int u0 = units.u0, w = units.w, G = d.G, H = d.H;
     const size_t GH = d.GH();
     // My columns of W_h, gate-major: column k -> gate k / w, unit u0 + k % w.
     Packed wp;
     std::vector<float> hp(size_t(d.B) * Round16(G * w) + 16);
-    // Shares follow the team OpenMP gave (OMP_THREAD_LIMIT may cap it).
     bool mine = (w == 0 || Pack(&wp, H, G * w, [&](int i, int k) {
                    return W[size_t(i) * d.GH() + size_t(k / w) * H + u0 +
                             k % w];
@@ -306,10 +314,8 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
   int ok = 1;
 #pragma omp parallel num_threads(nt)
   {
-    const int tid = omp_get_thread_num();
-    int u0, u1;
-    Share(d.H, tid, omp_get_num_threads(), &u0, &u1);
-    const int w = u1 - u0, G = d.G, H = d.H;
+    const Units units = MyUnits(d.H);
+    const int u0 = units.u0, w = units.w, G = d.G, H = d.H;
     const size_t GH = d.GH();
     // My columns of W_h^T [GH, H]: row k, unit u0 + j -> W_h[u0 + j, k].
     Packed wt;

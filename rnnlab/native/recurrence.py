@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import pathlib
 from typing import Any
 
@@ -76,13 +75,6 @@ def cell_code(cell) -> int | None:
   return None
 
 
-def _threads() -> int:
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count() or 1
-
-
 def _split_carry(cell: int, carry):
   """-> (h [B, H], c [B, H]); c is zeros except for the LSTM's (c, h)."""
   if cell == LSTM:
@@ -112,7 +104,7 @@ def _forward(cell: int, reverse: bool, weights, carry0, xs):
        out((batch, steps, gh), jnp.float32)),
       vmap_method="sequential")(
           xp, weights["b"], w_h, h0, c0, b_hn, cell=np.int32(cell),
-          reverse=np.int32(reverse), threads=np.int32(_threads()))
+          reverse=np.int32(reverse), threads=np.int32(native.cores()))
   last = 0 if reverse else -1
   carry = (aux[:, last], hs[:, last]) if cell == LSTM else hs[:, last]
   return carry, hs, (h0, c0, hs, aux, acts)
@@ -153,7 +145,7 @@ def _native_bwd(cell, reverse, saved, cotangents):
       vmap_method="sequential")(
           weights["w_h"], h0, c0, hs, aux, acts, d_ys, d_ht, d_ct,
           cell=np.int32(cell), reverse=np.int32(reverse),
-          threads=np.int32(_threads()))
+          threads=np.int32(native.cores()))
   if cell != GRU:
     d_hp = d_xp  # the input and hidden terms enter the gates alike
   # The state each step started from, aligned with d_hp.

@@ -130,11 +130,7 @@ class Sampler:
     reason = native.unsupported(self.model)
     if reason:
       return f"the native kernel does not cover {reason}"
-    reason = native.available()
-    if reason and self.backend == "auto":
-      logging.warning("Sampling with the jax backend: the native kernel "
-                      "is unavailable (%s).", reason)
-    return reason
+    return native.available()  # warns once if the kernel cannot be built
 
   def backend_for(self, batch_size: int) -> str:
     """The backend that draws a batch of `batch_size` rows."""

@@ -169,6 +169,7 @@ def test_without_a_compiler_auto_falls_back_and_native_explains(
   monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
   monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
   native.library.cache_clear()
+  native.available.cache_clear()
   try:
     reason = native.available()
     assert reason and "false" in reason and "failed" in reason
@@ -179,21 +180,25 @@ def test_without_a_compiler_auto_falls_back_and_native_explains(
     assert not list(tmp_path.glob("generate-*"))  # nothing half-built left
   finally:
     native.library.cache_clear()
+    native.available.cache_clear()
 
 
 def test_the_library_is_built_once_and_reused(monkeypatch, tmp_path):
   monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
   native.library.cache_clear()
+  native.available.cache_clear()
   try:
     native.library()
     built = list(tmp_path.glob("generate-*.so"))
     assert len(built) == 1
     mtime = built[0].stat().st_mtime_ns
     native.library.cache_clear()
+    native.available.cache_clear()
     native.library()
     assert built[0].stat().st_mtime_ns == mtime
   finally:
     native.library.cache_clear()
+    native.available.cache_clear()
 
 
 def test_training_without_a_compiler_falls_back_to_the_xla_kernels(

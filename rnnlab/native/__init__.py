@@ -129,11 +129,15 @@ def library() -> ctypes.CDLL:
   return lib
 
 
+@functools.lru_cache(maxsize=None)
 def available() -> str | None:
-  """None if the kernel loads, else why not."""
+  """None if the kernel loads, else why not (asked once per process, like
+  `recurrence.unavailable`: a failing build is not retried per sample)."""
   try:
     library()
   except (NativeUnavailable, OSError) as e:
+    logging.warning("The native sampler is unavailable; sampling runs the "
+                    "jax scan: %s", e)
     return str(e)
   return None
 

@@ -12,6 +12,8 @@ from rnnlab import base_config
 from rnnlab import models
 from rnnlab import sample
 from rnnlab.data import text
+from tests.helpers import assert_float32_close
+from tests.helpers import float32_atol
 
 VOCAB = text.Vocab.from_text("abcdefghij klmnopqrstuvwxyz.\n")
 
@@ -66,7 +68,9 @@ def test_sampler_equals_step_by_step_forward(lm, top_k):
   last = logits[:, -1]
   seeds = sample.step_seeds(rng, 25)
   for i in range(25):
-    np.testing.assert_allclose(step_logits[:, i], last, atol=1e-5)
+    # The sampler's loop vs model.apply: two programs. Logits reach ~5 (the
+    # weights are x3): atol scaled to them, for logits near zero.
+    assert_float32_close(step_logits[:, i], last, atol=float32_atol(last))
     token = sample.next_token(last, seeds[i], 0.9, top_k)
     np.testing.assert_array_equal(tokens[:, i], token)
     logits, carry = apply({"params": params}, token[:, None], carry)

@@ -10,6 +10,7 @@ import pytest
 from rnnlab import base_config
 from rnnlab import optim
 from rnnlab.errors import UserError
+from tests.helpers import assert_float32_close
 
 V, E, STEPS = 50, 8, 20
 B1, B2, EPS = 0.9, 0.999, 1e-8
@@ -126,8 +127,10 @@ def check_against_numpy(with_token_ids, dtype, atol):
     dense_updates, dense_state = dense_update(grads["dense"], dense_state,
                                               dense_params)
     dense_params = optax.apply_updates(dense_params, dense_updates)
-    np.testing.assert_allclose(params["dense"]["kernel"],
-                               dense_params["kernel"], rtol=1e-6, atol=1e-7)
+    # sparse_adam's dense branch vs optax.adam: two programs.
+    tolerance = {} if dtype == np.float32 else dict(rtol=1e-6, atol=1e-7)
+    assert_float32_close(params["dense"]["kernel"], dense_params["kernel"],
+                         **tolerance)
   assert int(sparse_state(state).count) == STEPS
   assert (zero_grad_rows_moved > 0) == with_token_ids
 
@@ -149,7 +152,7 @@ def test_token_ids_move_zero_gradient_rows_that_a_nonzero_test_skips():
   assert moved(without) == [True] * 2 + [False] * 4
   mu, mu_ids, mu_without = (sparse_state(s).mu for s in (state, s_ids,
                                                          s_without))
-  np.testing.assert_allclose(mu_ids[2:4], 0.9 * mu[2:4])
+  assert_float32_close(mu_ids[2:4], 0.9 * mu[2:4])  # jax vs numpy
   np.testing.assert_array_equal(mu_without[2:], mu[2:])
   np.testing.assert_array_equal(mu_ids[4:], mu[4:])
 
@@ -219,8 +222,10 @@ def test_create_optimizer_sparse_adam_is_sparse_on_config_paths():
       updates["dense"]["kernel"],
       expect["dense"]["kernel"] - 0.05 * 0.1 * params["dense"]["kernel"],
       rtol=1e-5, atol=1e-7)
-  np.testing.assert_array_equal(updates["embed"]["embedding"],
-                                expect["embed"]["embedding"])
+  # Two optimizer programs: equal to float32 rounding (a decayed table
+  # would be 0.05 * 0.1 * |param| away).
+  assert_float32_close(updates["embed"]["embedding"],
+                       expect["embed"]["embedding"])
 
   c.sparse_params = ("embedding_table",)
   with pytest.raises(UserError, match="matches no trainable parameter.*"

@@ -12,6 +12,12 @@
 #   ./launch.sh tpu-vm --tpu=NAME --zone=ZONE [--project=P] [--repo_dir=DIR] \
 #       [--dry-run] -- --config=... --workdir=...
 #
+# Before training, every mode but tpu-vm runs `python -m rnnlab.native
+# build` where the job runs (each node, for SLURM): it compiles the native
+# CPU kernels for that CPU and, for one-node runs, times the config's
+# implementation="auto" choice, so that no compile happens inside training.
+# Its output (the CPU, the kernels, auto's choice) starts the job's log.
+#
 # local   (default) passes every argument to `python -m rnnlab.main`.
 # slurm   writes <workdir>/slurm/<job>.sbatch and submits it with sbatch:
 #         one process per node (srun), each seeing its node's GPUs; JAX's
@@ -33,7 +39,8 @@
 # tpu-vm  runs the command on all workers of a TPU VM with
 #         `gcloud compute tpus tpu-vm ssh --worker=all`; JAX detects the TPU
 #         pod slice itself. Needs gcloud authenticated and the repository at
-#         --repo_dir (default: this path) on every worker.
+#         --repo_dir (default: this path) on every worker. (No native build:
+#         the CPU kernels never run next to a TPU.)
 # --dry-run prints the script / command instead of submitting or running it
 # (slurm-sweep still writes <root>/trials.json, which the indices refer to).
 # PYTHON picks the interpreter (default: the repo's .venv if present).
@@ -95,6 +102,16 @@ flag_value() {  # flag_value NAME ARGS...: the value of --NAME=... in ARGS
 
 quote() { printf '%q ' "$@"; }
 
+# config_args ARGS...: the --config and --config.* flags among ARGS, one
+# per line, for `rnnlab.native build` (which times that config's "auto").
+config_args() {
+  for a in "$@"; do
+    if [[ "$a" == --config=* || "$a" == --config.* ]]; then
+      printf '%s\n' "$a"
+    fi
+  done
+}
+
 # The sbatch lines both SLURM modes share after their own #SBATCH lines.
 job_preamble() {
   echo "${opt[partition]:+#SBATCH --partition=${opt[partition]}
@@ -117,10 +134,18 @@ submit() {
 
 case "$mode" in
   local)
+    mapfile -t build_args < <(config_args "$@")
+    "$PYTHON" -m rnnlab.native build "${build_args[@]}"
     exec "$PYTHON" -m rnnlab.main "$@" ;;
   slurm)
     parse_launcher_options "nodes gpus_per_node partition time job_name" "$@"
     workdir="$(flag_value workdir "${main_args[@]}")"
+    # One node: time "auto" for the config too (several nodes time the
+    # sharded step together inside the run, as one decision).
+    build_args=()
+    if [[ "${opt[nodes]}" == 1 ]]; then
+      mapfile -t build_args < <(config_args "${main_args[@]}")
+    fi
     script="#!/usr/bin/env bash
 #SBATCH --job-name=${opt[job_name]}
 #SBATCH --nodes=${opt[nodes]}
@@ -128,6 +153,8 @@ case "$mode" in
 #SBATCH --gpus-per-node=${opt[gpus_per_node]}
 #SBATCH --output=${workdir}/slurm/%x-%j.out
 $(job_preamble)
+# Compile the native kernels on every node (its own CPU) before training.
+srun --ntasks-per-node=1 $(quote "$PYTHON" -m rnnlab.native build ${build_args[@]+"${build_args[@]}"})
 # One process per node; jax.distributed.initialize() reads SLURM_* for the
 # coordinator (first node), the process count and this process's id.
 srun $(quote "$PYTHON" -m rnnlab.main "${main_args[@]}")"
@@ -157,6 +184,8 @@ srun $(quote "$PYTHON" -m rnnlab.main "${main_args[@]}")"
 #SBATCH --gpus-per-node=${opt[gpus_per_node]}
 #SBATCH --output=${root}/slurm/%x-%A_%a.out
 $(job_preamble)
+# The native kernels for this node's CPU, compiled before the trial trains.
+$(quote "$PYTHON" -m rnnlab.native build)
 # One trial per array task: trial \$SLURM_ARRAY_TASK_ID of ${root}/trials.json
 # (one already done is skipped, so a requeued task costs nothing).
 $(quote "${sweep[@]}")--trial=\"\${SLURM_ARRAY_TASK_ID:?not a SLURM array task}\"

@@ -1,12 +1,16 @@
 """Sampling throughput: rnnlab's samplers vs a per-character loop.
 
   python -m benchmarks.sample_throughput [--workdir=runs/gru] [--length=1024]
+  python -m benchmarks.sample_throughput --max_isa=avx2  # AVX2 on AVX-512
 
-rnnlab, both backends of `rnnlab.sample.Sampler` (what `python -m
+rnnlab, the backends of `rnnlab.sample.Sampler` (what `python -m
 rnnlab.sample` runs), timed per call including the prime and the noise:
-  native  the C kernel (`rnnlab.native`), "auto"'s choice at batch 1;
-  jax     one jit-compiled `lax.scan` that draws and feeds back one
-          character per step, "auto"'s choice for wide batches.
+  native_*  the C kernel (`rnnlab.native.sampler`), each instruction-set
+            variant this CPU executes;
+  jax       one jit-compiled `lax.scan` that draws and feeds back one
+            character per step;
+  auto      what --backend=auto draws with at that batch size (timed once
+            per machine, model and batch, then cached); its column runs it.
 The peer is the chapter's method written in PyTorch: a Python loop that
 calls the model once per character (eager, `torch.no_grad`, softmax with
 temperature + `torch.multinomial`).
@@ -15,7 +19,8 @@ Both use the same architecture (the workdir's config, else the default GRU
 config: 2 x 256 GRU, embedding 64, vocabulary 65) at batch 1 and batch 64.
 Speed does not depend on the weights, so without --workdir the parameters
 are freshly initialised. Figures are medians of --repeats timed runs after a
-warm-up (which includes compilation for rnnlab).
+warm-up (which includes compilation for rnnlab). --max_isa as in
+benchmarks/train_throughput.py.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import time
 import numpy as np
 
 from benchmarks import harness
+from benchmarks import train_throughput
 
 
 def parse_args(argv=None):
@@ -39,6 +45,7 @@ def parse_args(argv=None):
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--temperature", type=float, default=0.8)
   p.add_argument("--threads", type=int, default=2)
+  p.add_argument("--max_isa", choices=("avx2",), default=None)
   return p.parse_args(argv)
 
 
@@ -101,6 +108,7 @@ class TorchCharLoop:
 
 def main(argv=None):
   args = parse_args(argv)
+  train_throughput.cap_isa(args.max_isa)
   from rnnlab import cli  # pylint: disable=g-import-not-at-top
   cli.setup()
   import jax  # pylint: disable=g-import-not-at-top
@@ -112,16 +120,29 @@ def main(argv=None):
   print(f"# {time.strftime('%Y-%m-%d %H:%M')} | {harness.machine()} | "
         f"jax {jax.__version__} | torch {torch.__version__} "
         f"({args.threads} threads) | python {sys.version.split()[0]}")
+  print(train_throughput.cpu_line())
+  if args.max_isa:
+    print(f"# capped at {args.max_isa} (see train_throughput --max_isa)")
   print(f"# model: {m.num_layers} x {m.hidden_size} {m.cell}, embedding "
         f"{m.embed_dim}, vocabulary {vocab}; {args.length} characters per "
         f"sequence; {'trained: ' + args.workdir if args.workdir else 'fresh parameters'}")
-  samplers = {b: sample.Sampler(model, params, b) for b in ("native", "jax")}
-  print("| batch | rnnlab native chars/s | rnnlab jax chars/s | chapter loop "
-        "(PyTorch) chars/s | native / loop | jax / loop | auto picks |")
-  print("|---|---|---|---|---|---|---|")
+  natives = train_throughput.columns("natives")  # the default first
+  samplers = {c: sample.Sampler(model, params, "native",
+                                isa=c.removeprefix("native_"))
+              for c in natives}
+  samplers["jax"] = sample.Sampler(model, params, "jax")
+  auto = sample.Sampler(model, params, "auto")
+  names = ["auto"] + list(samplers) + ["loop"]
+  header = (["batch", "auto picks"] + [f"{n} chars/s" for n in names] +
+            [f"{n} / loop" for n in names[:-1]] + ["auto / fastest"])
+  print("| " + " | ".join(header) + " |")
+  print("|---" * len(header) + "|")
   for batch in (int(b) for b in args.batches.split(",")):
-    runs = {name: rnnlab_runner(s, batch, args.length, args.temperature)
-            for name, s in samplers.items()}
+    picked = auto.backend_for(batch)  # times (or reads) auto's choice
+    runs = {"auto": rnnlab_runner(auto, batch, args.length,
+                                  args.temperature)}
+    runs.update({name: rnnlab_runner(s, batch, args.length, args.temperature)
+                 for name, s in samplers.items()})
     runs["loop"] = lambda seed, batch=batch: peer.run(
         batch, args.length, args.temperature, seed)
     peer.run(batch, 8, args.temperature, 0)  # warm-up
@@ -131,10 +152,12 @@ def main(argv=None):
         times[name].append(harness.timed(lambda run=run: run(r + 1)))
     cps = {name: batch * args.length / statistics.median(t)
            for name, t in times.items()}
-    auto = sample.Sampler(model, params, "auto").backend_for(batch)
-    print(f"| {batch} | {cps['native']:,.0f} | {cps['jax']:,.0f} | "
-          f"{cps['loop']:,.0f} | {cps['native'] / cps['loop']:.1f}x | "
-          f"{cps['jax'] / cps['loop']:.1f}x | {auto} |", flush=True)
+    fastest = max((n for n in cps if n != "loop"), key=cps.get)
+    row = [str(batch), picked if picked == "jax" else natives[0]]
+    row += [f"{cps[n]:,.0f}" for n in names]
+    row += [f"{cps[n] / cps['loop']:.1f}x" for n in names[:-1]]
+    row.append(f"{cps['auto'] / cps[fastest]:.2f}x")
+    print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,43 @@
-"""Training throughput: rnnlab vs stock Flax vs PyTorch, side by side.
+"""Training throughput: rnnlab's implementations vs stock Flax vs PyTorch.
 
-  python benchmarks/train_throughput.py                 # all cells and shapes
-  python benchmarks/train_throughput.py --cells=gru --shapes=ref --repeats=7
+  python -m benchmarks.train_throughput                 # all cells and shapes
+  python -m benchmarks.train_throughput --cells=gru --shapes=ref --repeats=7
+  python -m benchmarks.train_throughput --max_isa=avx2  # AVX2 on an AVX-512 CPU
 
-For each (cell, shape) the three implementations run interleaved in this one
-process: repeat r times {rnnlab, stock Flax, PyTorch}, each timing about a
-second of full training steps (forward, backward, clip-by-global-norm, Adam).
-A figure is the median over repeats, after a warm-up.
+For each (cell, shape) every implementation runs interleaved in this one
+process: repeat r times {each column}, each timing about a second of full
+training steps (forward, backward, clip-by-global-norm, Adam). A figure is
+the median over repeats, after a warm-up.
 
-- rnnlab: the project's own model (`models.create_model`) and jitted
-  `train.train_step`, with the model settings of `configs/<cell>_shakespeare.py`
-  (only the shape changed).
-- stock Flax: `nn.RNN` over `OptimizedLSTMCell` / `GRUCell` / `SimpleCell`.
-- PyTorch: eager `nn.LSTM` / `nn.GRU` / `nn.RNN` (oneDNN kernels), 2 threads,
-  `clip_grad_norm_` + `torch.optim.Adam`.
-All three: embedding 64, 2 layers, dropout 0.1 between layers and before the
+rnnlab columns: the project's own model (`models.create_model`) and jitted
+`train.train_step`, with the model settings of `configs/<cell>_shakespeare.py`
+(only the shape changed), one column per `model.implementation`:
+  auto       what training runs: `train.choose_for_config` times the
+             candidates on the real training step of that config (once per
+             machine and shape; then `rnnlab.native`'s cache), and this
+             column runs its choice
+  native_*   each instruction-set variant of the native kernels this CPU
+             executes ("natives" in --impls)
+  fused, scan  the XLA implementations
+Peers: stock Flax (`nn.RNN` over `OptimizedLSTMCell` / `GRUCell` /
+`SimpleCell`) and PyTorch (eager `nn.LSTM` / `nn.GRU` / `nn.RNN`, oneDNN
+kernels, 2 threads, `clip_grad_norm_` + `torch.optim.Adam`).
+All: embedding 64, 2 layers, dropout 0.1 between layers and before the
 readout, vocabulary 65, fp32, random tokens.
 
-Needs the bench extra: pip install -e '.[bench]'.
+--max_isa=avx2 caps every implementation at AVX2 + FMA, to measure an AVX2
+machine's code paths on an AVX-512 one: the native kernels' avx2 variant
+(RNNLAB_NATIVE_ISA), XLA's code generation (--xla_cpu_max_isa=AVX2) and
+PyTorch's kernels (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2). It is
+not a measurement of an AVX2 CPU: caches and clocks are this CPU's.
+
+"auto" needs the Tiny Shakespeare corpus (RNNLAB_DATA_DIR), as training
+does. Needs the bench extra: pip install -e '.[bench]'.
 """
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import os
 import pathlib
 import sys
@@ -38,14 +52,42 @@ def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--cells", default="rnn,lstm,gru")
   p.add_argument("--shapes", default="ref,h512,h1024")
-  p.add_argument("--impls", default="rnnlab,flax,torch")
+  p.add_argument("--impls", default="auto,natives,fused,scan,flax,torch",
+                 help="Columns: auto, natives (every native variant this "
+                 "CPU runs), native_<isa>, fused, scan, flax, torch.")
   p.add_argument("--repeats", type=int, default=7)
   p.add_argument("--seconds", type=float, default=1.0,
                  help="Target length of each timed run.")
   p.add_argument("--threads", type=int, default=2, help="PyTorch threads.")
+  p.add_argument("--max_isa", choices=("avx2",), default=None,
+                 help="Cap every implementation at this instruction set.")
   p.add_argument("--override", action="append", default=[],
                  help="rnnlab model config override, e.g. unroll=2.")
   return p.parse_args(argv)
+
+
+def cap_isa(isa: str | None):
+  """Sets the environment that caps XLA, PyTorch and the native kernels at
+  `isa` (before any of them is imported)."""
+  if isa != "avx2":
+    return
+  os.environ["XLA_FLAGS"] = " ".join(
+      [os.environ.get("XLA_FLAGS", ""), "--xla_cpu_max_isa=AVX2"]).strip()
+  os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+  os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
+  os.environ["RNNLAB_NATIVE_ISA"] = "avx2"
+
+
+def columns(impls: str) -> list[str]:
+  """--impls with "natives" expanded to the variants this CPU runs (capped
+  by RNNLAB_NATIVE_ISA)."""
+  from rnnlab.native import build  # pylint: disable=g-import-not-at-top
+  isas = build.supported_isas()
+  isas = isas[isas.index(build.default_isa()):]
+  out = []
+  for name in impls.split(","):
+    out += [f"native_{i}" for i in isas] if name == "natives" else [name]
+  return out
 
 
 # --- rnnlab -----------------------------------------------------------------
@@ -55,11 +97,8 @@ CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 def rnnlab_config(cell: str, s: harness.Shape, overrides=()):
   """configs/<cell>_shakespeare.py at the benchmark's shape."""
-  path = CONFIGS / f"{cell}_shakespeare.py"
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  from rnnlab import base_config  # pylint: disable=g-import-not-at-top
+  c = base_config.load_file(str(CONFIGS / f"{cell}_shakespeare.py"))
   c.model.cell, c.model.hidden_size = cell, s.hidden
   c.model.num_layers, c.model.embed_dim = s.layers, s.embed
   c.train.batch_size, c.train.seq_len = s.batch, s.seq_len
@@ -90,6 +129,15 @@ class JaxRunner:
       self.state, metrics = self.step_fn(self.state, self.batch,
                                          self.rng)[:2]
     self.jax.block_until_ready(metrics)
+
+
+def auto_choice(cell, s, overrides=()):
+  """What implementation="auto" trains with at this shape (an
+  autotune.Choice: timed now, or from the cache)."""
+  from rnnlab import train  # pylint: disable=g-import-not-at-top
+  c = rnnlab_config(cell, s, overrides)
+  c.model.implementation = "auto"
+  return train.choose_for_config(c)
 
 
 def make_rnnlab(cell, s, overrides=()):
@@ -207,52 +255,81 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n**3 / best / 1e9
 
 
+def cpu_line() -> str:
+  """The CPU model and the instruction-set flags that decide the variants."""
+  from rnnlab.native import build  # pylint: disable=g-import-not-at-top
+  keep = ("avx", "fma", "sse4", "amx", "neon", "asimd", "sve")
+  flags = sorted(f for f in build._cpu_flags()  # pylint: disable=protected-access
+                 if f.startswith(keep))
+  return (f"# CPU: {build.cpu_model()}; flags: {' '.join(flags)}\n"
+          f"# native variants it runs: {', '.join(build.supported_isas())}; "
+          f"built here: {build.default_isa()}")
+
+
 def main(argv=None):
   args = parse_args(argv)
+  cap_isa(args.max_isa)
   from rnnlab import cli  # pylint: disable=g-import-not-at-top
   cli.setup()
   import jax  # pylint: disable=g-import-not-at-top
-  makers = {
-      "rnnlab": lambda c, s: make_rnnlab(c, s, args.override),
-      "flax": make_flax,
-      "torch": lambda c, s: TorchRunner(c, s, args.threads),
-  }
-  impls = args.impls.split(",")
+  impls = columns(args.impls)
+  rnnlab_impls = [i for i in impls if i not in ("auto", "flax", "torch")]
+  makers = {name: (lambda c, s, name=name: make_rnnlab(
+      c, s, args.override + [f"implementation={name}"]))
+            for name in rnnlab_impls}
+  makers["flax"] = make_flax
+  makers["torch"] = lambda c, s: TorchRunner(c, s, args.threads)
   peak = matmul_peak_gflops()
   print(f"# {time.strftime('%Y-%m-%d %H:%M')} | {harness.machine()} | "
         f"jax {jax.__version__} | python {sys.version.split()[0]}")
+  print(cpu_line())
+  if args.max_isa:
+    print(f"# capped at {args.max_isa}: XLA_FLAGS={os.environ['XLA_FLAGS']} "
+          f"ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']} "
+          f"ATEN_CPU_CAPABILITY={os.environ['ATEN_CPU_CAPABILITY']} "
+          f"RNNLAB_NATIVE_ISA={os.environ['RNNLAB_NATIVE_ISA']}")
   if "torch" in impls:
     import torch  # pylint: disable=g-import-not-at-top
     print(f"# torch {torch.__version__}, {args.threads} threads")
   print(f"# fp32 matmul peak (2048^3, jit): {peak:.0f} GFLOP/s")
   if args.override:
     print(f"# rnnlab overrides: {args.override}")
-  if "rnnlab" in impls:
-    from rnnlab.models import layers  # pylint: disable=g-import-not-at-top
-    from rnnlab.native import recurrence  # pylint: disable=g-import-not-at-top
-    chosen = layers.resolve_implementation("auto", 256)
-    if chosen == "native" and recurrence.unavailable():
-      chosen = "the XLA fallback (native kernels unavailable)"
-    print(f"# rnnlab implementation=\"auto\" runs: {chosen}")
-  print("| cell | shape | " + " | ".join(f"{i} tok/s" for i in impls) +
-        " | rnnlab/torch | rnnlab/flax | rnnlab GFLOP/s (% peak) | noise |")
-  print("|---" * (len(impls) + 6) + "|")
+  natives = [i for i in impls if i.startswith("native_")]
+  header = (["cell", "shape"] + (["auto runs"] if "auto" in impls else []) +
+            [f"{i} tok/s" for i in impls] +
+            ["auto/torch", "auto/flax", "auto/fastest"] +
+            [f"{i}/fused" for i in natives] + ["auto GFLOP/s (% peak)",
+                                               "noise"])
+  print("| " + " | ".join(header) + " |")
+  print("|---" * len(header) + "|")
   results = {}
   for shape_name in args.shapes.split(","):
     s = harness.SHAPES[shape_name]
     for cell in args.cells.split(","):
-      runners = {name: makers[name](cell, s) for name in impls}
+      runners, picked = {}, None
+      for name in impls:
+        if name == "auto":
+          picked = auto_choice(cell, s, args.override)
+          runners[name] = make_rnnlab(
+              cell, s, args.override + [f"implementation={picked.choice}"])
+        else:
+          runners[name] = makers[name](cell, s)
       samples = harness.interleaved_throughput(runners, s.tokens,
                                                args.repeats, args.seconds)
       stats = {n: harness.summarize(v) for n, v in samples.items()}
       results[(cell, shape_name)] = stats
       tps = {n: m for n, (m, _) in stats.items()}
-      row = [cell, shape_name] + [f"{tps[n]:,.0f}" for n in impls]
-      ratio = lambda peer: (f"{tps['rnnlab'] / tps[peer]:.2f}x"
-                            if "rnnlab" in tps and peer in tps else "-")
-      row += [ratio("torch"), ratio("flax")]
-      if "rnnlab" in tps:
-        gflops = tps["rnnlab"] * harness.train_flops_per_token(cell, s) / 1e9
+      ratio = lambda a, b: (f"{tps[a] / tps[b]:.2f}x"
+                            if a in tps and b in tps else "-")
+      fastest = max((n for n in tps if n not in ("flax", "torch")),
+                    key=tps.get, default=None)
+      row = [cell, shape_name] + ([picked.choice] if picked else [])
+      row += [f"{tps[n]:,.0f}" for n in impls]
+      row += [ratio("auto", "torch"), ratio("auto", "flax"),
+              ratio("auto", fastest) if fastest else "-"]
+      row += [ratio(n, "fused") for n in natives]
+      if "auto" in tps:
+        gflops = tps["auto"] * harness.train_flops_per_token(cell, s) / 1e9
         row.append(f"{gflops:.0f} ({100 * gflops / peak:.0f}%)")
       else:
         row.append("-")

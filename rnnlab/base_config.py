@@ -7,6 +7,8 @@ is not here is an error (configs are locked).
 """
 from __future__ import annotations
 
+import importlib.util
+import pathlib
 from typing import Any
 
 import ml_collections
@@ -66,14 +68,16 @@ def get_config() -> ml_collections.ConfigDict:
   # attention_lm only: its attention span, in hidden states (current included).
   c.model.attention_window = 128
   c.model.reset_after = True      # gru only: True = PyTorch/cuDNN, False = chapter
-  # How the recurrence runs; each choice computes the same function, and
-  # the defaults are the fastest measured here (docs/benchmarks.md).
-  # "scan" (nn.scan, XLA autodiff), "fused" (custom-VJP kernel, weight
-  # gradients as single matmuls after the loop; models/fused.py), "native"
-  # (the fused split with its loops in C++ over all cores; CPU, float32;
-  # rnnlab/native/recurrence.py), "cudnn" (LSTM on a CUDA GPU, cuDNN via
-  # jax.experimental.rnn, float32) or "auto" ("fused" on a GPU, "native" on
-  # the CPU, falling back to "scan"/"fused" where native cannot run).
+  # How the recurrence runs; each choice computes the same function (to
+  # float32 rounding). "scan" (nn.scan, XLA autodiff), "fused" (custom-VJP
+  # kernel, weight gradients as single matmuls after the loop;
+  # models/fused.py), "native" (the fused split with its loops in C++ over
+  # all cores; CPU, float32; rnnlab/native/recurrence.py; "native_avx2"
+  # etc. name an instruction-set variant), "cudnn" (LSTM on a CUDA GPU,
+  # cuDNN via jax.experimental.rnn, float32) or "auto": the fastest of
+  # fused, scan and native on this machine's real training step, timed
+  # once per machine and shape and cached (rnnlab/native/autotune.py,
+  # `python -m rnnlab.native`); a resumed run keeps its first choice.
   c.model.implementation = "auto"
   # "scan" implementation only (so not under "auto" on one CPU device):
   # "wavefront" runs all layers in one loop, layer l one step behind layer
@@ -372,6 +376,20 @@ def validate(config: ml_collections.ConfigDict):
                       f"{', '.join(map(repr, sorted(registry)))}.")
   from rnnlab import tasks  # pylint: disable=g-import-not-at-top
   tasks.check_model(config)
+
+
+def load_file(spec: str) -> ml_collections.ConfigDict:
+  """The config of "path.py[:arg]", as --config=path.py:arg gives it."""
+  path, _, arg = spec.partition(":")
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise UserError(f"Config file {path!r} not found. Configs are Python "
+                    "files with get_config(arg), e.g. configs/gru_shakespeare.py.")
+  module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}",
+                                                       file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def parse_arg(arg: str, valid=("runlocal",)) -> set[str]:

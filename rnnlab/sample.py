@@ -14,8 +14,9 @@ of the seed. Two backends compute the same draws:
   native  `rnnlab.native`: a C kernel that runs the whole loop on the CPU
           with each layer's weights split over the cores (~5x the scan's
           speed at batch 1, docs/benchmarks.md). Plain float32 RecurrentLMs.
-  auto    native on a CPU for small batches where it covers the model,
-          else jax.
+  auto    at each batch size, the faster of the two where native covers
+          the model (timed once per machine, model shape and batch size,
+          then cached: `rnnlab.native.autotune`); jax elsewhere.
 """
 from __future__ import annotations
 
@@ -30,17 +31,21 @@ import numpy as np
 from absl import logging
 
 from rnnlab import hashrng
-from rnnlab import native
+from rnnlab.native import autotune
+from rnnlab.native import build as native_build
+from rnnlab.native import sampler as native_sampler
 from rnnlab.errors import CheckpointError, UserError
 from rnnlab.registry import lookup
 
 Array = jax.Array
 BACKENDS = ("auto", "native", "jax")
-# Largest batch "auto" gives the native kernel: it reads the weights once
-# per row, so wide batches run faster as the scan's matmuls (measured
-# 2026-11-26, 2 x 256 GRU, chars/s native vs jax: batch 2 73k vs 31k, 4 65k
-# vs 59k, 8 60k vs 78k, 64 88k vs 102k).
+# Largest batch "auto"'s fixed rule (RNNLAB_AUTOTUNE=0) gives the native
+# kernel: it reads the weights once per row, so wide batches run faster as
+# the scan's matmuls (measured 2026-11-26, Xeon, 2 x 256 GRU, chars/s
+# native vs jax: batch 2 73k vs 31k, 4 65k vs 59k, 8 60k vs 78k, 64 88k vs
+# 102k). With timing on, "auto" measures instead.
 NATIVE_MAX_BATCH = 4
+TIMING_LENGTH = 128  # characters per timed call when "auto" measures
 
 
 def step_seeds(rng: Array, length: int) -> Array:
@@ -109,10 +114,13 @@ class Sampler:
   """
 
   def __init__(self, model, params, backend: str = "auto",
-               threads: int | None = None):
+               threads: int | None = None, isa: str | None = None):
     lookup({b: b for b in BACKENDS}, backend, "sampling backend")
     self.model, self.params, self.threads = model, params, threads
+    # The native kernel's instruction-set variant (None: this CPU's best).
+    self.isa = native_build.check_isa(isa) if isa else None
     self.backend = backend
+    self.choices: dict[int, autotune.Choice] = {}  # "auto"'s, per batch
     self._native_reason = self._why_not_native()
     if backend == "native" and self._native_reason:
       raise UserError(f"--backend=native cannot run this model: "
@@ -120,45 +128,87 @@ class Sampler:
     self._weights = None
     if backend != "jax" and not self._native_reason:
       table = model.apply({"params": params}, method="input_table")
-      self._weights = native.Weights.from_model(model, params, table)
+      self._weights = native_sampler.Weights.from_model(model, params, table)
 
   def _why_not_native(self) -> str | None:
     if self.backend == "jax":
       return "the jax backend was chosen"
     if jax.default_backend() != "cpu" and self.backend == "auto":
       return f"the model runs on {jax.default_backend()}, not the CPU"
-    reason = native.unsupported(self.model)
+    reason = native_sampler.unsupported(self.model)
     if reason:
       return f"the native kernel does not cover {reason}"
-    return native.available()  # warns once if the kernel cannot be built
+    return native_sampler.available(self.isa)  # warns once if unbuildable
 
   def backend_for(self, batch_size: int) -> str:
     """The backend that draws a batch of `batch_size` rows."""
     if self._weights is None:
       return "jax"
-    if self.backend == "auto" and batch_size > NATIVE_MAX_BATCH:
-      return "jax"
-    return "native"
+    if self.backend == "native":
+      return "native"
+    if batch_size not in self.choices:
+      self.choices[batch_size] = self._choose(batch_size)
+    return self.choices[batch_size].choice
+
+  def _choose(self, batch_size: int) -> autotune.Choice:
+    if not autotune.timing_enabled():
+      return autotune.Choice(
+          "native" if batch_size <= NATIVE_MAX_BATCH else "jax", "rule")
+    rnn = self.model.rnn
+    fields = {"cell": rnn.cell, "cell_options": dict(rnn.cell_options or {}),
+              "hidden": rnn.layer_sizes(), "embedding": self.model.embedding,
+              "embed_dim": self.model.embed_dim,
+              "vocab": self.model.vocab_size, "batch": batch_size,
+              "threads": self.threads or native_build.cores(),
+              "isa": self.isa or native_build.default_isa()}
+    prime = jnp.zeros((batch_size, 1), jnp.int32)
+
+    def runner(backend):
+      def run(n):
+        for i in range(n):
+          jax.block_until_ready(self._generate_on(
+              backend, prime, jax.random.key(i), length=TIMING_LENGTH,
+              temperature=1.0, top_k=0))
+      return run
+
+    try:
+      choice = autotune.choose(
+          "sample", fields,
+          lambda: {"jax": runner("jax"), "native": runner("native")},
+          ["jax", "native"])
+    except native_sampler.NativeUnavailable as e:  # e.g. OMP_THREAD_LIMIT
+      logging.warning("Sampling with the jax backend: %s", e)
+      return autotune.Choice("jax", "rule")
+    logging.info("Sampling backend auto at batch %d: %s", batch_size,
+                 choice.summary())
+    return choice
 
   def generate(self, prime: Array, rng: Array, *, length: int,
                temperature=1.0, top_k: int = 0):
     """prime ids [B, P] -> (ids [B, length], logits [B, length, V])."""
-    if self.backend_for(prime.shape[0]) == "jax":
-      return generate(self.model, self.params, prime, rng, length=length,
-                      temperature=temperature, top_k=top_k)
-    logits, carries, noise = _prime_and_noise(
-        self.model, self.params, prime, rng, length=length)
+    backend = self.backend_for(prime.shape[0])
     try:
-      return native.generate(self._weights, carries, np.asarray(logits),
-                             np.asarray(noise), temperature=temperature,
-                             top_k=top_k, threads=self.threads)
-    except native.NativeUnavailable as e:  # e.g. OMP_THREAD_LIMIT
+      return self._generate_on(backend, prime, rng, length=length,
+                               temperature=temperature, top_k=top_k)
+    except native_sampler.NativeUnavailable as e:  # e.g. OMP_THREAD_LIMIT
       if self.backend != "auto":
         raise UserError(f"--backend=native failed: {e}") from e
       logging.warning("Sampling with the jax backend: %s", e)
       self._weights = None
       return self.generate(prime, rng, length=length,
                            temperature=temperature, top_k=top_k)
+
+  def _generate_on(self, backend: str, prime: Array, rng: Array, *,
+                   length: int, temperature, top_k: int):
+    if backend == "jax":
+      return generate(self.model, self.params, prime, rng, length=length,
+                      temperature=temperature, top_k=top_k)
+    logits, carries, noise = _prime_and_noise(
+        self.model, self.params, prime, rng, length=length)
+    return native_sampler.generate(
+        self._weights, carries, np.asarray(logits), np.asarray(noise),
+        temperature=temperature, top_k=top_k, threads=self.threads,
+        isa=self.isa)
 
 
 def sample_text(model, params, vocab, prime: str, length: int, seed: int = 0,
@@ -250,8 +300,9 @@ def _define_flags():
   flags.DEFINE_integer("seed", 0, "Random seed.")
   flags.DEFINE_integer("batch_size", 1, "Independent samples to draw.")
   flags.DEFINE_enum("backend", "auto", BACKENDS,
-                    "auto: the native CPU kernel where it covers the model "
-                    "and batch, else jax (the jitted scan).")
+                    "auto: the faster of the two at this batch size "
+                    "(timed once, cached), where native covers the model; "
+                    "else jax (the jitted scan).")
 
 
 def run():

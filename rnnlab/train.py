@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import pathlib
 import re
@@ -38,11 +39,16 @@ from rnnlab import transfer
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, Preempted, TrainingDiverged
 from rnnlab.errors import UserError
+from rnnlab.models import layers
+from rnnlab.native import autotune
+from rnnlab.native import build as native_build
+from rnnlab.native import recurrence
 from rnnlab.tasks import char_lm
 
 TrainState = train_state.TrainState
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"  # the best evaluation's checkpoint, kept apart from latest
+MODEL_FILE = "model.json"  # model class, sizes, devices, the implementation
 
 
 def train_step(state: TrainState, batch, rng: jax.Array, carry=None, *,
@@ -140,7 +146,7 @@ def make_train_step(loss_fn: Callable, schedule: optax.Schedule,
   replicated = NamedSharding(mesh, P())
   jitted = {}
 
-  def run(state, batch, rng, carry=None):
+  def for_batch(batch, carry):
     if "step" not in jitted:
       batch_shardings = batch_sharding(mesh, batch)
       carry_shardings = batch_sharding(mesh, carry)
@@ -149,9 +155,24 @@ def make_train_step(loss_fn: Callable, schedule: optax.Schedule,
           in_shardings=(replicated, batch_shardings, replicated,
                         carry_shardings),
           out_shardings=(replicated, replicated, carry_shardings))
-    return jitted["step"](state, batch, rng, carry)
+    return jitted["step"]
 
+  def run(state, batch, rng, carry=None):
+    return for_batch(batch, carry)(state, batch, rng, carry)
+
+  run.lower = lambda state, batch, rng, carry=None: for_batch(  # like jit's
+      batch, carry).lower(state, batch, rng, carry)
   return run
+
+
+def task_train_step(config, task, schedule, mesh: Mesh | None = None,
+                    stateful: bool = False):
+  """`make_train_step` for `task`'s loss and the config's step options."""
+  return make_train_step(
+      task.stateful_loss_fn if stateful else task.loss_fn, schedule, mesh,
+      optim_config=config.optim,
+      skip_nonfinite=config.train.on_nonfinite == "skip",
+      token_ids_fn=task.token_ids)
 
 
 def local(tree):
@@ -438,6 +459,150 @@ def _restore_or_init(config, workdir, task, state, carry, ckpt):
   return state, carry, {}
 
 
+def broadcast_json(value: Any) -> Any:
+  """Process 0's JSON-able `value`, on every process (itself if only one)."""
+  if jax.process_count() == 1:
+    return value
+  data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+  size = int(multihost_utils.broadcast_one_to_all(np.int32(data.size)))
+  buffer = np.zeros(size, np.uint8)
+  if jax.process_index() == 0:
+    buffer[:] = data
+  data = multihost_utils.broadcast_one_to_all(buffer)
+  return json.loads(bytes(np.asarray(data)).decode())
+
+
+def _runnable_here(implementation: str) -> str | None:
+  """Why `implementation` cannot run (as chosen) here, or None."""
+  if not layers.is_native(implementation):
+    return None
+  if jax.default_backend() != "cpu" or jax.device_count() > 1:
+    return "the native kernels run on one CPU device only"
+  try:
+    return recurrence.unavailable(layers.native_isa(implementation))
+  except UserError as e:  # e.g. an AVX-512 run resumed on an AVX2 CPU
+    return str(e)
+
+
+def implementation_candidates() -> list[str]:
+  """What "auto" may run here, simplest first (autotune.pick's order)."""
+  candidates = ["fused", "scan"]
+  native = f"native_{native_build.default_isa()}"
+  if not native_build.disabled() and not _runnable_here(native):
+    candidates.append(native)
+  return candidates
+
+
+def _stored_choice(workdir: pathlib.Path | None) -> dict[str, Any] | None:
+  """The implementation an earlier start of this run chose for "auto"."""
+  if workdir is None or not (workdir / MODEL_FILE).exists():
+    return None
+  try:
+    record = metrics_lib.read_json(workdir / MODEL_FILE).get(
+        "implementation") or {}
+  except (OSError, ValueError):
+    return None
+  if record.get("requested") != "auto" or record.get("source") == "rule":
+    return None
+  return {"choice": record["choice"], "source": "run",
+          "seconds": record.get("seconds", {}), "key": record.get("key", "")}
+
+
+class _TimedSteps:
+  """An autotune runner: n real training steps of one candidate, on its
+  own copy of the state."""
+
+  def __init__(self, compiled, state, batch, rng, carry):
+    self.compiled, self.state, self.batch = compiled, state, batch
+    self.rng, self.carry = rng, carry
+
+  def __call__(self, n: int):
+    for _ in range(n):
+      self.state, metrics, self.carry = self.compiled(
+          self.state, self.batch, self.rng, self.carry)
+    jax.block_until_ready(metrics)
+
+
+def choose_implementation(config, task, state, schedule, carry,
+                          workdir: pathlib.Path | None = None
+                          ) -> autotune.Choice:
+  """What config.model.implementation="auto" runs for this task.
+
+  A run that chose before (its workdir's model.json) keeps its choice, so
+  that a resumed run computes what an uninterrupted one would. Otherwise
+  the candidates are timed on this task's real training step
+  (`autotune.choose`: once per machine and shape, then cached); candidates
+  that compile to the same program as a simpler one are not timed. Several
+  processes time together and follow process 0. An explicit implementation
+  is returned as it is; RNNLAB_AUTOTUNE=0 gives the fixed rule.
+  """
+  requested = config.model.implementation
+  if requested != "auto":
+    return autotune.Choice(requested, "config")
+  if not autotune.timing_enabled():
+    return autotune.Choice(layers.resolve_implementation(
+        "auto", config.model.hidden_size), "rule")
+  stored = broadcast_json(_stored_choice(workdir)
+                          if jax.process_index() == 0 else None)
+  if stored:
+    reason = _runnable_here(stored["choice"])
+    if not reason:
+      return autotune.Choice(**stored)
+    logging.warning("This run chose implementation %s before, which cannot "
+                    "run here (%s); choosing again.", stored["choice"], reason)
+  mesh = make_mesh()
+  rows = process_rows(config.train.batch_size)
+  batch = shard_batch(mesh, task.train_batch(0, rows))
+  model_fields = config.model.to_dict()
+  model_fields.pop("implementation")
+  fields = {"task": config.task, "model": model_fields,
+            "batch": jax.tree.map(lambda x: (np.shape(x), str(x.dtype)),
+                                  batch),
+            "stateful": carry is not None}
+
+  candidates = implementation_candidates()
+
+  def make_runners():
+    runners, programs = {}, set()
+    replicated = NamedSharding(mesh, P())
+    for name in candidates:
+      candidate = task.with_model(models.with_implementation(task.model,
+                                                             name))
+      step = task_train_step(config, candidate, schedule, mesh,
+                             carry is not None)
+      copy = jax.device_put(jax.tree.map(jnp.copy, state), replicated)
+      carry_copy = (None if carry is None else jax.device_put(
+          jax.tree.map(jnp.copy, carry), batch_sharding(mesh, carry)))
+      rng = jax.random.key(config.seed)
+      lowered = step.lower(copy, batch, rng, carry_copy)
+      program = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+      if program in programs:
+        continue  # a simpler candidate runs the same program
+      programs.add(program)
+      runners[name] = _TimedSteps(lowered.compile(), copy, batch, rng,
+                                  carry_copy)
+    return runners
+
+  start = time.perf_counter()
+  choice = autotune.choose("train", fields, make_runners, candidates,
+                           broadcast=broadcast_json,
+                           leader=jax.process_index() == 0)
+  logging.info("implementation=auto runs %s [%.1f s]", choice.summary(),
+               time.perf_counter() - start)
+  return choice
+
+
+def choose_for_config(config) -> autotune.Choice:
+  """`choose_implementation` for a config alone (the task built, the state
+  fresh): what its training run would run, timed and cached now."""
+  base_config.validate(config)
+  task = tasks.create_task(config)
+  state, schedule = create_train_state(task.model, task.init_inputs(),
+                                       config, task.steps_per_epoch())
+  return choose_implementation(config, task, state, schedule,
+                               task.initial_train_carry())
+
+
 def _train(config, workdir: pathlib.Path,
            preempted: Callable[[int], bool] = lambda step: False
            ) -> dict[str, Any]:
@@ -446,12 +611,19 @@ def _train(config, workdir: pathlib.Path,
   state, schedule = create_train_state(task.model, task.init_inputs(),
                                        config, task.steps_per_epoch())
   carry = task.initial_train_carry()
-  if jax.process_index() == 0:  # for reports comparing runs
-    metrics_lib.write_json(workdir / "model.json", {
+  choice = choose_implementation(config, task, state, schedule, carry,
+                                 workdir)
+  if choice.choice != config.model.implementation:
+    task = task.with_model(models.with_implementation(task.model,
+                                                      choice.choice))
+  if jax.process_index() == 0:  # for reports comparing runs, and resuming
+    metrics_lib.write_json(workdir / MODEL_FILE, {
         "model": type(task.model).__name__,
         "devices": jax.device_count(), "processes": jax.process_count(),
         "parameters": sum(int(np.prod(x.shape))
-                          for x in jax.tree.leaves(state.params))})
+                          for x in jax.tree.leaves(state.params)),
+        "implementation": {"requested": config.model.implementation,
+                           **choice.to_json()}})
   ckpt = checkpoint.Checkpointer(workdir / CHECKPOINT_DIR,
                                  config.train.max_to_keep)
   best_ckpt = checkpoint.Checkpointer(workdir / BEST_DIR, 1)
@@ -513,10 +685,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   start = int(local(state.step))
   _forget_after(start, workdir, best_ckpt)
   skip = config.train.on_nonfinite == "skip"
-  step_fn = make_train_step(
-      task.stateful_loss_fn if carry is not None else task.loss_fn,
-      schedule, mesh, optim_config=config.optim, skip_nonfinite=skip,
-      token_ids_fn=task.token_ids)
+  step_fn = task_train_step(config, task, schedule, mesh, carry is not None)
   rng = jax.random.key(config.seed)
   rows = process_rows(config.train.batch_size)  # this process's share
   writer = metrics_lib.MetricWriter(workdir, purge_step=start + 1 if start

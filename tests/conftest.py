@@ -11,6 +11,11 @@ from rnnlab.data import text
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
+# implementation="auto" and the sampler's "auto" follow their fixed rule,
+# not a timing, so that which kernel a test runs does not depend on noise
+# (subprocesses inherit it). Tests of the timing path unset it.
+os.environ.setdefault("RNNLAB_AUTOTUNE", "0")
+
 # Tests compile many tiny programs: cache them across runs and skip most XLA
 # optimisation passes, which cost more than they save at these sizes.
 jax.config.update("jax_compilation_cache_dir",

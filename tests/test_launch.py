@@ -40,8 +40,18 @@ def test_slurm_dry_run_prints_the_sbatch_script():
   assert any(l.startswith("export PYTHONPATH=") and " " not in l[7:]
              for l in lines)
   srun = [l for l in lines if l.startswith("srun ")]
-  assert len(srun) == 1 and "-m rnnlab.main" in srun[0]
-  assert "--config.train.steps=10" in srun[0]
+  assert len(srun) == 2 and "-m rnnlab.main" in srun[1]
+  assert "--config.train.steps=10" in srun[1]
+  # First the native kernels, once per node; on several nodes without the
+  # config (the run times its sharded step itself).
+  assert srun[0].startswith("srun --ntasks-per-node=1 ")
+  assert srun[0].rstrip().endswith("-m rnnlab.native build")
+  one_node = _launch("slurm", "--dry-run", "--",
+                     "--config=configs/gru_shakespeare.py", "--workdir=runs/x",
+                     "--config.train.steps=10").stdout.splitlines()
+  build = [l for l in one_node if "rnnlab.native build" in l]
+  assert build[0].rstrip().endswith(
+      "build --config=configs/gru_shakespeare.py --config.train.steps=10")
 
 
 def test_tpu_vm_dry_run_runs_on_all_workers():
@@ -81,6 +91,9 @@ def test_local_mode_trains_a_tiny_config(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   status = json.loads((tmp_path / "status.json").read_text())
   assert status["status"] == "done" and status["step"] == 4
+  # `rnnlab.native build` ran first, for this config with its overrides.
+  assert "configs/rnn_shakespeare.py:runlocal: implementation=auto runs" in (
+      out.stdout)
 
 
 def test_distributed_flags_go_together(monkeypatch):

@@ -6,8 +6,10 @@ file per task model (e.g. `lm.py`). Each model class has a
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
+import flax.linen as nn
 import ml_collections
 
 from rnnlab.errors import UserError
@@ -44,3 +46,18 @@ def create_model(c: ml_collections.ConfigDict, **task_fields):
         f"{', '.join(sorted(task_fields))}). Valid choices: "
         f"{', '.join(map(repr, fitting))}.")
   return cls.from_config(c, **task_fields)
+
+
+def with_implementation(model: nn.Module, implementation: str) -> nn.Module:
+  """A copy of `model` whose recurrent layers (every submodule field with
+  an `implementation`) run `implementation`; parameters are unchanged."""
+  changes = {}
+  for field in dataclasses.fields(model):
+    if field.name in ("parent", "name"):
+      continue
+    value = getattr(model, field.name)
+    if field.name == "implementation":
+      changes[field.name] = implementation
+    elif isinstance(value, nn.Module):
+      changes[field.name] = with_implementation(value, implementation)
+  return model.clone(parent=None, **changes)

@@ -15,6 +15,8 @@ from rnnlab import hashrng
 from rnnlab.errors import UserError
 from rnnlab.models import cells as cells_lib
 from rnnlab.models import fused
+from rnnlab.native import build as native_build
+from rnnlab.native import recurrence
 from rnnlab.registry import lookup
 
 Array = jax.Array
@@ -55,7 +57,12 @@ def _recurrence(cell, carry, xp):
   return cell.recurrence(carry, xp)
 
 
-IMPLEMENTATIONS = ("auto", "scan", "fused", "native", "cudnn")
+# "native" runs the native kernels' default variant for this CPU
+# (native_build.default_isa(), RNNLAB_NATIVE_ISA); "native_<isa>" a named
+# one (the benchmarks and tests compare them).
+NATIVE_VARIANTS = tuple(f"native_{isa}" for isa in native_build.ISAS)
+IMPLEMENTATIONS = ("auto", "scan", "fused", "native", *NATIVE_VARIANTS,
+                   "cudnn")
 # Without the native kernel (no C++ compiler), "auto" on the CPU picks
 # "fused" from this hidden size up. Measured on the 2-core CPU
 # (docs/benchmarks.md): at hidden 256 the per-step scan is faster (its
@@ -66,9 +73,13 @@ FUSED_FROM_HIDDEN_SIZE = 512
 
 
 def resolve_implementation(implementation: str, hidden_size: int) -> str:
-  """The implementation "auto" stands for: "fused" on a GPU or on several
-  CPU devices, "native" on one (docs/benchmarks.md). `scan_cell` falls back
-  from "native" to `cpu_fallback` where it cannot run a cell."""
+  """What a layer runs for `implementation`.
+
+  "auto" here is the fixed rule: "fused" on a GPU or on several CPU
+  devices, "native" on one (`scan_cell` falls back from "native" to
+  `cpu_fallback` where it cannot run a cell). The trainer replaces "auto"
+  by a measured choice before it builds the model (`rnnlab.native.autotune`).
+  """
   lookup({i: i for i in IMPLEMENTATIONS}, implementation,
          "recurrent implementation")
   if implementation == "auto":
@@ -85,9 +96,37 @@ def resolve_implementation(implementation: str, hidden_size: int) -> str:
   return implementation
 
 
+def is_native(implementation: str) -> bool:
+  return implementation == "native" or implementation in NATIVE_VARIANTS
+
+
+def native_isa(implementation: str) -> str:
+  """The instruction-set variant a native implementation runs."""
+  if implementation == "native":
+    return native_build.default_isa()
+  return native_build.check_isa(implementation.removeprefix("native_"))
+
+
 def cpu_fallback(hidden_size: int) -> str:
   """"auto"'s choice on the CPU when the native kernel is unavailable."""
   return "fused" if hidden_size >= FUSED_FROM_HIDDEN_SIZE else "scan"
+
+
+def native_cell_code(cell) -> int | None:
+  """The native kernels' code for a cell, or None if they do not cover it
+  (not float32, the reset-before GRU, any class but the built-in ones)."""
+  if (jnp.dtype(cell.dtype) != jnp.float32 or
+      jnp.dtype(cell.param_dtype) != jnp.float32):
+    return None
+  # Exact types: a subclass may change the gates the kernels hard-code.
+  kind = type(cell)
+  if kind is cells_lib.ElmanCell:
+    return recurrence.CELL_CODES.get(("rnn", cell.activation))
+  if kind is cells_lib.LSTMCell:
+    return recurrence.LSTM
+  if kind is cells_lib.GRUCell and cell.reset_after:
+    return recurrence.GRU
+  return None
 
 
 def length_mask(seq_lengths: Array, steps: int) -> Array:
@@ -130,13 +169,16 @@ def scan_cell(cell: cells_lib.RecurrentCell, carry: Any, xs: Array, *,
     do not support it (reset-before GRU) fall back to "scan".
   implementation="native": the C++ kernels of `rnnlab/native/recurrence.py`
     (CPU, float32; same division of work as "fused", the loops split over
-    the cores). Where they cannot run (bf16, reset-before GRU, no compiler,
-    not on the CPU) the layer runs `cpu_fallback`'s choice.
-  implementation="auto": on a GPU "fused"; on the CPU "native".
+    the cores), built for this CPU's instruction set; "native_avx2" etc.
+    name the variant. Where they cannot run (bf16, reset-before GRU, no
+    compiler, RNNLAB_NATIVE=0, not on the CPU) the layer runs
+    `cpu_fallback`'s choice.
+  implementation="auto": see `resolve_implementation`.
   implementation="cudnn": LSTM only, on a CUDA GPU: cuDNN's kernel through
     `jax.experimental.rnn` (see `cudnn_lstm`).
   All give the same parameters and (to rounding) the same outputs.
   """
+  check_carry(cell, carry, xs)
   if (seq_lengths is not None or hidden_mask is not None or
       zoneout is not None):
     return _regularized_scan(
@@ -146,10 +188,11 @@ def scan_cell(cell: cells_lib.RecurrentCell, carry: Any, xs: Array, *,
   implementation = resolve_implementation(implementation, cell.hidden_size)
   if implementation == "cudnn":
     return _cudnn_cell(cell, carry, xs, reverse=reverse)
-  if implementation == "native":
-    code = _native_code(cell)
+  if is_native(implementation):
+    isa = native_isa(implementation)
+    code = _native_code(cell, isa)
     if code is not None:
-      return _native_cell(cell, code, carry, xs, reverse=reverse)
+      return _native_cell(cell, code, isa, carry, xs, reverse=reverse)
     # bf16, the reset-before GRU, no compiler, not on the CPU
     implementation = cpu_fallback(cell.hidden_size)
   if implementation == "fused" and cell.supports_fused():
@@ -237,23 +280,35 @@ def _fused_cell(cell, carry, xs, *, unroll, reverse):
   return carry, jnp.swapaxes(ys[::-1] if reverse else ys, 0, 1)
 
 
-def _native_code(cell) -> int | None:
-  """The native kernel's cell code, or None if it cannot run `cell` here
-  (not float32, reset-before GRU, not on the CPU, no compiler)."""
-  from rnnlab.native import recurrence  # pylint: disable=g-import-not-at-top
-  code = recurrence.cell_code(cell)
+def _native_code(cell, isa: str) -> int | None:
+  """The native kernel's cell code, or None if variant `isa` cannot run
+  `cell` here (see native_cell_code; not on the CPU; no compiler)."""
+  code = native_cell_code(cell)
   if (code is None or jax.default_backend() != "cpu" or
-      recurrence.unavailable()):
+      recurrence.unavailable(isa)):
     return None
   return code
 
 
-def _native_cell(cell, code, carry, xs, *, reverse):
-  from rnnlab.native import recurrence  # pylint: disable=g-import-not-at-top
+def _native_cell(cell, code, isa, carry, xs, *, reverse):
   # Batch-major and reversed in place: no transposes or flips around it.
-  return recurrence.native_scan(code, reverse,
+  return recurrence.native_scan(code, reverse, isa,
                                 _kernel_weights(cell, carry, xs), carry,
                                 xs.astype(jnp.float32))
+
+
+def check_carry(cell, carry, xs: Array) -> None:
+  """UserError unless `carry` has the structure and shapes of the cell's
+  carry for xs [B, T, D] (a kernel reads it by those sizes)."""
+  want = cell.initialize_carry(xs.shape[:1])
+  if (jax.tree.structure(carry) != jax.tree.structure(want) or
+      any(jnp.shape(c) != w.shape for c, w in zip(jax.tree.leaves(carry),
+                                                  jax.tree.leaves(want)))):
+    got = jax.tree.map(jnp.shape, carry)
+    raise UserError(
+        f"The initial carry has shape {got}, but a {type(cell).__name__} "
+        f"of hidden size {cell.hidden_size} over a batch of {xs.shape[0]} "
+        f"needs {jax.tree.map(jnp.shape, want)}.")
 
 
 # None: jax.experimental.rnn.lstm (cuDNN). Tests set a CPU reference with the
@@ -499,8 +554,8 @@ class RecurrentStack(nn.Module):
       carries = self.initialize_carry(xs.shape[0])
     implementation = resolve_implementation(self.implementation,
                                             self.hidden_size)
-    if (implementation == "native" and
-        _native_code(self.make_cell(parent=None)) is None):
+    if (is_native(implementation) and _native_code(
+        self.make_cell(parent=None), native_isa(implementation)) is None):
       implementation = cpu_fallback(self.hidden_size)
     if (self.schedule == "wavefront" and self.num_layers > 1 and
         implementation == "scan" and seq_lengths is None and

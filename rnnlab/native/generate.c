@@ -22,24 +22,26 @@
  * over the top_k likeliest (all if top_k = 0), g = Gumbel noise supplied by
  * the caller; T = 0 means argmax(logits).
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <omp.h>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "vecmath.h"
 
 enum { CELL_RNN_TANH = 0, CELL_RNN_RELU = 1, CELL_LSTM = 2, CELL_GRU = 3 };
-enum { BLOCK = 128 };  /* columns per packed block: 8 AVX-512 registers */
+/* Columns per packed block: 8 vectors of accumulators (128 columns with
+ * AVX-512, 64 with AVX2, 32 generic), two sets of them for narrow blocks:
+ * at most 16 of the register file, which AVX2 and SSE have. */
+enum { VECS = 8, BLOCK = VECS * RNNLAB_LANES };
+
+const char* rnnlab_isa(void) { return RNNLAB_ISA; }
 
 static int num_gates(int cell) {
   return cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
 }
-
-static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static int round16(int n) { return (n + 15) / 16 * 16; }
 
@@ -87,35 +89,33 @@ static int pack(Packed* P, const float* W, int rows, int ldw, int gs, int G,
   return 0;
 }
 
-#ifdef __AVX512F__
-/* o[0, 16*nv) = x[0, rows) @ blk [rows, 16*nv], accumulating in registers.
- * Narrow blocks (nv <= 4) take rows in pairs with two sets of
- * accumulators, so that the FMA latency chain does not set the pace. */
-static inline __attribute__((always_inline)) void block_avx512(
+/* o[0, LANES*nv) = x[0, rows) @ blk [rows, LANES*nv], accumulating in
+ * registers. Narrow blocks (nv <= VECS/2) take rows in pairs with two sets
+ * of accumulators, so that the FMA latency chain does not set the pace. */
+static inline __attribute__((always_inline)) void block_matvec(
     const float* x, int rows, const float* blk, float* o, const int nv) {
-  __m512 a[8], b[8];
-  for (int k = 0; k < nv; ++k) a[k] = b[k] = _mm512_setzero_ps();
+  const int L = RNNLAB_LANES;
+  rnnlab_vec a[VECS], b[VECS];
+  for (int k = 0; k < nv; ++k) a[k] = b[k] = (rnnlab_vec){0};
   int i = 0;
-  if (nv <= 4) {
+  if (nv <= VECS / 2) {
     for (; i + 2 <= rows; i += 2) {
-      const __m512 x0 = _mm512_set1_ps(x[i]), x1 = _mm512_set1_ps(x[i + 1]);
-      const float* r = blk + (size_t)i * 16 * nv;
+      const rnnlab_vec x0 = (rnnlab_vec){0} + x[i];
+      const rnnlab_vec x1 = (rnnlab_vec){0} + x[i + 1];
+      const float* r = blk + (size_t)i * L * nv;
       for (int k = 0; k < nv; ++k) {
-        a[k] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r + 16 * k), a[k]);
-        b[k] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r + 16 * (nv + k)), b[k]);
+        a[k] += x0 * rnnlab_load(r + L * k);
+        b[k] += x1 * rnnlab_load(r + L * (nv + k));
       }
     }
   }
   for (; i < rows; ++i) {
-    const __m512 xi = _mm512_set1_ps(x[i]);
-    const float* r = blk + (size_t)i * 16 * nv;
-    for (int k = 0; k < nv; ++k)
-      a[k] = _mm512_fmadd_ps(xi, _mm512_loadu_ps(r + 16 * k), a[k]);
+    const rnnlab_vec xi = (rnnlab_vec){0} + x[i];
+    const float* r = blk + (size_t)i * L * nv;
+    for (int k = 0; k < nv; ++k) a[k] += xi * rnnlab_load(r + L * k);
   }
-  for (int k = 0; k < nv; ++k)
-    _mm512_storeu_ps(o + 16 * k, _mm512_add_ps(a[k], b[k]));
+  for (int k = 0; k < nv; ++k) rnnlab_store(o + L * k, a[k] + b[k]);
 }
-#endif
 
 /* out[0, padded) = x[0, rows) @ P. */
 static void matvec(const Packed* P, const float* x, float* out) {
@@ -123,25 +123,15 @@ static void matvec(const Packed* P, const float* x, float* out) {
     const int width = P->padded - k0 < BLOCK ? P->padded - k0 : BLOCK;
     const float* blk = P->w + (size_t)P->rows * k0;
     float* o = out + k0;
-#ifdef __AVX512F__
-    switch (width / 16) {  /* constant nv: the loops over k unroll */
-      case 1: block_avx512(x, P->rows, blk, o, 1); continue;
-      case 2: block_avx512(x, P->rows, blk, o, 2); continue;
-      case 3: block_avx512(x, P->rows, blk, o, 3); continue;
-      case 4: block_avx512(x, P->rows, blk, o, 4); continue;
-      case 5: block_avx512(x, P->rows, blk, o, 5); continue;
-      case 6: block_avx512(x, P->rows, blk, o, 6); continue;
-      case 7: block_avx512(x, P->rows, blk, o, 7); continue;
-      case 8: block_avx512(x, P->rows, blk, o, 8); continue;
-    }
-#endif
-    /* CPUs without AVX-512: the compiler vectorises this. */
-    memset(o, 0, sizeof(float) * width);
-    for (int i = 0; i < P->rows; ++i) {
-      const float xi = x[i];
-      const float* r = blk + (size_t)i * width;
-#pragma omp simd
-      for (int k = 0; k < width; ++k) o[k] += xi * r[k];
+    switch (width / RNNLAB_LANES) { /* constant nv: the loops over k unroll */
+      case 1: block_matvec(x, P->rows, blk, o, 1); break;
+      case 2: block_matvec(x, P->rows, blk, o, 2); break;
+      case 3: block_matvec(x, P->rows, blk, o, 3); break;
+      case 4: block_matvec(x, P->rows, blk, o, 4); break;
+      case 5: block_matvec(x, P->rows, blk, o, 5); break;
+      case 6: block_matvec(x, P->rows, blk, o, 6); break;
+      case 7: block_matvec(x, P->rows, blk, o, 7); break;
+      case 8: block_matvec(x, P->rows, blk, o, 8); break;
     }
   }
 }
@@ -253,9 +243,16 @@ Plan* rnnlab_plan(int num_layers, const int* cell, const int* hidden,
                   const float* w_out, const float* b_out, int vocab,
                   int num_threads) {
   if (num_layers < 1 || vocab < 1 || num_threads < 1) return NULL;
-  for (int l = 0; l < num_layers; ++l)
+  for (int l = 0; l < num_layers; ++l) {
     if (cell[l] < CELL_RNN_TANH || cell[l] > CELL_GRU || hidden[l] < 1)
       return NULL;
+    /* Every weight matrix's size, padded, must fit in an int. */
+    const size_t in = l == 0 ? (size_t)vocab : (size_t)hidden[l - 1];
+    const size_t cols = (size_t)num_gates(cell[l]) * hidden[l] + 16;
+    if (cols * (in > (size_t)hidden[l] ? in : (size_t)hidden[l]) > INT_MAX)
+      return NULL;
+  }
+  if (((size_t)vocab + 16) * hidden[num_layers - 1] > INT_MAX) return NULL;
   const int L = num_layers, V = vocab, nt = num_threads;
   Plan* plan = calloc(1, sizeof(Plan));
   if (!plan) return NULL;
@@ -330,6 +327,9 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
                     int* tokens, float* logits) {
   if (!plan || batch < 1 || length < 1 || top_k < 0 || top_k > plan->V)
     return 1;
+  if ((size_t)length * batch * plan->V > INT_MAX ||
+      (size_t)2 * plan->L * batch * plan->max_h > INT_MAX)
+    return 1; /* sizes whose products overflow an int */
   const int V = plan->V, B = batch, L = plan->L, max_h = plan->max_h;
   const int* hidden = plan->hidden;
   const int* cell = plan->cell;
@@ -396,13 +396,13 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
             case CELL_RNN_TANH:
 #pragma omp simd
               for (int j = 0; j < n; ++j)
-                hout[j] = tanhf(accx[j] + bx[j] + acch[j]);
+                hout[j] = rnnlab_tanh(accx[j] + bx[j] + acch[j]);
               break;
             case CELL_RNN_RELU:
 #pragma omp simd
               for (int j = 0; j < n; ++j) {
                 const float a = accx[j] + bx[j] + acch[j];
-                hout[j] = a > 0.0f ? a : 0.0f;
+                hout[j] = a < 0.0f ? 0.0f : a; /* NaN stays NaN */
               }
               break;
             case CELL_LSTM: {
@@ -415,9 +415,9 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
                                  acch[2 * n + j];
                 const float o_ = accx[3 * n + j] + bx[3 * n + j] +
                                  acch[3 * n + j];
-                const float cn = sigmoid(f_) * cb[j] + sigmoid(i_) * tanhf(g_);
+                const float cn = rnnlab_sigmoid(f_) * cb[j] + rnnlab_sigmoid(i_) * rnnlab_tanh(g_);
                 cb[j] = cn;
-                hout[j] = sigmoid(o_) * tanhf(cn);
+                hout[j] = rnnlab_sigmoid(o_) * rnnlab_tanh(cn);
               }
               break;
             }
@@ -425,9 +425,9 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
               const float* bn = plan->b_hn[l] + lp->u0;
 #pragma omp simd
               for (int j = 0; j < n; ++j) {
-                const float r = sigmoid(accx[j] + bx[j] + acch[j]);
-                const float z = sigmoid(accx[n + j] + bx[n + j] + acch[n + j]);
-                const float cand = tanhf(accx[2 * n + j] + bx[2 * n + j] +
+                const float r = rnnlab_sigmoid(accx[j] + bx[j] + acch[j]);
+                const float z = rnnlab_sigmoid(accx[n + j] + bx[n + j] + acch[n + j]);
+                const float cand = rnnlab_tanh(accx[2 * n + j] + bx[2 * n + j] +
                                          r * (acch[2 * n + j] + bn[j]));
                 hout[j] = (1.0f - z) * hb[j] + z * cand;
               }

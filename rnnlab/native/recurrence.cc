@@ -20,18 +20,23 @@
 //   aux: LSTM cell states c_t; GRU hn_t + b_hn (the candidate's hidden
 //   term); Elman unused. acts: LSTM/GRU gate activations; Elman unused.
 // Backward (w_h, h0, c0, hs, aux, acts, d_hs [B,T,H], d_hT [B,H],
-//           d_cT [B,H]) -> d_xp [B,T,GH], d_hp [B,T,GH] (GRU; the others
-//           use d_xp), d_h0 [B,H], d_c0 [B,H], d_bhn [H]
+//           d_cT [B,H]) -> d_xp [B,T,GH], d_hp [B,T,GH] (GRU; [1] for the
+//           others, which use d_xp), d_h0 [B,H], d_c0 [B,H], d_bhn [H]
 // The weight gradients are large matmuls left to XLA: dW_h = H_prev^T d_hp.
+//
+// Every entry checks its buffers' shapes against each other (dtypes and
+// ranks are checked by the FFI binding) before it touches memory.
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "vecmath.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -41,24 +46,42 @@ namespace {
 enum Cell { kRnnTanh = 0, kRnnRelu = 1, kLstm = 2, kGru = 3 };
 int Gates(int cell) { return cell == kLstm ? 4 : cell == kGru ? 3 : 1; }
 
-// 16 floats; the compiler maps it to one AVX-512 register, two AVX2 ones,
-// or four NEON ones, so the kernel stays portable.
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));
-inline v16 Load(const float* p) { return *reinterpret_cast<const v16u*>(p); }
-inline void Store(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
+using Vec = rnnlab_vec;
+constexpr int kLanes = RNNLAB_LANES;
 
-// Register tile: 8 rows x 3 vectors = 24 accumulators, 3 panel loads and 8
-// broadcasts per k. Against 6 x 4 it reads a quarter less of the panel per
-// FMA (the panel streams from L2, or L3 at hidden 1024) and covers batches
-// of 32 and 64 without a remainder: 5-12% faster per matmul in interleaved
-// single-thread runs, most at hidden 1024's backward (K = 4096).
-constexpr int kBlock = 48;  // columns per packed block: 3 vectors
-constexpr int kTileRows = 8;
+// Register tile per variant: kTileRows rows x kVecs vectors of
+// accumulators, plus kVecs panel loads and a broadcast, within the
+// register file (-D overrides them for tuning runs).
+//   avx512: 8 x 3 = 24 of 32 registers. Against 6 x 4 it reads a quarter
+//     less of the panel per FMA and covers batches of 32 and 64 without a
+//     remainder (5-12% faster per matmul, Xeon, docs/benchmarks.md).
+//   avx2: 4 x 3 = 12 of 16 (plus 3 + 1).
+//   generic: 6 x 2 = 12 of 16 (SSE2; NEON has 32).
+#if RNNLAB_VEC_BYTES == 64
+#define RNNLAB_DEFAULT_ROWS 8
+#define RNNLAB_DEFAULT_VECS 3
+#elif RNNLAB_VEC_BYTES == 32
+#define RNNLAB_DEFAULT_ROWS 4
+#define RNNLAB_DEFAULT_VECS 3
+#else
+#define RNNLAB_DEFAULT_ROWS 6
+#define RNNLAB_DEFAULT_VECS 2
+#endif
+#ifndef RNNLAB_TILE_ROWS
+#define RNNLAB_TILE_ROWS RNNLAB_DEFAULT_ROWS
+#endif
+#ifndef RNNLAB_TILE_VECS
+#define RNNLAB_TILE_VECS RNNLAB_DEFAULT_VECS
+#endif
+constexpr int kTileRows = RNNLAB_TILE_ROWS;
+constexpr int kVecs = RNNLAB_TILE_VECS;
+constexpr int kBlock = kVecs * kLanes;  // columns per packed block
+static_assert(kTileRows >= 1 && kTileRows <= 8, "tile rows in 1..8");
+static_assert(kVecs >= 1 && kVecs <= 4, "tile vectors in 1..4");
 
 int Round16(int n) { return (n + 15) / 16 * 16; }
 
-// [u0, u1): thread tid's share of n, in multiples of 16.
+// [u0, u1): thread tid's share of n, in multiples of 16 (whole cache lines).
 void Share(int n, int tid, int nt, int* u0, int* u1) {
   int per = Round16((n + nt - 1) / nt);
   *u0 = std::min(n, tid * per);
@@ -75,8 +98,6 @@ Units MyUnits(int H) {
   Share(H, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
   return {u0, u1 - u0};
 }
-
-inline float Sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // A thread's [rows, cols] operand, stored as 64-byte aligned column blocks
 // of kBlock (the last padded with zeros to a multiple of 16), each block
@@ -104,23 +125,23 @@ bool Pack(Packed* p, int rows, int cols, Src src) {
   return true;
 }
 
-// C[r, 0:16*NV) = A[r, 0:K) @ blk for r < R, in registers.
+// C[r, 0:kLanes*NV) = A[r, 0:K) @ blk for r < R, in registers.
 template <int R, int NV>
 inline void Tile(const float* a, int lda, int k_len, const float* blk,
                  float* c, int ldc) {
-  v16 acc[R][NV];
+  Vec acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = v16{};
+    for (int v = 0; v < NV; ++v) acc[r][v] = Vec{};
   for (int k = 0; k < k_len; ++k) {
-    const float* b = blk + size_t(k) * 16 * NV;
-    v16 bv[NV];
+    const float* b = blk + size_t(k) * kLanes * NV;
+    Vec bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = Load(b + 16 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = rnnlab_load(b + kLanes * v);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const v16 x = v16{} + a[size_t(r) * lda + k];
+      const Vec x = Vec{} + a[size_t(r) * lda + k];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] += x * bv[v];
     }
@@ -128,7 +149,18 @@ inline void Tile(const float* a, int lda, int k_len, const float* blk,
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) Store(c + size_t(r) * ldc + 16 * v, acc[r][v]);
+    for (int v = 0; v < NV; ++v)
+      rnnlab_store(c + size_t(r) * ldc + kLanes * v, acc[r][v]);
+}
+
+// The rows left after whole tiles: one smaller tile of `rows` rows.
+template <int NV, int R = kTileRows - 1>
+void RemainderTile(int rows, const float* a, int lda, int k_len,
+                   const float* blk, float* c, int ldc) {
+  if constexpr (R >= 1) {
+    if (rows == R) return Tile<R, NV>(a, lda, k_len, blk, c, ldc);
+    RemainderTile<NV, R - 1>(rows, a, lda, k_len, blk, c, ldc);
+  }
 }
 
 template <int NV>
@@ -138,15 +170,17 @@ void Tiles(const float* a, int lda, int m, int k_len, const float* blk,
   for (; r + kTileRows <= m; r += kTileRows)
     Tile<kTileRows, NV>(a + size_t(r) * lda, lda, k_len, blk,
                         c + size_t(r) * ldc, ldc);
-  a += size_t(r) * lda, c += size_t(r) * ldc;
-  switch (m - r) {
-    case 1: Tile<1, NV>(a, lda, k_len, blk, c, ldc); break;
-    case 2: Tile<2, NV>(a, lda, k_len, blk, c, ldc); break;
-    case 3: Tile<3, NV>(a, lda, k_len, blk, c, ldc); break;
-    case 4: Tile<4, NV>(a, lda, k_len, blk, c, ldc); break;
-    case 5: Tile<5, NV>(a, lda, k_len, blk, c, ldc); break;
-    case 6: Tile<6, NV>(a, lda, k_len, blk, c, ldc); break;
-    case 7: Tile<7, NV>(a, lda, k_len, blk, c, ldc); break;
+  RemainderTile<NV>(m - r, a + size_t(r) * lda, lda, k_len, blk,
+                    c + size_t(r) * ldc, ldc);
+}
+
+// The last block may be narrower: NV vectors down to 1.
+template <int NV = kVecs>
+void BlockTiles(int vecs, const float* a, int lda, int m, int k_len,
+                const float* blk, float* c, int ldc) {
+  if constexpr (NV >= 1) {
+    if (vecs == NV) return Tiles<NV>(a, lda, m, k_len, blk, c, ldc);
+    BlockTiles<NV - 1>(vecs, a, lda, m, k_len, blk, c, ldc);
   }
 }
 
@@ -155,12 +189,8 @@ void MatMul(const float* a, int lda, int m, const Packed& p, float* c,
             int ldc) {
   for (int k0 = 0; k0 < p.cols; k0 += kBlock) {
     const int width = std::min(kBlock, p.padded - k0);
-    const float* blk = p.w + size_t(p.rows) * k0;
-    switch (width / 16) {
-      case 1: Tiles<1>(a, lda, m, p.rows, blk, c + k0, ldc); break;
-      case 2: Tiles<2>(a, lda, m, p.rows, blk, c + k0, ldc); break;
-      case 3: Tiles<3>(a, lda, m, p.rows, blk, c + k0, ldc); break;
-    }
+    BlockTiles(width / kLanes, a, lda, m, p.rows, p.w + size_t(p.rows) * k0,
+               c + k0, ldc);
   }
 }
 
@@ -174,20 +204,77 @@ int Threads(int requested, int H) {
   return std::max(1, std::min(requested, H / 16));
 }
 
+// Shape checking: each buffer's dimensions against the expected ones.
+using Shape = std::vector<int64_t>;
+
+std::string Str(ffi::Span<const int64_t> dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+// "" if every buffer has its expected shape, else what is wrong.
+template <typename... Named>
+std::string Mismatch(const char* entry, Named... named) {
+  std::string error;
+  auto one = [&](const auto& n) {
+    const auto& [name, dims, want] = n;
+    if (!error.empty()) return;
+    bool same = dims.size() == want.size();
+    for (size_t i = 0; same && i < want.size(); ++i) same = dims[i] == want[i];
+    if (!same)
+      error = std::string(entry) + ": " + name + " has shape " + Str(dims) +
+              ", expected " + Str(ffi::Span<const int64_t>(want));
+  };
+  (one(named), ...);
+  return error;
+}
+
+template <typename B>
+auto Named(const char* name, const B& buffer, Shape want) {
+  return std::make_tuple(name, buffer.dimensions(), std::move(want));
+}
+
+// Dimensions from the leading buffer: all sizes (and the products the
+// loops form) must fit in an int.
+ffi::Error CheckSizes(const char* entry, int32_t cell,
+                      std::initializer_list<int64_t> dims, int64_t gates) {
+  if (cell < kRnnTanh || cell > kGru)
+    return ffi::Error::InvalidArgument(std::string(entry) + ": cell code " +
+                                       std::to_string(cell) +
+                                       " is not one of 0-3");
+  int64_t product = gates;
+  for (int64_t d : dims) {
+    if (d < 1 || d > INT_MAX / product)
+      return ffi::Error::InvalidArgument(
+          std::string(entry) + ": sizes too large or empty (each dimension "
+          "and B*T*G*H must be in 1.." + std::to_string(INT_MAX) + ")");
+    product *= d;
+  }
+  return ffi::Error::Success();
+}
+
 ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
-                   ffi::Buffer<ffi::F32> xp,
-                   ffi::Buffer<ffi::F32> b_x, ffi::Buffer<ffi::F32> w_h,
-                   ffi::Buffer<ffi::F32> h0,
-                   ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> b_hn,
-                   ffi::ResultBuffer<ffi::F32> hs,
-                   ffi::ResultBuffer<ffi::F32> aux,
-                   ffi::ResultBuffer<ffi::F32> acts) {
-  auto xd = xp.dimensions();
-  if (xd.size() != 3 || cell < kRnnTanh || cell > kGru)
-    return ffi::Error::InvalidArgument("rnnlab_recurrence_fwd: bad input");
-  const Dims d{int(xd[1]), int(xd[0]), int(w_h.dimensions()[0]), Gates(cell)};
-  if (size_t(xd[2]) != d.GH() || size_t(w_h.dimensions()[1]) != d.GH())
-    return ffi::Error::InvalidArgument("rnnlab_recurrence_fwd: shapes");
+                   ffi::BufferR3<ffi::F32> xp, ffi::BufferR1<ffi::F32> b_x,
+                   ffi::BufferR2<ffi::F32> w_h, ffi::BufferR2<ffi::F32> h0,
+                   ffi::BufferR2<ffi::F32> c0, ffi::BufferR1<ffi::F32> b_hn,
+                   ffi::ResultBufferR3<ffi::F32> hs,
+                   ffi::ResultBufferR3<ffi::F32> aux,
+                   ffi::ResultBufferR3<ffi::F32> acts) {
+  constexpr const char* kEntry = "rnnlab_recurrence_fwd";
+  const auto xd = xp.dimensions();
+  const int64_t B = xd[0], T = xd[1], H = w_h.dimensions()[0];
+  const int64_t G = Gates(cell);
+  if (auto e = CheckSizes(kEntry, cell, {B, T, H}, G); e.failure()) return e;
+  const std::string bad = Mismatch(
+      kEntry, Named("xp", xp, {B, T, G * H}), Named("b", b_x, {G * H}),
+      Named("w_h", w_h, {H, G * H}), Named("h0", h0, {B, H}),
+      Named("c0", c0, {B, H}), Named("b_hn", b_hn, {H}),
+      Named("hs", *hs, {B, T, H}), Named("aux", *aux, {B, T, H}),
+      Named("acts", *acts, {B, T, G * H}));
+  if (!bad.empty()) return ffi::Error::InvalidArgument(bad);
+  const Dims d{int(T), int(B), int(H), int(G)};
   const float* X = xp.typed_data();
   const float* BX = b_x.typed_data();
   const float* W = w_h.typed_data();
@@ -208,8 +295,7 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
     Packed wp;
     std::vector<float> hp(size_t(d.B) * Round16(G * w) + 16);
     bool mine = (w == 0 || Pack(&wp, H, G * w, [&](int i, int k) {
-                   return W[size_t(i) * d.GH() + size_t(k / w) * H + u0 +
-                            k % w];
+                   return W[size_t(i) * GH + size_t(k / w) * H + u0 + k % w];
                  }));
     if (!mine) {
 #pragma omp atomic write
@@ -238,33 +324,39 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
         switch (cell) {
           case kRnnTanh:
 #pragma omp simd
-            for (int j = 0; j < w; ++j) h[j] = tanhf(x[j] + bx[j] + p[j]);
+            for (int j = 0; j < w; ++j)
+              h[j] = rnnlab_tanh(x[j] + bx[j] + p[j]);
             break;
           case kRnnRelu:
 #pragma omp simd
-            for (int j = 0; j < w; ++j) h[j] = std::max(x[j] + bx[j] + p[j], 0.0f);
+            for (int j = 0; j < w; ++j) {
+              const float a = x[j] + bx[j] + p[j];
+              h[j] = a < 0.0f ? 0.0f : a;  // NaN stays NaN
+            }
             break;
           case kLstm:
 #pragma omp simd
             for (int j = 0; j < w; ++j) {
-              const float i = Sigmoid(x[j] + bx[j] + p[j]);
-              const float f = Sigmoid(x[H + j] + bx[H + j] + p[w + j]);
-              const float g = tanhf(x[2 * H + j] + bx[2 * H + j] + p[2 * w + j]);
-              const float o = Sigmoid(x[3 * H + j] + bx[3 * H + j] + p[3 * w + j]);
+              const float i = rnnlab_sigmoid(x[j] + bx[j] + p[j]);
+              const float f = rnnlab_sigmoid(x[H + j] + bx[H + j] + p[w + j]);
+              const float g =
+                  rnnlab_tanh(x[2 * H + j] + bx[2 * H + j] + p[2 * w + j]);
+              const float o =
+                  rnnlab_sigmoid(x[3 * H + j] + bx[3 * H + j] + p[3 * w + j]);
               const float c = f * cb[j] + i * g;
               act[j] = i, act[H + j] = f, act[2 * H + j] = g;
               act[3 * H + j] = o;
               ax[j] = c;
-              h[j] = o * tanhf(c);
+              h[j] = o * rnnlab_tanh(c);
             }
             break;
           case kGru:
 #pragma omp simd
             for (int j = 0; j < w; ++j) {
-              const float r = Sigmoid(x[j] + bx[j] + p[j]);
-              const float z = Sigmoid(x[H + j] + bx[H + j] + p[w + j]);
+              const float r = rnnlab_sigmoid(x[j] + bx[j] + p[j]);
+              const float z = rnnlab_sigmoid(x[H + j] + bx[H + j] + p[w + j]);
               const float hn = p[2 * w + j] + BN[u0 + j];
-              const float n = tanhf(x[2 * H + j] + bx[2 * H + j] + r * hn);
+              const float n = rnnlab_tanh(x[2 * H + j] + bx[2 * H + j] + r * hn);
               act[j] = r, act[H + j] = z, act[2 * H + j] = n;
               ax[j] = hn;
               h[j] = (1.0f - z) * hb[j] + z * n;
@@ -280,20 +372,34 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
 }
 
 ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
-                    ffi::Buffer<ffi::F32> w_h,
-                    ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
-                    ffi::Buffer<ffi::F32> hs, ffi::Buffer<ffi::F32> aux,
-                    ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> d_hs,
-                    ffi::Buffer<ffi::F32> d_ht, ffi::Buffer<ffi::F32> d_ct,
-                    ffi::ResultBuffer<ffi::F32> d_xp,
-                    ffi::ResultBuffer<ffi::F32> d_hp,
-                    ffi::ResultBuffer<ffi::F32> d_h0,
-                    ffi::ResultBuffer<ffi::F32> d_c0,
-                    ffi::ResultBuffer<ffi::F32> d_bhn) {
-  auto hd = hs.dimensions();
-  if (hd.size() != 3 || cell < kRnnTanh || cell > kGru)
-    return ffi::Error::InvalidArgument("rnnlab_recurrence_bwd: bad input");
-  const Dims d{int(hd[1]), int(hd[0]), int(hd[2]), Gates(cell)};
+                    ffi::BufferR2<ffi::F32> w_h, ffi::BufferR2<ffi::F32> h0,
+                    ffi::BufferR2<ffi::F32> c0, ffi::BufferR3<ffi::F32> hs,
+                    ffi::BufferR3<ffi::F32> aux, ffi::BufferR3<ffi::F32> acts,
+                    ffi::BufferR3<ffi::F32> d_hs, ffi::BufferR2<ffi::F32> d_ht,
+                    ffi::BufferR2<ffi::F32> d_ct,
+                    ffi::ResultBufferR3<ffi::F32> d_xp,
+                    ffi::Result<ffi::AnyBuffer> d_hp,
+                    ffi::ResultBufferR2<ffi::F32> d_h0,
+                    ffi::ResultBufferR2<ffi::F32> d_c0,
+                    ffi::ResultBufferR1<ffi::F32> d_bhn) {
+  constexpr const char* kEntry = "rnnlab_recurrence_bwd";
+  const auto hd = hs.dimensions();
+  const int64_t B = hd[0], T = hd[1], H = hd[2], G = Gates(cell);
+  if (auto e = CheckSizes(kEntry, cell, {B, T, H}, G); e.failure()) return e;
+  const Shape hp_shape = cell == kGru ? Shape{B, T, G * H} : Shape{1};
+  if (d_hp->element_type() != ffi::DataType::F32)
+    return ffi::Error::InvalidArgument(std::string(kEntry) +
+                                       ": d_hp must be float32");
+  const std::string bad = Mismatch(
+      kEntry, Named("w_h", w_h, {H, G * H}), Named("h0", h0, {B, H}),
+      Named("c0", c0, {B, H}), Named("aux", aux, {B, T, H}),
+      Named("acts", acts, {B, T, G * H}), Named("d_hs", d_hs, {B, T, H}),
+      Named("d_hT", d_ht, {B, H}), Named("d_cT", d_ct, {B, H}),
+      Named("d_xp", *d_xp, {B, T, G * H}), Named("d_hp", *d_hp, hp_shape),
+      Named("d_h0", *d_h0, {B, H}), Named("d_c0", *d_c0, {B, H}),
+      Named("d_bhn", *d_bhn, {H}));
+  if (!bad.empty()) return ffi::Error::InvalidArgument(bad);
+  const Dims d{int(T), int(B), int(H), int(G)};
   const float* W = w_h.typed_data();
   const float* H0 = h0.typed_data();
   const float* C0 = c0.typed_data();
@@ -301,8 +407,11 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
   const float* AUX = aux.typed_data();
   const float* ACT = acts.typed_data();
   const float* DHS = d_hs.typed_data();
+  const float* DHT = d_ht.typed_data();
+  const float* DCT = d_ct.typed_data();
   float* DXP = d_xp->typed_data();
-  float* DHP = cell == kGru ? d_hp->typed_data() : nullptr;
+  float* DHP = cell == kGru ? static_cast<float*>(d_hp->untyped_data())
+                            : nullptr;
   float* DH0 = d_h0->typed_data();
   float* DC0 = d_c0->typed_data();
   float* DBN = d_bhn->typed_data();
@@ -315,7 +424,7 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
 #pragma omp parallel num_threads(nt)
   {
     const Units units = MyUnits(d.H);
-    const int u0 = units.u0, w = units.w, G = d.G, H = d.H;
+    const int u0 = units.u0, w = units.w, H = d.H;
     const size_t GH = d.GH();
     // My columns of W_h^T [GH, H]: row k, unit u0 + j -> W_h[u0 + j, k].
     Packed wt;
@@ -331,8 +440,8 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
     }
     for (int b = 0; b < d.B; ++b)
       for (int j = 0; j < w; ++j) {
-        dh[size_t(b) * ldd + j] = d_ht.typed_data()[size_t(b) * H + u0 + j];
-        dc[size_t(b) * w + j] = d_ct.typed_data()[size_t(b) * H + u0 + j];
+        dh[size_t(b) * ldd + j] = DHT[size_t(b) * H + u0 + j];
+        dc[size_t(b) * w + j] = DCT[size_t(b) * H + u0 + j];
       }
 #pragma omp barrier
     for (int s = d.T - 1; s >= 0 && ok; --s) {
@@ -375,7 +484,7 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
             for (int j = 0; j < w; ++j) {
               const float i = act[j], f = act[H + j], g = act[2 * H + j],
                           o = act[3 * H + j];
-              const float tc = tanhf(ax[j]);
+              const float tc = rnnlab_tanh(ax[j]);
               const float dhj = dy[j] + dhb[j];
               const float dcj = dcb[j] + dhj * o * (1.0f - tc * tc);
               const float di = dcj * g * i * (1.0f - i);
@@ -430,8 +539,6 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
   return ffi::Error::Success();
 }
 
-using F32 = ffi::Buffer<ffi::F32>;
-
 // The attributes both handlers take, in this order.
 auto BindAttrs() {
   return ffi::Ffi::Bind()
@@ -442,20 +549,37 @@ auto BindAttrs() {
 
 }  // namespace
 
+extern "C" const char* rnnlab_isa() { return RNNLAB_ISA; }
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     RnnlabRecurrenceFwd, Forward,
     BindAttrs()
-        .Arg<F32>().Arg<F32>().Arg<F32>()  // xp, b_x, w_h
-        .Arg<F32>().Arg<F32>().Arg<F32>()  // h0, c0, b_hn
-        .Ret<F32>().Ret<F32>().Ret<F32>()  // hs, aux, acts
+        .Arg<ffi::BufferR3<ffi::F32>>()  // xp
+        .Arg<ffi::BufferR1<ffi::F32>>()  // b_x
+        .Arg<ffi::BufferR2<ffi::F32>>()  // w_h
+        .Arg<ffi::BufferR2<ffi::F32>>()  // h0
+        .Arg<ffi::BufferR2<ffi::F32>>()  // c0
+        .Arg<ffi::BufferR1<ffi::F32>>()  // b_hn
+        .Ret<ffi::BufferR3<ffi::F32>>()  // hs
+        .Ret<ffi::BufferR3<ffi::F32>>()  // aux
+        .Ret<ffi::BufferR3<ffi::F32>>()  // acts
 );
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     RnnlabRecurrenceBwd, Backward,
     BindAttrs()
-        .Arg<F32>().Arg<F32>().Arg<F32>()  // w_h, h0, c0
-        .Arg<F32>().Arg<F32>().Arg<F32>()  // hs, aux, acts
-        .Arg<F32>().Arg<F32>().Arg<F32>()  // d_hs, d_hT, d_cT
-        .Ret<F32>().Ret<F32>()             // d_xp, d_hp
-        .Ret<F32>().Ret<F32>().Ret<F32>()  // d_h0, d_c0, d_bhn
+        .Arg<ffi::BufferR2<ffi::F32>>()  // w_h
+        .Arg<ffi::BufferR2<ffi::F32>>()  // h0
+        .Arg<ffi::BufferR2<ffi::F32>>()  // c0
+        .Arg<ffi::BufferR3<ffi::F32>>()  // hs
+        .Arg<ffi::BufferR3<ffi::F32>>()  // aux
+        .Arg<ffi::BufferR3<ffi::F32>>()  // acts
+        .Arg<ffi::BufferR3<ffi::F32>>()  // d_hs
+        .Arg<ffi::BufferR2<ffi::F32>>()  // d_hT
+        .Arg<ffi::BufferR2<ffi::F32>>()  // d_cT
+        .Ret<ffi::BufferR3<ffi::F32>>()  // d_xp
+        .Ret<ffi::AnyBuffer>()           // d_hp: [B,T,GH] (GRU) or [1]
+        .Ret<ffi::BufferR2<ffi::F32>>()  // d_h0
+        .Ret<ffi::BufferR2<ffi::F32>>()  // d_c0
+        .Ret<ffi::BufferR1<ffi::F32>>()  // d_bhn
 );

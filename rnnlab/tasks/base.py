@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import copy
 import pathlib
 from typing import Any, Mapping
 
@@ -18,6 +19,13 @@ class Task(abc.ABC):
 
   config: ml_collections.ConfigDict
   model: nn.Module
+
+  def with_model(self, model: nn.Module) -> "Task":
+    """This task with another model of the same parameters (e.g. another
+    recurrent implementation); data and caches are shared."""
+    task = copy.copy(self)
+    task.model = model
+    return task
 
   @abc.abstractmethod
   def init_inputs(self) -> tuple[Any, ...]:

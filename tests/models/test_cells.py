@@ -9,7 +9,13 @@ import pytest
 
 from rnnlab.models import cells
 from rnnlab.models import layers
+from rnnlab.native import build as native_build
+from rnnlab.native import recurrence
 from tests.models.helpers import randomize
+
+# The native kernels' instruction-set variants this CPU executes: only
+# those are collected.
+NATIVE = [f"native_{isa}" for isa in native_build.supported_isas()]
 
 B, D, H, T = 3, 5, 4, 7
 
@@ -248,9 +254,26 @@ def _assert_trees_close(a, b, tol=1e-5):
                                                        rtol=tol), a, b)
 
 
+def assert_native_ran(layer, variables, xs, carry, implementation, *,
+                      expected=True):
+  """That the layer's values and gradients run the native kernels of this
+  variant (their custom calls are in the program), so that a comparison
+  is not nn.scan against nn.scan."""
+  if not layers.is_native(implementation):
+    return
+  isa = layers.native_isa(implementation)
+  if expected:
+    assert recurrence.unavailable(isa) is None  # CI has a compiler
+  program = jax.jit(lambda v, x, c: _grads(layer, v, x, c)).lower(
+      variables, xs, carry).as_text()
+  for direction in ("fwd", "bwd"):
+    target = f"rnnlab_recurrence_{direction}_{isa}"
+    assert (target in program) == expected, (target, expected)
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("implementation", ["fused", "native"])
+@pytest.mark.parametrize("implementation", ["fused"] + NATIVE)
 def test_kernels_equal_scan_values_and_gradients(implementation, case,
                                                  reverse):
   """The custom-VJP kernels against nn.scan + XLA autodiff, to 1e-5."""
@@ -264,6 +287,9 @@ def test_kernels_equal_scan_values_and_gradients(implementation, case,
   assert (jax.tree.map(jnp.shape, kernel.init(jax.random.key(0), xs)) ==
           jax.tree.map(jnp.shape, variables))
   carry = random_carry(cell, rng)
+  # The reset-before GRU is not a native cell: it must fall back.
+  assert_native_ran(kernel, variables, xs, carry, implementation,
+                    expected=layers.native_cell_code(cell) is not None)
   _assert_trees_close(scan.apply(variables, xs, carry),
                       kernel.apply(variables, xs, carry))
   _assert_trees_close(_grads(scan, variables, xs, carry),
@@ -271,16 +297,18 @@ def test_kernels_equal_scan_values_and_gradients(implementation, case,
 
 
 @pytest.mark.parametrize("case", ["rnn_relu", "lstm", "gru_reset_after"])
-def test_native_kernel_with_threads_and_tiles(case):
+@pytest.mark.parametrize("implementation", NATIVE)
+def test_native_kernel_with_threads_and_tiles(case, implementation):
   """Sizes that exercise the native kernel's thread split (hidden 40: units
-  32 + 8 over two threads, not multiples of the 64-column block) and its
-  register tiles (batch 7: one 6-row tile and one row), to 1e-5."""
+  32 + 8 over two threads, not multiples of any variant's column block)
+  and its register tiles (batch 7: whole tiles and a remainder in every
+  variant), to 1e-5."""
   spec, _ = CASES[case]
   options = {k: v for k, v in spec.items() if k != "name"}
   cell = cells.create_cell(spec["name"], 40, options)
   batch, steps = 7, 9
   scan = layers.Recurrent(cell, implementation="scan")
-  native = layers.Recurrent(cell, implementation="native")
+  native = layers.Recurrent(cell, implementation=implementation)
   rng = np.random.default_rng(6)
   xs = jnp.asarray(rng.normal(size=(batch, steps, D)), jnp.float32)
   # N(0, 0.15²): at hidden 40 the helper's N(0, 0.5²) makes the relu RNN
@@ -290,6 +318,7 @@ def test_native_kernel_with_threads_and_tiles(case):
   carry = jax.tree.map(
       lambda z: jnp.asarray(rng.normal(size=z.shape), z.dtype),
       cell.initialize_carry((batch,)))
+  assert_native_ran(native, variables, xs, carry, implementation)
   _assert_trees_close(scan.apply(variables, xs, carry),
                       native.apply(variables, xs, carry))
   _assert_trees_close(_grads(scan, variables, xs, carry),
@@ -337,8 +366,9 @@ def test_auto_implementation_on_the_cpu():
   # Without the native kernel: the per-step scan below hidden 512.
   assert layers.cpu_fallback(256) == "scan"
   assert layers.cpu_fallback(512) == "fused"
-  with pytest.raises(ValueError,
-                     match=r"'auto', 'cudnn', 'fused', 'native', 'scan'"):
+  with pytest.raises(ValueError, match=r"'auto', 'cudnn', 'fused', 'native',"
+                     r" 'native_avx2', 'native_avx512', 'native_generic', "
+                     r"'scan'"):
     layers.resolve_implementation("cuda", 256)
 
 

@@ -10,7 +10,8 @@ rnnlab.sample` runs), timed per call including the prime and the noise:
   jax       one jit-compiled `lax.scan` that draws and feeds back one
             character per step;
   auto      what --backend=auto draws with at that batch size (timed once
-            per machine, model and batch, then cached); its column runs it.
+            per machine, model and batch, then cached): that backend's
+            column.
 The peer is the chapter's method written in PyTorch: a Python loop that
 calls the model once per character (eager, `torch.no_grad`, softmax with
 temperature + `torch.multinomial`).
@@ -138,11 +139,12 @@ def main(argv=None):
   print("| " + " | ".join(header) + " |")
   print("|---" * len(header) + "|")
   for batch in (int(b) for b in args.batches.split(",")):
-    picked = auto.backend_for(batch)  # times (or reads) auto's choice
-    runs = {"auto": rnnlab_runner(auto, batch, args.length,
-                                  args.temperature)}
-    runs.update({name: rnnlab_runner(s, batch, args.length, args.temperature)
-                 for name, s in samplers.items()})
+    # auto's choice (timed once, or read from the cache); its column is
+    # that backend's (the same sampler).
+    picked = auto.backend_for(batch)
+    picked = "jax" if picked == "jax" else natives[0]
+    runs = {name: rnnlab_runner(s, batch, args.length, args.temperature)
+            for name, s in samplers.items()}
     runs["loop"] = lambda seed, batch=batch: peer.run(
         batch, args.length, args.temperature, seed)
     peer.run(batch, 8, args.temperature, 0)  # warm-up
@@ -152,8 +154,9 @@ def main(argv=None):
         times[name].append(harness.timed(lambda run=run: run(r + 1)))
     cps = {name: batch * args.length / statistics.median(t)
            for name, t in times.items()}
+    cps["auto"] = cps[picked]
     fastest = max((n for n in cps if n != "loop"), key=cps.get)
-    row = [str(batch), picked if picked == "jax" else natives[0]]
+    row = [str(batch), picked]
     row += [f"{cps[n]:,.0f}" for n in names]
     row += [f"{cps[n] / cps['loop']:.1f}x" for n in names[:-1]]
     row.append(f"{cps['auto'] / cps[fastest]:.2f}x")

@@ -547,7 +547,9 @@ def choose_implementation(config, task, state, schedule, carry,
   if stored:
     reason = _runnable_here(stored["choice"])
     if not reason:
-      return autotune.Choice(**stored)
+      choice = autotune.Choice(**stored)
+      logging.info("implementation=auto runs %s", choice.summary())
+      return choice
     logging.warning("This run chose implementation %s before, which cannot "
                     "run here (%s); choosing again.", stored["choice"], reason)
   mesh = make_mesh()
@@ -895,6 +897,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None,
     raise CheckpointError(f"No config.json in {workdir}: not an rnnlab run "
                           "directory (train there first).")
   task.save_metadata(workdir)  # raises if the saved vocabulary differs
+  stored = _stored_choice(workdir)  # evaluate as the run trained
+  if (config.model.implementation == "auto" and stored and
+      not _runnable_here(stored["choice"])):
+    task = task.with_model(models.with_implementation(task.model,
+                                                      stored["choice"]))
   step, params = restore_params(task.model, task.init_inputs(), workdir)
   results = {split: task.evaluate(params, split)
              for split in task.eval_splits}

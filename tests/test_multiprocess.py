@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,16 +19,18 @@ from rnnlab import train
 from tests.conftest import ROOT
 
 SCRIPT = textwrap.dedent("""
-    import sys
+    import os, sys
+    from absl import logging
     from rnnlab import cli, train
+    logging.set_verbosity(logging.INFO)  # as rnnlab.main: the choice is logged
     from tests.conftest import tiny_lm_config
-    workdir, port, pid, nproc, steps = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+    workdir, port, implementation = sys.argv[1:4]
+    pid, nproc, steps = map(int, sys.argv[4:])
+    os.environ["RNNLAB_AUTOTUNE"] = "1"  # conftest set the fixed rule
     if nproc > 1:
       cli.init_distributed(f"127.0.0.1:{port}", nproc, pid)
-    # One kernel in both runs ("auto" would run "native" in the single
-    # process and "fused" across two): this test is about the processes.
     config = tiny_lm_config("gru", model__dropout_rate=0.2, train__steps=steps,
-                            model__implementation="fused",
+                            model__implementation=implementation,
                             train__log_every=1,
                             train__checkpoint_every=3, train__eval_every=2,
                             optim__schedule="reduce_on_plateau",
@@ -43,12 +46,15 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start(workdir, port, pid, nproc, steps=6):
+def _start(workdir, port, pid, nproc, steps=6, implementation="auto",
+           cache=None):
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  if cache:  # a private native cache (timing choices) for this process
+    env["RNNLAB_NATIVE_CACHE"] = str(cache)
   return subprocess.Popen(
-      [sys.executable, "-c", SCRIPT, str(workdir), str(port), str(pid),
-       str(nproc), str(steps)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True)
+      [sys.executable, "-c", SCRIPT, str(workdir), str(port), implementation,
+       str(pid), str(nproc), str(steps)], cwd=ROOT, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _train_values(workdir, key="loss"):
@@ -67,17 +73,34 @@ def _assert_match(two, one, **tolerance):
 def test_two_processes_match_one(tmp_path, corpus_path):
   del corpus_path
   two, one = tmp_path / "two", tmp_path / "one"
+  caches = [tmp_path / f"cache{pid}" for pid in (0, 1)]
   # Two legs: 4 steps, then a resume (restored onto the mesh) to 6.
+  # implementation="auto" with timing: process 0 decides for both.
+  sources = []
   for steps in (4, 6):
     port = _free_port()
-    procs = [_start(two, port, pid, 2, steps) for pid in (0, 1)]
+    procs = [_start(two, port, pid, 2, steps, cache=caches[pid])
+             for pid in (0, 1)]
+    chosen = []
     for p in procs:
       _, err = p.communicate(timeout=180)
       assert p.returncode == 0, err[-3000:]
-  single = _start(one, 0, 0, 1)
+      chosen.append(re.findall(r"implementation=auto runs (\S+) \((\w+)",
+                               err))
+    assert len(chosen[0]) == 1 and chosen[0] == chosen[1]  # followed
+    record = json.loads((two / "model.json").read_text())
+    assert record["processes"] == 2
+    implementation = record["implementation"]["choice"]
+    assert chosen[0][0][0] == implementation
+    sources.append(record["implementation"]["source"])
+  # Timed once (only process 0 caches it), then kept by the resumed run.
+  assert sources == ["timed", "run"]
+  assert len(list((caches[0] / "choices").glob("*.json"))) == 1
+  assert not (caches[1] / "choices").exists()
+  # The single process runs the same kernel, so that the runs compare.
+  single = _start(one, 0, 0, 1, implementation=implementation)
   _, err = single.communicate(timeout=180)
   assert single.returncode == 0, err[-3000:]
-  assert json.loads((two / "model.json").read_text())["processes"] == 2
   assert json.loads((two / "status.json").read_text())["status"] == "done"
   _assert_match(_train_values(two), _train_values(one), rtol=1e-5, atol=1e-5)
   # The plateau schedule lowered the rate on both processes alike, and the

@@ -38,8 +38,8 @@ from rnnlab.native import build
 from rnnlab.native import recurrence
 
 MARGIN = 0.05  # a less simple candidate must be this much faster
-REPEATS = 5  # interleaved timed runs per candidate; the median counts
-TARGET_SECONDS = 0.2  # length of one timed run
+REPEATS = 7  # interleaved timed runs per candidate; the median counts
+TARGET_SECONDS = 0.25  # length of one timed run
 MAX_STEPS = 20
 
 

@@ -42,7 +42,7 @@ from rnnlab.data import text
 from rnnlab.errors import UserError
 
 HERE = pathlib.Path(__file__).parent
-HEADERS = ("vecmath.h",)  # included by every source: part of each key
+HEADERS = ("barrier.h", "vecmath.h")  # included by the sources: in each key
 ISAS = ("avx512", "avx2", "generic")  # best first
 # x86 CPU flags each variant needs (/proc/cpuinfo names).
 ISA_CPU_FLAGS = {

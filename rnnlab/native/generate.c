@@ -29,6 +29,7 @@
 
 #include <omp.h>
 
+#include "barrier.h"
 #include "vecmath.h"
 
 enum { CELL_RNN_TANH = 0, CELL_RNN_RELU = 1, CELL_LSTM = 2, CELL_GRU = 3 };
@@ -347,6 +348,10 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
     memcpy(cur_logits, logits0, sizeof(float) * (size_t)B * V);
   }
 
+  /* The per-step barriers (the team is plan->nt threads, or the loop does
+   * not run). */
+  rnnlab_barrier step_barrier;
+  rnnlab_barrier_init(&step_barrier, plan->nt);
 #pragma omp parallel num_threads(plan->nt) if (!failed)
   {
     const int tid = omp_get_thread_num();
@@ -375,7 +380,7 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
         }
       }
       if (s == length - 1) break;
-#pragma omp barrier
+      rnnlab_barrier_wait(&step_barrier);
       for (int l = 0; l < L; ++l) {
         const LayerPart* lp = &part->layers[l];
         const int H = hidden[l], G = num_gates(cell[l]), n = lp->w;
@@ -435,7 +440,7 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
             }
           }
         }
-#pragma omp barrier
+        rnnlab_barrier_wait(&step_barrier);
       }
       /* Readout, split over the vocabulary. */
       for (int b = 0; b < B && part->v1 > part->v0; ++b) {
@@ -445,7 +450,7 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
           lg[v] = accx[v - part->v0] + plan->b_out[v];
       }
       p = 1 - p;
-#pragma omp barrier
+      rnnlab_barrier_wait(&step_barrier);
     }
     free(accx), free(acch), free(scratch), free(cur_tokens);
     /* The carries out: the last states computed. */

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "barrier.h"
 #include "vecmath.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -286,6 +287,7 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
   float* ACT = acts->typed_data();
   const int nt = Threads(threads, d.H);
   int ok = 1;
+  rnnlab_barrier step_barrier;  // one per step; set for the team OpenMP gives
 #pragma omp parallel num_threads(nt)
   {
     const Units units = MyUnits(d.H);
@@ -301,7 +303,8 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
 #pragma omp atomic write
       ok = 0;
     }
-#pragma omp barrier
+#pragma omp single
+    rnnlab_barrier_init(&step_barrier, omp_get_num_threads());
     const int ldp = Round16(G * w);
     for (int s = 0; s < d.T && ok; ++s) {
       const int t = reverse ? d.T - 1 - s : s;
@@ -364,7 +367,7 @@ ffi::Error Forward(int32_t cell, int32_t reverse, int32_t threads,
             break;
         }
       }
-#pragma omp barrier
+      rnnlab_barrier_wait(&step_barrier);
     }
   }
   if (!ok) return ffi::Error::Internal("rnnlab_recurrence_fwd: out of memory");
@@ -421,6 +424,7 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
   // writes step t-1's while another may still read step t's.
   std::vector<float> shared(2 * BGH);
   int ok = 1;
+  rnnlab_barrier step_barrier;  // one per step; set for the team OpenMP gives
 #pragma omp parallel num_threads(nt)
   {
     const Units units = MyUnits(d.H);
@@ -443,7 +447,8 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
         dh[size_t(b) * ldd + j] = DHT[size_t(b) * H + u0 + j];
         dc[size_t(b) * w + j] = DCT[size_t(b) * H + u0 + j];
       }
-#pragma omp barrier
+#pragma omp single
+    rnnlab_barrier_init(&step_barrier, omp_get_num_threads());
     for (int s = d.T - 1; s >= 0 && ok; --s) {
       const int t = reverse ? d.T - 1 - s : s;
       const int tp = reverse ? t + 1 : t - 1, ldh = s == 0 ? H : d.T * H;
@@ -519,7 +524,7 @@ ffi::Error Backward(int32_t cell, int32_t reverse, int32_t threads,
           }
         }
       }
-#pragma omp barrier
+      rnnlab_barrier_wait(&step_barrier);
       // dL/dh_{t-1} for my units: d_hp (all units) @ W_h^T, plus the path
       // that skips the matmul (GRU: (1 - z) dh).
       if (w > 0) MatMul(sh, int(GH), d.B, wt, dh.data(), ldd);

@@ -82,6 +82,23 @@ def test_choose_times_once_then_reuses_the_cache(timing, monkeypatch):
   assert other.source == "timed" and len(made) == 2  # another key
 
 
+def test_a_close_call_is_timed_again(monkeypatch):
+  """Within twice the margin, the pick could flip on noise: the close
+  candidates (only) run another REPEATS rounds, decided on all runs."""
+  seconds, calls = {"fused": 1.0, "scan": 0.93, "native_avx2": 1.5}, []
+  runners, clock = _fake_runners(seconds, calls)
+  monkeypatch.setattr(autotune.time, "perf_counter", lambda: clock[0])
+  name, timed = autotune.timed_choice(runners, ["fused", "scan",
+                                                "native_avx2"])
+  assert name == "scan"  # 7% faster than fused: beyond the margin
+  assert timed == pytest.approx(seconds)
+  assert calls.count("fused") == calls.count("scan") == (
+      2 + 2 * autotune.REPEATS)
+  assert calls.count("native_avx2") == 2 + autotune.REPEATS  # clearly slower
+  assert autotune.close_calls({"fused": 1.0, "scan": 0.5}, ["fused",
+                                                            "scan"]) == []
+
+
 def test_followers_take_process_zeros_choice(timing, monkeypatch):
   """Several processes: only process 0 reads and writes the cache; the
   others follow what it broadcasts, whatever their own cache says."""

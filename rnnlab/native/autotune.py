@@ -13,7 +13,8 @@ version, so that later runs and other processes reuse it.
 
 Candidates are listed simplest first. The fastest wins only if it beats
 every simpler one by more than `MARGIN`: one noisy timing must not cache a
-kernel that is not clearly faster.
+kernel that is not clearly faster. A close call is timed again before it
+is decided.
 
 RNNLAB_AUTOTUNE=0 replaces timing by the fixed rule (the tests use it, so
 that their programs do not depend on timing noise).
@@ -55,7 +56,7 @@ class Choice:
 
   source: "timed" (measured now), "cache" (measured before on this
   machine), "run" (the run's own earlier choice, for resuming), "rule"
-  (RNNLAB_AUTOTUNE=0, or only one candidate).
+  (RNNLAB_AUTOTUNE=0, or only one candidate), "config" (not "auto").
   seconds: median seconds per step (or call) of each candidate timed.
   """
   choice: str
@@ -90,7 +91,8 @@ def environment() -> dict[str, Any]:
   return {"cpu": build.cpu_signature(), "cores": build.cores(),
           "isa": isa, "library": library, "jax": jax.__version__,
           "jaxlib": jaxlib.__version__, "backend": jax.default_backend(),
-          "devices": jax.device_count()}
+          "devices": jax.device_count(),
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def cache_key(kind: str, fields: Mapping[str, Any]) -> str:
@@ -160,36 +162,72 @@ def pick(seconds: Mapping[str, float], simplest_first: Sequence[str]) -> str:
   raise ValueError(f"no candidate timed among {list(simplest_first)}")
 
 
+def close_calls(seconds: Mapping[str, float],
+                simplest_first: Sequence[str]) -> list[str]:
+  """The candidates whose timing could flip `pick`: the fastest and every
+  simpler one within 2 x MARGIN of it (empty when the call is clear)."""
+  best = min(seconds, key=seconds.get)
+  close = [name for name in simplest_first if name in seconds and
+           seconds[name] <= seconds[best] * (1 + 2 * MARGIN)]
+  return close if len(close) > 1 else []
+
+
 Runner = Callable[[int], None]  # runs n steps (calls) and waits for them
 
 
 def measure(runners: Mapping[str, Runner], *,
             broadcast: Callable[[Any], Any] = lambda v: v,
             repeats: int = REPEATS,
-            target_seconds: float = TARGET_SECONDS) -> dict[str, float]:
-  """Median seconds per step of each runner, interleaved.
+            target_seconds: float = TARGET_SECONDS,
+            steps: Mapping[str, int] | None = None
+            ) -> tuple[dict[str, list[float]], dict[str, int]]:
+  """Seconds per step of each runner in `repeats` interleaved runs, and
+  the steps per run: (samples, steps).
 
-  Each runner is warmed up (compiled) with one step, probed with one more
-  to size its timed runs to about `target_seconds`, then timed `repeats`
-  times in turn, so that slow drifts of the machine hit all alike.
-  `broadcast(v)` returns process 0's v: several processes then run the
-  same number of steps (their steps are collective).
+  Without `steps`, each runner is warmed up (compiled) with one step and
+  probed with one more to size its runs to about `target_seconds`. The
+  runners then take turns, so that slow drifts of the machine hit all
+  alike. `broadcast(v)` returns process 0's v: several processes then run
+  the same number of steps (their steps are collective).
   """
-  steps = {}
-  for name, run in runners.items():
-    run(1)
-    start = time.perf_counter()
-    run(1)
-    per_step = time.perf_counter() - start
-    steps[name] = int(broadcast(max(1, min(
-        MAX_STEPS, round(target_seconds / max(per_step, 1e-6))))))
+  if steps is None:
+    steps = {}
+    for name, run in runners.items():
+      run(1)
+      start = time.perf_counter()
+      run(1)
+      per_step = time.perf_counter() - start
+      steps[name] = int(broadcast(max(1, min(
+          MAX_STEPS, round(target_seconds / max(per_step, 1e-6))))))
   samples = {name: [] for name in runners}
   for _ in range(repeats):
     for name, run in runners.items():
       start = time.perf_counter()
       run(steps[name])
       samples[name].append((time.perf_counter() - start) / steps[name])
+  return samples, dict(steps)
+
+
+def _medians(samples: Mapping[str, list[float]]) -> dict[str, float]:
   return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def timed_choice(runners: Mapping[str, Runner],
+                 simplest_first: Sequence[str], *,
+                 broadcast: Callable[[Any], Any] = lambda v: v
+                 ) -> tuple[str, dict[str, float]]:
+  """(pick, median seconds per step) from timing `runners`. A close call
+  (`close_calls`) is timed again, those candidates only, and decided on
+  all their runs: a 5% margin needs more than 7 runs of a noisy machine."""
+  samples, steps = measure(runners, broadcast=broadcast)
+  close = broadcast(close_calls(_medians(samples), simplest_first))
+  if close:
+    more, _ = measure({name: runners[name] for name in close},
+                      broadcast=broadcast, steps=steps)
+    for name in close:
+      samples[name] += more[name]
+  seconds = _medians(samples)
+  return pick(seconds, simplest_first), seconds
 
 
 def choose(kind: str, fields: Mapping[str, Any],
@@ -214,9 +252,10 @@ def choose(kind: str, fields: Mapping[str, Any],
   hit_json = broadcast(hit.to_json() if hit else None)
   if hit_json:
     return Choice(**hit_json)
-  seconds = measure(make_runners(), broadcast=broadcast)
-  choice = Choice(**broadcast(Choice(pick(seconds, simplest_first), "timed",
-                                     seconds, key).to_json()))
+  name, seconds = timed_choice(make_runners(), simplest_first,
+                               broadcast=broadcast)
+  choice = Choice(**broadcast(Choice(name, "timed", seconds,
+                                     key).to_json()))
   if leader and use_cache:
     store(key, choice, kind, fields)
   return choice

@@ -32,7 +32,7 @@ PyTorch's kernels (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2). It is
 not a measurement of an AVX2 CPU: caches and clocks are this CPU's.
 
 "auto" needs the Tiny Shakespeare corpus (RNNLAB_DATA_DIR), as training
-does. Needs the bench extra: pip install -e '.[bench]'.
+does. Needs the bench extra (README, Speed: PyTorch's CPU wheel).
 """
 from __future__ import annotations
 

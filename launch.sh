@@ -43,6 +43,10 @@
 #         the CPU kernels never run next to a TPU.)
 # --dry-run prints the script / command instead of submitting or running it
 # (slurm-sweep still writes <root>/trials.json, which the indices refer to).
+# slurm and slurm-sweep refuse (exit 2) a --job_name, --partition, --time,
+# --nodes, --gpus_per_node, --parallel, --workdir or --root outside a strict
+# pattern (no spaces or shell characters): they go into #SBATCH lines, which
+# no quoting protects.
 # PYTHON picks the interpreter (default: the repo's .venv if present).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -102,6 +106,40 @@ flag_value() {  # flag_value NAME ARGS...: the value of --NAME=... in ARGS
 
 quote() { printf '%q ' "$@"; }
 
+# check NAME VALUE REGEX ALLOWED: VALUE (of --NAME) must match REGEX whole,
+# else a one-line usage error (exit 2). Values written into #SBATCH lines
+# cannot be protected by quoting: sbatch reads such a line as it is, and a
+# newline in one starts a shell line of its own, after which sbatch ignores
+# every later #SBATCH line.
+check() {
+  local LC_ALL=C re="^($3)\$"  # C: the ranges mean ASCII only
+  if [[ ! "$2" =~ $re ]]; then
+    echo "launch.sh $mode: invalid --$1=$(printf %q "$2"); allowed: $4" >&2
+    exit 2
+  fi
+}
+path_re='[A-Za-z0-9/._+=,:@~-]+'
+path_allowed="letters, digits and / . _ + = , : @ ~ - (no spaces, quotes, \$, %, ; or other shell characters)"
+
+# check_slurm_options PATH_FLAG PATH: the launcher options both SLURM modes
+# write into #SBATCH lines, and the path (--workdir or --root) of their log.
+check_slurm_options() {
+  check job_name "${opt[job_name]}" '[A-Za-z0-9._-]+' \
+    "letters, digits and . _ -"
+  if [[ -n "${opt[partition]}" ]]; then  # empty: the cluster's default
+    check partition "${opt[partition]}" '[A-Za-z0-9._,-]+' \
+      "letters, digits and . _ - , (a comma-separated list)"
+  fi
+  if [[ -n "${opt[time]}" ]]; then
+    check time "${opt[time]}" \
+      '[0-9]+(:[0-9]+){0,2}|[0-9]+-[0-9]+(:[0-9]+){0,2}|UNLIMITED|unlimited|INFINITE|infinite' \
+      "SLURM's MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"
+  fi
+  check gpus_per_node "${opt[gpus_per_node]}" '[0-9]+' \
+    "a whole number (0 or more)"
+  check "$1" "$2" "$path_re" "$path_allowed"
+}
+
 # config_args ARGS...: the --config and --config.* flags among ARGS, one
 # per line, for `rnnlab.native build` (which times that config's "auto").
 config_args() {
@@ -140,6 +178,8 @@ case "$mode" in
   slurm)
     parse_launcher_options "nodes gpus_per_node partition time job_name" "$@"
     workdir="$(flag_value workdir "${main_args[@]}")"
+    check nodes "${opt[nodes]}" '[1-9][0-9]*' "a positive whole number"
+    check_slurm_options workdir "$workdir"
     # One node: time "auto" for the config too (several nodes time the
     # sharded step together inside the run, as one decision).
     build_args=()
@@ -162,10 +202,9 @@ srun $(quote "$PYTHON" -m rnnlab.main "${main_args[@]}")"
   slurm-sweep)
     parse_launcher_options "parallel gpus_per_node partition time job_name" "$@"
     root="$(flag_value root "${main_args[@]}")"
-    if [[ -n "${opt[parallel]}" && ! "${opt[parallel]}" =~ ^[1-9][0-9]*$ ]]; then
-      echo "launch.sh slurm-sweep: --parallel takes a positive integer," \
-           "got ${opt[parallel]}" >&2
-      exit 2
+    check_slurm_options root "$root"
+    if [[ -n "${opt[parallel]}" ]]; then  # empty: no limit
+      check parallel "${opt[parallel]}" '[1-9][0-9]*' "a positive whole number"
     fi
     # Only the trials not done become array tasks (this also writes
     # <root>/trials.json, so the indices can be looked up).

@@ -8,6 +8,7 @@ is not here is an error (configs are locked).
 from __future__ import annotations
 
 import importlib.util
+import json
 import pathlib
 from typing import Any
 
@@ -484,6 +485,33 @@ def seq2seq_config(problem: str, arg: str) -> ml_collections.ConfigDict:
     c.optim.warmup_steps = 2
     c.eval.beam_size = 2
   return c
+
+
+# Keys a resumed run may change: how long it runs, how often it reports, and
+# how the same function is computed. Any other difference means the workdir
+# holds another experiment, and resuming it is refused (`resume_conflicts`).
+RESUMABLE_KEYS = (
+    "train.steps", "train.log_every", "train.eval_every",
+    "train.checkpoint_every", "train.max_to_keep", "train.sample_every",
+    "train.progress_bar", "train.profile_steps", "eval.attention_plots",
+    "model.implementation", "model.layer_schedule",
+    "model.hoist_input_projection", "model.unroll", "init_from",
+    "sample.prime", "sample.length", "sample.temperature", "sample.top_k")
+
+
+def _as_json(value):
+  return json.loads(json.dumps(value))  # tuples and lists compare equal
+
+
+def resume_conflicts(saved: dict, config: ml_collections.ConfigDict
+                     ) -> list[str]:
+  """"key: saved -> new" for each key outside RESUMABLE_KEYS in which
+  `config` differs from a run's saved config.json (`saved`)."""
+  old = dict(_leaves(from_saved(saved)))
+  return [f"{key}: {old[key]!r} -> {value!r}"
+          for key, value in _leaves(config)
+          if key in old and key not in RESUMABLE_KEYS and
+          _as_json(old[key]) != _as_json(value)]
 
 
 def from_saved(saved: dict) -> ml_collections.ConfigDict:

@@ -19,22 +19,42 @@ Fault handling:
   net (e.g. a future Orbax that names temporary directories differently) a
   step this process saved without a manifest gets one on the next save,
   `wait()` or `close()`.
+* A manifest entry must name a regular file inside its own step directory:
+  an absolute path, a `..` component, a symlink leading outside, a FIFO, a
+  device or a directory is damage, and is refused before anything is opened
+  (so a FIFO cannot hang the restore). So is a manifest that is not JSON of
+  the written shape ({"files": {path: {"sha256": hex, "size": int}}}).
 * A step without a manifest (saved by an older rnnlab, or by a run killed
   in the narrow safety-net window) is restored *unverified*: logged, its
   shapes checked against the model, then restored if Orbax can read it; if
   Orbax cannot, it counts as damaged like a manifest mismatch.
-* Restore (`restore_latest`) tries steps newest first. A damaged step
-  (manifest mismatch, unreadable metadata, Orbax read error) is skipped with
-  a warning. Once an older step restores, the damaged newer ones are moved to
-  `<checkpoints>/corrupt/<step>-<time>` (Orbax only lists directories named
-  by a bare step number, so they are out of its way and the resumed run can
-  save those steps again) and the run continues from the good step. Nothing
-  is moved unless a good step was found: if every step is damaged,
-  CheckpointError lists them all and the directory is left as it was, so a
-  rerun fails the same way instead of starting from scratch.
+* Damage needs evidence: a sha256 or size mismatch, a file that is missing
+  (listed in the manifest, or needed by Orbax), or a file that cannot be
+  parsed (manifest, Orbax metadata or data). A *read error* is not
+  evidence: an OSError other than "no such file" (EIO, ESTALE, EACCES, ...)
+  or a MemoryError, raised
+  directly, chained inside an Orbax error, or reported by tensorstore as
+  "[OS error: ...]". Each read is retried (`READ_RETRY_DELAYS`); if it keeps
+  failing, CheckpointReadError names the path and the error, nothing is
+  moved or deleted, and the entry points exit 75 (EX_TEMPFAIL) so that a
+  scheduler can requeue; the rerun resumes normally.
+* Restore (`restore_latest`) tries steps newest first. A damaged step is
+  skipped with a warning. Once an older step restores, the damaged newer
+  ones are moved to `<checkpoints>/corrupt/<step>-<time>` (Orbax only lists
+  directories named by a bare step number, so they are out of its way and
+  the resumed run can save those steps again) and the run continues from
+  the good step. Nothing is moved unless a good step was found: if every
+  step is damaged, CheckpointError lists them all and the directory is left
+  as it was, so a rerun fails the same way instead of starting from scratch.
 * A step whose shapes or tree structure differ from the model is not
   damage: CheckpointError names the parameter paths, the saved shapes and
   this config's shapes, and nothing is moved.
+* Several processes restore the same step: process 0 checks the steps
+  newest first and broadcasts its pick; every other process checks that
+  step too. If another process finds it damaged (it sees other files than
+  process 0, e.g. no shared file system), all of them stop with
+  CheckpointError rather than restore different steps; a read error on any
+  process stops all of them with CheckpointReadError.
 * Saves: a failure of a (background) save, e.g. a full disk, raises
   CheckpointError naming the directory and the newest intact step. Orbax
   deletes old steps only after a new one is complete, so a failed save never
@@ -48,13 +68,17 @@ import hashlib
 import json
 import os
 import pathlib
-from typing import Any
+import re
+import stat
+import time
+from typing import Any, Callable
 
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
-from rnnlab.errors import CheckpointError
+from rnnlab import distributed
+from rnnlab.errors import CheckpointError, CheckpointReadError
 
 MANIFEST = "rnnlab_manifest.json"
 CORRUPT_DIR = "corrupt"  # damaged steps moved aside (not a step name)
@@ -62,6 +86,16 @@ CORRUPT_DIR = "corrupt"  # damaged steps moved aside (not a step name)
 _UNLISTED = {MANIFEST, "_CHECKPOINT_METADATA", "commit_success.txt"}
 _MAX_LISTED = 8  # problems or paths shown in one message
 _barriers = 0  # makes each set-aside barrier name unique, as Orbax requires
+# Seconds to wait before each retry of a read that failed at the OS level
+# (len + 1 attempts in all); tests shorten them.
+READ_RETRY_DELAYS = (0.5, 1.0)
+# Errnos that mean "not there": evidence of a missing file, not a read error.
+_MISSING = (errno.ENOENT, errno.ENOTDIR)
+# tensorstore's OS errors: "... [OS error: Input/output error]" (some
+# versions also give the number: "[OS error 5: ...]").
+_TS_OS_ERROR = re.compile(r"\[OS error(?: (\d+))?: ([^\]]*)\]")
+_TS_FILE = re.compile(r'local file "([^"]+)"')
+_STRERROR = {os.strerror(n): n for n in errno.errorcode}
 
 
 def _abstract(tree):
@@ -101,30 +135,190 @@ def write_manifest(step_dir: pathlib.Path) -> pathlib.Path:
 
 def verify_manifest(step_dir: pathlib.Path) -> list[str] | None:
   """Problems found by checking `step_dir` against its manifest ([] when it
-  matches); None when the step has no manifest (unverified)."""
+  matches); None when the step has no manifest (unverified).
+
+  Only evidence of damage is a problem (module docstring); a read that keeps
+  failing at the OS level raises CheckpointReadError instead.
+  """
   step_dir = pathlib.Path(step_dir)
   path = step_dir / MANIFEST
-  if not path.exists():
+  root = os.path.realpath(step_dir)
+  try:
+    data = retry_reads(path, _read_regular, path, root)
+  except _Damaged as e:
+    return [f"{MANIFEST}: {e}"]
+  except (FileNotFoundError, NotADirectoryError):
     return None
   try:
-    files = json.loads(path.read_text(encoding="utf-8"))["files"]
-  except (OSError, ValueError, KeyError, TypeError) as e:
+    files = _manifest_files(json.loads(data.decode("utf-8")))
+  except ValueError as e:  # incl. JSON and UTF-8 decoding errors
     return [f"unreadable {MANIFEST}: {e}"]
   problems = []
   for rel, want in sorted(files.items()):
+    why = _bad_entry_name(rel)
+    if why:
+      problems.append(f"{rel!r}: {why}")
+      continue
     p = step_dir / rel
     try:
-      size = p.stat().st_size
-      if size != want["size"]:
-        problems.append(f"{rel}: {size} bytes, {want['size']} when saved"
-                        + (" (truncated)" if size < want["size"] else ""))
-      elif _sha256(p) != want["sha256"]:
-        problems.append(f"{rel}: contents changed (sha256 mismatch)")
-    except FileNotFoundError:
+      size, digest = retry_reads(p, _hash_regular, p, root, want["size"])
+    except _Damaged as e:
+      problems.append(f"{rel}: {e}")
+      continue
+    except (FileNotFoundError, NotADirectoryError):
       problems.append(f"{rel}: missing")
-    except OSError as e:
-      problems.append(f"{rel}: unreadable ({e})")
+      continue
+    if size != want["size"]:
+      problems.append(f"{rel}: {size} bytes, {want['size']} when saved"
+                      + (" (truncated)" if size < want["size"] else ""))
+    elif digest != want["sha256"]:
+      problems.append(f"{rel}: contents changed (sha256 mismatch)")
   return problems
+
+
+def _manifest_files(manifest) -> dict[str, dict[str, Any]]:
+  """The "files" of a parsed manifest; ValueError naming what is malformed
+  (a valid JSON document of the wrong shape is damage, not a crash)."""
+  if not isinstance(manifest, dict):
+    raise ValueError(f"expected a JSON object, got {type(manifest).__name__}")
+  files = manifest.get("files")
+  if not isinstance(files, dict):
+    raise ValueError('"files" must be an object of path -> {sha256, size}, '
+                     f"got {type(files).__name__}")
+  for rel, want in files.items():
+    if not (isinstance(want, dict) and isinstance(want.get("sha256"), str)
+            and re.fullmatch(r"[0-9a-f]{64}", want["sha256"])
+            and type(want.get("size")) is int and want["size"] >= 0):  # pylint: disable=unidiomatic-typecheck
+      raise ValueError(f"entry {rel!r} must be {{\"sha256\": <64 hex "
+                       f"digits>, \"size\": <bytes>}}, got {want!r:.200}")
+  return files
+
+
+def _bad_entry_name(rel: str) -> str | None:
+  """Why manifest entry `rel` cannot name a file of its step, or None."""
+  parts = rel.split("/")
+  if not rel or "\0" in rel or "\\" in rel:
+    return "not a relative path"
+  if rel.startswith("/"):
+    return "an absolute path (entries are relative to the step directory)"
+  if ".." in parts:
+    return "a '..' component leads outside the step directory"
+  if any(part in ("", ".") for part in parts):
+    return "not a normalised relative path"
+  return None
+
+
+def _file_kind(mode: int) -> str:
+  for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                     (stat.S_ISCHR, "a character device"),
+                     (stat.S_ISBLK, "a block device"),
+                     (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symlink")):
+    if test(mode):
+      return kind
+  return "not a regular file"
+
+
+def _open_regular(path: pathlib.Path, root: str) -> int:
+  """A read-only descriptor of `path`, a regular file inside directory
+  `root` (a real path). Raises _Damaged for anything else, checked with
+  lstat before opening: opening a FIFO would block, a device could act."""
+  real = os.path.realpath(path)
+  if os.path.commonpath([real, root]) != root:
+    raise _Damaged(f"leads outside its step directory (to {real})")
+  st = os.lstat(real)
+  if not stat.S_ISREG(st.st_mode):
+    raise _Damaged(f"{_file_kind(st.st_mode)}, not a regular file")
+  # O_NOFOLLOW | O_NONBLOCK: never block on or follow whatever replaced it
+  # since the lstat; fstat then checks that it is still the same file.
+  fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) |
+               getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+  try:
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+      raise _Damaged("replaced while being checked")
+  except BaseException:
+    os.close(fd)
+    raise
+  return fd
+
+
+def _read_regular(path: pathlib.Path, root: str) -> bytes:
+  with os.fdopen(_open_regular(path, root), "rb") as f:
+    return f.read()
+
+
+def _hash_regular(path: pathlib.Path, root: str, want_size: int
+                  ) -> tuple[int, str | None]:
+  """(size, sha256) of regular file `path`; the hash is None when the size
+  already differs from `want_size`."""
+  with os.fdopen(_open_regular(path, root), "rb") as f:
+    size = os.fstat(f.fileno()).st_size
+    if size != want_size:
+      return size, None
+    h = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+    return size, h.hexdigest()
+
+
+def read_error(e: BaseException) -> BaseException | None:
+  """The OS-level read error behind `e`, or None when `e` is evidence about
+  the data (a parse error, a missing file) or not about reading at all.
+
+  Looks at `e` and its __cause__/__context__ chain: an OSError other than
+  "no such file", a MemoryError, or a tensorstore error that carries
+  "[OS error: ...]" (returned as an OSError).
+  """
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, CheckpointReadError):
+      return None  # already retried and reported
+    if isinstance(e, MemoryError):
+      return e
+    if isinstance(e, OSError):
+      missing = (isinstance(e, (FileNotFoundError, NotADirectoryError)) or
+                 e.errno in _MISSING)
+      return None if missing else e
+    m = _TS_OS_ERROR.search(str(e))
+    if m:
+      what = m.group(2).strip()
+      code = int(m.group(1)) if m.group(1) else _STRERROR.get(what)
+      if code in _MISSING:
+        return None
+      files = _TS_FILE.findall(str(e))
+      return OSError(code, what, files[-1]) if files else OSError(code, what)
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def retry_reads(path, fn: Callable[..., Any], *args, **kwargs):
+  """fn(*args, **kwargs), retried after `READ_RETRY_DELAYS` while it fails
+  with an OS-level read error (`read_error`); if the last attempt fails too,
+  CheckpointReadError naming the file (or else `path`) and the error. Other
+  exceptions pass through at once."""
+  for attempt, delay in enumerate((*READ_RETRY_DELAYS, None), start=1):
+    try:
+      return fn(*args, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except
+      error = read_error(e)
+      if error is None:
+        raise
+      where = getattr(error, "filename", None) or path
+      if isinstance(error, OSError) and error.strerror:
+        what = (f"[Errno {error.errno}] " if error.errno is not None
+                else "") + error.strerror
+      else:
+        what = f"{type(error).__name__}: {_first_line(error)}".rstrip(": ")
+      if delay is None:
+        raise CheckpointReadError(
+            f"Cannot read checkpoint {where}: {what} ({attempt} attempts). "
+            "A read error is not damage: nothing was moved or deleted; "
+            "rerun once the file system recovers to resume.",
+            path=where) from e
+      logging.warning("Reading %s failed (%s); retrying in %g s.", where,
+                      what, delay)
+      time.sleep(delay)
 
 
 def _key_name(key) -> str:
@@ -294,7 +488,9 @@ class Checkpointer:
     or None when the directory has no checkpoint at all.
 
     Damaged newer steps are moved aside once an older one restored; raises
-    CheckpointError if none restores or the shapes do not fit the templates.
+    CheckpointError if none restores or the shapes do not fit the templates,
+    CheckpointReadError (nothing moved) if a read keeps failing. Several
+    processes all restore the step that process 0 picked.
     """
     templates = self._templates(params_template, opt_state_template,
                                 train_carry_template)
@@ -318,17 +514,16 @@ class Checkpointer:
       if out is None:
         raise CheckpointError(f"No checkpoint in {self.directory}.")
       return out
-    return _as_result(step, self._restore_step(step, self._templates(
-        params_template, opt_state_template, train_carry_template)))
+    return _as_result(*self._restore_newest(self._templates(
+        params_template, opt_state_template, train_carry_template),
+                                            move_aside=False, only=step))
 
   def restore_params(self, params_template, step: int | None = None):
     """Restores only (step, params): enough for evaluation and sampling.
     Verifies the manifest; without `step`, skips damaged newer steps (never
     moving anything: readers may share the directory with a training run)."""
-    templates = {"params": params_template}
-    if step is not None:
-      return step, self._restore_step(step, templates)["params"]
-    found = self._restore_newest(templates, move_aside=False)
+    found = self._restore_newest({"params": params_template},
+                                 move_aside=False, only=step)
     if found is None:
       raise CheckpointError(f"No checkpoint in {self.directory}.")
     return found[0], found[1]["params"]
@@ -340,33 +535,47 @@ class Checkpointer:
       templates["train_carry"] = train_carry
     return templates
 
-  def _restore_step(self, step: int, templates):
-    if step not in self.manager.all_steps():
-      raise CheckpointError(f"No checkpoint {self.directory / str(step)}.")
-    try:
-      return self._checked_restore(step, templates)
-    except _Damaged as e:
-      raise CheckpointError(
-          f"Checkpoint {self.directory / str(step)} is damaged: {e}") from e
+  def _restore_newest(self, templates, move_aside: bool,
+                      only: int | None = None):
+    """(step, restored items) of the newest step that restores, or of step
+    `only`; None when there are no steps. Raises CheckpointError if all are
+    damaged (or `only` is), CheckpointReadError if a read keeps failing.
 
-  def _restore_newest(self, templates, move_aside: bool):
-    """(step, restored items) of the newest step that restores; None when
-    there are no steps. Raises CheckpointError if all are damaged."""
-    self.manager.reload()  # the directory may have changed on disk
-    damaged = []
-    for step in sorted(self.manager.all_steps(), reverse=True):
-      try:
-        out = self._checked_restore(step, templates)
-      except _Damaged as e:
-        logging.warning("Checkpoint %s is damaged, trying an older one: %s",
-                        self.directory / str(step), e)
-        damaged.append((step, str(e)))
+    Process 0 picks each step to try and broadcasts it; every process checks
+    and restores that one, and they agree on the outcome before going on.
+    """
+    retry_reads(self.directory, self.manager.reload)  # it may have changed
+    damaged = []  # [step, why] as process 0 found them, known to all
+    while True:
+      pick = self._pick_on_process_0(templates, damaged, only)
+      damaged, step = pick["damaged"], pick["step"]
+      if step is None:
+        break
+      path = self.directory / str(step)
+      # The others check process 0's pick before Orbax's restore, which
+      # ends in a barrier that a process stopping early would leave hanging.
+      code, mine = (_OK, None) if jax.process_index() == 0 else _attempt(
+          self._verify, step, templates)
+      codes = distributed.allgather_int(code)
+      if any(codes):
+        self._disagreement(path, codes, mine)
+      code, out = _attempt(self._orbax_restore, step, templates)
+      codes = distributed.allgather_int(code)
+      if codes[0] == _DAMAGED and _READ not in codes:
+        # Process 0's verdict decides, as for its checks; the others learn
+        # its reason from the next pick.
+        why = str(out) if jax.process_index() == 0 else "see process 0"
+        if only is None:
+          logging.warning("Checkpoint %s is damaged, trying an older one: "
+                          "%s", path, why)
+        damaged.append([step, why])
         continue
-      if damaged:
+      if any(codes):
+        self._disagreement(path, codes, out)
+      if damaged and only is None:
         self._set_aside([s for s, _ in damaged], move_aside)
         logging.warning("Restored %s instead of the damaged newer step(s) "
-                        "%s.", self.directory / str(step),
-                        ", ".join(str(s) for s, _ in damaged))
+                        "%s.", path, ", ".join(str(s) for s, _ in damaged))
       return step, out
     if not damaged:
       return None
@@ -376,9 +585,83 @@ class Checkpointer:
         "workdir) to start from scratch:\n" + "\n".join(
             f"  step {s}: {why}" for s, why in damaged))
 
-  def _checked_restore(self, step: int, templates) -> dict[str, Any]:
-    """Verifies then restores `step`: raises _Damaged if it cannot be used
-    as saved, CheckpointError if it does not fit the templates."""
+  def _pick_on_process_0(self, templates, damaged, only):
+    """Process 0's pick, on every process: {"step": the newest step not yet
+    found damaged that passes its checks (None if none), "damaged": the
+    damaged ones so far}. Process 0's errors are raised on every process."""
+    pick, error = None, None
+    if jax.process_index() == 0:
+      try:
+        pick = self._pick(templates, damaged, only)
+      except Exception as e:  # pylint: disable=broad-except
+        if jax.process_count() == 1:
+          raise
+        error = e
+        pick = {"error": type(e).__name__, "message": str(e),
+                "path": str(getattr(e, "path", "") or "")}
+    pick = distributed.broadcast_json(pick)
+    if error is not None:
+      raise error
+    if "error" in pick:
+      if pick["error"] == CheckpointReadError.__name__:
+        raise CheckpointReadError(
+            f"Process 0: {pick['message']}", path=pick["path"] or None)
+      if pick["error"] == CheckpointError.__name__:
+        raise CheckpointError(pick["message"])
+      raise RuntimeError(f"Process 0 failed to restore {self.directory}: "
+                         f"{pick['error']}: {pick['message']}")
+    return pick
+
+  def _pick(self, templates, damaged, only):
+    damaged = [list(d) for d in damaged]
+    found = {s: why for s, why in damaged}
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    if only is not None:
+      if only not in steps:
+        raise CheckpointError(f"No checkpoint {self.directory / str(only)}.")
+      if only in found:
+        raise CheckpointError(f"Checkpoint {self.directory / str(only)} is "
+                              f"damaged: {found[only]}")
+      steps = [only]
+    for step in steps:
+      if step in found:
+        continue
+      try:
+        self._verify(step, templates)
+      except _Damaged as e:
+        if only is not None:
+          raise CheckpointError(f"Checkpoint {self.directory / str(step)} "
+                                f"is damaged: {e}") from e
+        logging.warning("Checkpoint %s is damaged, trying an older one: %s",
+                        self.directory / str(step), e)
+        damaged.append([step, str(e)])
+        continue
+      return {"step": step, "damaged": damaged}
+    return {"step": None, "damaged": damaged}
+
+  def _disagreement(self, path: pathlib.Path, codes: list[int], mine):
+    """Raises for an outcome that not every process shares: a read error
+    anywhere stops all (CheckpointReadError), else a step that process 0
+    found good and another did not is an error on all (CheckpointError)."""
+    readers = [i for i, c in enumerate(codes) if c == _READ]
+    if readers:
+      if isinstance(mine, CheckpointReadError):
+        raise mine
+      raise CheckpointReadError(
+          f"Process(es) {readers} cannot read checkpoint {path} (see their "
+          "logs). A read error is not damage: nothing was moved or deleted; "
+          "rerun once the file system recovers to resume.", path=path)
+    others = [i for i, c in enumerate(codes) if c]
+    why = f": {mine}" if isinstance(mine, Exception) else ""
+    raise CheckpointError(
+        f"Checkpoint {path} passed process 0's checks, but process(es) "
+        f"{others} cannot use it{why}. Every process must see the same "
+        "files (one shared file system); nothing was moved or deleted.")
+
+  def _verify(self, step: int, templates):
+    """Checks `step` before restoring it: raises _Damaged if it cannot be
+    used as saved, CheckpointError if it does not fit the templates,
+    CheckpointReadError if reading keeps failing."""
     step_dir = self.directory / str(step)
     problems = verify_manifest(step_dir)
     if problems:
@@ -393,12 +676,16 @@ class Checkpointer:
     for item, template in templates.items():
       if template is None:
         continue
-      if not (step_dir / item).is_dir():
+      if not retry_reads(step_dir / item, _is_dir, step_dir / item):
         mismatches.append(f"{item}: not in the checkpoint (this config "
                           "needs it)")
         continue
       try:
-        saved = ocp.StandardCheckpointHandler().metadata(step_dir / item)
+        saved = retry_reads(step_dir / item,
+                            ocp.StandardCheckpointHandler().metadata,
+                            step_dir / item)
+      except CheckpointReadError:
+        raise
       except Exception as e:  # pylint: disable=broad-except
         raise _Damaged(f"unreadable {item} metadata: "
                        f"{type(e).__name__}: {_first_line(e)}") from e
@@ -412,11 +699,18 @@ class Checkpointer:
               f"  {m}" for m in mismatches[:2 * _MAX_LISTED]) + (
                   f"\n  ... {len(mismatches)} in all"
                   if len(mismatches) > 2 * _MAX_LISTED else ""))
+
+  def _orbax_restore(self, step: int, templates) -> dict[str, Any]:
+    """Orbax's restore of a checked `step`: _Damaged if it cannot parse the
+    data, CheckpointReadError if reading keeps failing."""
     items = {item: ocp.args.JsonRestore() if template is None
              else ocp.args.StandardRestore(_abstract(template))
              for item, template in templates.items()}
     try:
-      return self.manager.restore(step, args=ocp.args.Composite(**items))
+      return retry_reads(self.directory / str(step), self.manager.restore,
+                         step, args=ocp.args.Composite(**items))
+    except CheckpointReadError:
+      raise
     except Exception as e:  # pylint: disable=broad-except
       # Shapes and structure fit, so a failure here is in the data.
       raise _Damaged(f"Orbax cannot read it: {type(e).__name__}: "
@@ -463,6 +757,31 @@ def _as_result(step: int, out) -> tuple[int, Any, Any, dict, Any]:
           out.get("train_carry"))
 
 
-def _first_line(e: Exception) -> str:
+# Outcomes of a step on one process, gathered across processes.
+_OK, _DAMAGED, _READ, _UNFIT = 0, 1, 2, 3
+
+
+def _attempt(fn, *args) -> tuple[int, Any]:
+  """(outcome code, result or exception) of fn(*args)."""
+  try:
+    return _OK, fn(*args)
+  except _Damaged as e:
+    return _DAMAGED, e
+  except CheckpointReadError as e:
+    return _READ, e
+  except CheckpointError as e:
+    return _UNFIT, e
+
+
+def _is_dir(path: pathlib.Path) -> bool:
+  """Whether `path` is a directory; False when it is not there, but an
+  OS error (unlike Path.is_dir) raises, for retry_reads."""
+  try:
+    return stat.S_ISDIR(os.stat(path).st_mode)
+  except (FileNotFoundError, NotADirectoryError):
+    return False
+
+
+def _first_line(e: BaseException) -> str:
   text = str(e).strip()
   return text.splitlines()[0][:300] if text else ""

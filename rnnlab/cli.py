@@ -2,26 +2,38 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging as std_logging
 import os
+import pathlib
+import re
 import sys
+from typing import Any
 
 from absl import logging
 
-from rnnlab.errors import Preempted, TrainingDiverged, UserError
+from rnnlab.errors import CheckpointReadError, Preempted
+from rnnlab.errors import TrainingDiverged, UserError
 
 # 128 + SIGTERM, what a shell reports for a process SIGTERM ended: schedulers
 # and launch scripts that requeue preempted jobs already expect it.
 PREEMPTED_EXIT_CODE = 143
+# EX_TEMPFAIL (sysexits.h), "try again later": a checkpoint could not be read
+# (I/O error, stale NFS handle, ...) though nothing shows it is damaged.
+READ_ERROR_EXIT_CODE = 75
 
 
 def friendly_errors(main):
   """Turns the errors a user can fix into one clear line and an exit code.
 
   Exit codes: 2 `UserError` (its message already says what is wrong and the
-  valid choices, so a traceback adds nothing), 3 `TrainingDiverged`, 143
-  `Preempted` (SIGTERM: a checkpoint was saved at the current step; rerun
-  the same command to resume). Anything else is a bug: keep the trace.
+  valid choices, so a traceback adds nothing), 3 `TrainingDiverged`, 75
+  `CheckpointReadError` (EX_TEMPFAIL: a checkpoint read kept failing at the
+  OS level; nothing was moved or deleted, so a scheduler can requeue and the
+  rerun resumes), 143 `Preempted` (SIGTERM: a checkpoint was saved at the
+  current step; rerun the same command to resume). Anything else is a bug:
+  keep the trace.
   """
 
   @functools.wraps(main)
@@ -34,6 +46,11 @@ def friendly_errors(main):
     except TrainingDiverged as e:
       sys.stderr.write(f"diverged: {e}\n")
       sys.exit(3)
+    except CheckpointReadError as e:
+      logging.debug("Full traceback:", exc_info=True)
+      message = " ".join(str(e).split())  # one line, whatever the OS said
+      sys.stderr.write(f"read error: {message}\n")
+      sys.exit(READ_ERROR_EXIT_CODE)
     except Preempted as e:
       sys.stderr.write(f"preempted: {e}\n")
       sys.exit(PREEMPTED_EXIT_CODE)
@@ -120,32 +137,23 @@ def setup(cache_dir: str | None = None):
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def init_distributed(coordinator_address: str | None = None,
-                     num_processes: int | None = None,
-                     process_id: int | None = None) -> bool:
-  """Joins JAX's multi-controller runtime when this is one of several
-  processes; returns whether it did.
+def default_workdir(config_spec: str, overrides: dict[str, Any]) -> str:
+  """The workdir of a command without --workdir: runs/<config file stem>,
+  then the `:arg` (if any) and a short hash of the --config.* overrides (if
+  any), made filesystem-safe. The same command gives the same path, so
+  rerunning it resumes; another arg or override gives another run.
 
-  Explicit arguments win. Otherwise a SLURM job with more than one task, or
-  a TPU VM with several workers, is detected from the environment and
-  `jax.distributed.initialize()` reads the rest from it. A single process
-  needs no runtime: nothing happens.
+  "configs/gru_shakespeare.py:runlocal", {"train.steps": 5}
+  -> "runs/gru_shakespeare_runlocal_<8 hex digits>"
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  # CPU processes exchange gradients through gloo (no-op for GPU/TPU).
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  if coordinator_address or num_processes or process_id is not None:
-    if not (coordinator_address and num_processes and process_id is not None):
-      raise UserError(
-          "--coordinator_address, --num_processes and --process_id go "
-          "together (or none of them, to detect SLURM or a TPU VM); got "
-          f"{coordinator_address!r}, {num_processes!r}, {process_id!r}.")
-    jax.distributed.initialize(coordinator_address, num_processes,
-                               process_id)
-    return True
-  slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
-  tpu_workers = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  if slurm_tasks > 1 or "," in tpu_workers:
-    jax.distributed.initialize()
-    return True
-  return False
+  path, _, arg = config_spec.partition(":")
+  parts = [pathlib.Path(path).stem]
+  safe_arg = re.sub(r"[^A-Za-z0-9._-]+", "-", arg).strip(".-")
+  if safe_arg:
+    parts.append(safe_arg)
+  if overrides or safe_arg != arg:  # unsafe characters could collide
+    key = json.dumps({"arg": arg, "overrides": overrides}, sort_keys=True,
+                     default=repr)
+    parts.append(hashlib.sha256(key.encode()).hexdigest()[:8])
+  return str(pathlib.Path("runs") / "_".join(parts))
+

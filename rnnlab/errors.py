@@ -18,6 +18,19 @@ class CheckpointError(UserError):
   """A checkpoint is missing, unreadable or does not fit the config."""
 
 
+class CheckpointReadError(Exception):
+  """Reading a checkpoint failed at the OS level (EIO, ESTALE, EACCES, out
+  of memory) and kept failing after retries. Not a UserError (the input may
+  be fine) and not damage: nothing was moved or deleted, and rerunning once
+  the file system recovers resumes normally. Entry points exit 75.
+
+  `path` is the file or directory whose read failed."""
+
+  def __init__(self, message: str, path=None):
+    super().__init__(message)
+    self.path = path
+
+
 class TrainingDiverged(RuntimeError):
   """A non-finite loss or gradient stopped the run (train.on_nonfinite)."""
 

@@ -10,6 +10,7 @@ A workdir holds:
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -17,22 +18,50 @@ import math
 import os
 import pathlib
 import platform
+import secrets
 import subprocess
 import sys
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, TypeVar
 
 import jax
+from jax.experimental import multihost_utils
+
+from rnnlab.errors import DataError, UserError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
             "ml-collections", "numpy", "absl-py")
 
 
+@contextlib.contextmanager
+def atomic_file(path: pathlib.Path) -> Iterator[BinaryIO]:
+  """A binary file that becomes `path` only if the block ends without error.
+
+  It is written to a temporary file of its own in the same directory (a
+  unique name: concurrent writers never share one; the same filesystem: the
+  rename is atomic), flushed, fsynced, then renamed over `path`. A reader or
+  a crash sees the old file or the new one, never part of one, and an error
+  removes the temporary file.
+  """
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+                       ".tmp")
+  # os.open, not tempfile: the file gets the umask's mode, as `path` would.
+  f = open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+  try:
+    with f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+
+
 def write_text(path: pathlib.Path, text: str):
-  """Writes `text` atomically (temp file + rename): a kill leaves the old
-  file or the new one, never half of it."""
-  tmp = pathlib.Path(f"{path}.tmp")
-  tmp.write_text(text, encoding="utf-8")
-  os.replace(tmp, path)
+  """Writes UTF-8 `text` atomically (`atomic_file`)."""
+  with atomic_file(path) as f:
+    f.write(text.encode("utf-8"))
 
 
 def write_json(path: pathlib.Path, obj: Any):
@@ -41,8 +70,55 @@ def write_json(path: pathlib.Path, obj: Any):
              + "\n")
 
 
+_syncs = 0  # numbers the barriers, so that processes out of step fail loudly
+
+
+def sync(name: str):
+  """Waits until every process reaches this barrier (nothing for one)."""
+  if jax.process_count() > 1:
+    global _syncs
+    _syncs += 1
+    multihost_utils.sync_global_devices(f"rnnlab_{name}_{_syncs}")
+
+
+T = TypeVar("T")
+
+
+def run_file(path: pathlib.Path, write: Callable[[pathlib.Path], None],
+             read: Callable[[pathlib.Path], T]) -> T:
+  """A file every process of a run needs (e.g. vocab.json): written once,
+  read by all; returns `read(path)`.
+
+  Process 0 calls `write(path)` if `path` does not exist (a resumed run
+  keeps its file); all processes then wait at a barrier and read the same
+  file. Every process must call this, in the same order.
+  """
+  path = pathlib.Path(path)
+  error = None
+  if jax.process_index() == 0 and not path.exists():
+    try:
+      write(path)
+    except Exception as e:  # pylint: disable=broad-except
+      error = e  # raised after the barrier: the others must not wait forever
+  sync(f"run_file_{path.name}")
+  if error is not None:
+    raise error
+  try:
+    return read(path)
+  except OSError as e:
+    raise DataError(f"Cannot read {path}: {e}") from None
+  # What parsing a damaged file raises (UserError, JSONDecodeError and
+  # UnicodeDecodeError are ValueErrors; a wrong JSON shape, the others).
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise UserError(
+        f"{path} is damaged or not this run's file ({str(e).rstrip('.')}). "
+        "It is written once, when a run starts, from the run's data: if the "
+        "data are unchanged, delete it and rerun to resume; else use a new "
+        "workdir.") from None
+
+
 def read_json(path: pathlib.Path) -> Any:
-  return json.loads(pathlib.Path(path).read_text())
+  return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
 
 
 def _git(*args: str) -> str | None:

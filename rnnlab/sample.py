@@ -4,6 +4,9 @@
         --length=1000 --temperature=0.8 --seed=0 [--top_k=5] [--batch_size=4] \
         [--backend=auto|native|jax]
 
+--length is capped at MAX_LENGTH (100,000) and --batch_size at
+MAX_BATCH_SIZE (256); --max_length and --max_batch_size raise the caps.
+
 The prime is run through the model in one call; then each step draws one
 token and feeds it back, carrying the recurrent state. The draw at step i
 uses the i-th of `step_seeds(rng, length)`, so the text is a pure function
@@ -46,6 +49,11 @@ BACKENDS = ("auto", "native", "jax")
 # 102k). With timing on, "auto" measures instead.
 NATIVE_MAX_BATCH = 4
 TIMING_LENGTH = 128  # characters per timed call when "auto" measures
+# The command's limits (--max_length, --max_batch_size raise them): a typo
+# like --length=10000000 would otherwise allocate batch x length x
+# vocabulary float32 logits (GBs) before writing anything.
+MAX_LENGTH = 100_000
+MAX_BATCH_SIZE = 256
 
 
 def step_seeds(rng: Array, length: int) -> Array:
@@ -211,21 +219,41 @@ class Sampler:
         isa=self.isa)
 
 
+def check_options(vocab, prime: str, length: int, temperature: float = 1.0,
+                  top_k: int = 0, batch_size: int = 1, prefix: str = ""
+                  ) -> np.ndarray:
+  """The prime's token ids, once every sampling option is valid for `vocab`;
+  else UserError naming the first bad one as `prefix` + its name (e.g.
+  "config.sample." when a training run checks its periodic samples before
+  its first step)."""
+  if not prime:
+    raise UserError(f"{prefix}prime={prime!r} must hold at least one "
+                    "character.")
+  if top_k < 0 or top_k > len(vocab):
+    raise UserError(f"{prefix}top_k={top_k} must be in [0, {len(vocab)}], "
+                    "the vocabulary size (0 = off).")
+  if not temperature >= 0:  # also NaN
+    raise UserError(f"{prefix}temperature={temperature} must be >= 0.")
+  if length < 1:
+    raise UserError(f"{prefix}length={length} must be >= 1.")
+  if batch_size < 1:
+    raise UserError(f"batch_size={batch_size} must be >= 1.")
+  try:
+    ids = vocab.encode(prime)  # names characters outside the vocabulary
+  except UserError as e:
+    raise UserError(f"{prefix}prime={prime!r}: {e}") from None
+  if not len(ids):  # e.g. only spaces, which word tokenisation drops
+    raise UserError(f"{prefix}prime={prime!r} holds no token of the "
+                    f"{type(vocab).__name__} (it needs a word, a punctuation "
+                    "mark or a newline).")
+  return ids
+
+
 def sample_text(model, params, vocab, prime: str, length: int, seed: int = 0,
                 temperature: float = 1.0, top_k: int = 0,
                 batch_size: int = 1, backend: str = "auto") -> list[str]:
   """Generates `batch_size` continuations of `prime` (prime not included)."""
-  if not prime:
-    raise UserError("The prime must hold at least one character.")
-  if top_k < 0 or top_k > len(vocab):
-    raise UserError(f"top_k={top_k} must be in [0, {len(vocab)}] (0 = off).")
-  if not temperature >= 0:  # also NaN
-    raise UserError(f"temperature={temperature} must be >= 0.")
-  if length < 1:
-    raise UserError(f"length={length} must be >= 1.")
-  if batch_size < 1:
-    raise UserError(f"batch_size={batch_size} must be >= 1.")
-  ids = vocab.encode(prime)  # names characters outside the vocabulary
+  ids = check_options(vocab, prime, length, temperature, top_k, batch_size)
   prime_ids = jnp.broadcast_to(jnp.asarray(ids)[None], (batch_size, len(ids)))
   sampler = Sampler(model, params, backend)
   tokens, _ = sampler.generate(prime_ids, jax.random.key(seed),
@@ -279,6 +307,13 @@ def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
+  for name, limit in (("length", f.max_length),
+                      ("batch_size", f.max_batch_size)):
+    if f[name].value > limit:
+      raise UserError(
+          f"--{name}={f[name].value} is above the limit of {limit} "
+          f"(--max_{name}; the logits kept grow as batch x length x "
+          "vocabulary). Raise --max_{name} to allow it.")
   run = load_run(pathlib.Path(f.workdir))
   texts = sample_text(run.model, run.params, run.vocab, f.prime, f.length,
                       seed=f.seed, temperature=f.temperature, top_k=f.top_k,
@@ -299,6 +334,9 @@ def _define_flags():
   flags.DEFINE_integer("top_k", 0, "Sample from the k likeliest; 0 = all.")
   flags.DEFINE_integer("seed", 0, "Random seed.")
   flags.DEFINE_integer("batch_size", 1, "Independent samples to draw.")
+  flags.DEFINE_integer("max_length", MAX_LENGTH, "Largest --length accepted.")
+  flags.DEFINE_integer("max_batch_size", MAX_BATCH_SIZE,
+                       "Largest --batch_size accepted.")
   flags.DEFINE_enum("backend", "auto", BACKENDS,
                     "auto: the faster of the two at this batch size "
                     "(timed once, cached), where native covers the model; "

@@ -31,6 +31,7 @@ import optax
 
 from rnnlab import base_config
 from rnnlab import checkpoint
+from rnnlab import distributed
 from rnnlab import metrics as metrics_lib
 from rnnlab import models
 from rnnlab import optim
@@ -38,7 +39,7 @@ from rnnlab import tasks
 from rnnlab import transfer
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, Preempted, TrainingDiverged
-from rnnlab.errors import UserError
+from rnnlab.errors import CheckpointReadError, UserError
 from rnnlab.models import layers
 from rnnlab.native import autotune
 from rnnlab.native import build as native_build
@@ -230,6 +231,18 @@ def _prepare_workdir(workdir: pathlib.Path, config) -> None:
     probe.unlink()
   except OSError as e:
     raise UserError(f"Cannot write to workdir {workdir}: {e}") from None
+  ckpt_dir = workdir / CHECKPOINT_DIR
+  if (workdir / "config.json").exists() and ckpt_dir.is_dir() and any(
+      p.name.isdigit() for p in ckpt_dir.iterdir()):
+    # A resume: overwriting config.json with another experiment's would
+    # silently continue that run under a new name.
+    conflicts = base_config.resume_conflicts(_saved_config(workdir), config)
+    if conflicts:
+      raise UserError(
+          f"{workdir} holds a run with a different config: "
+          f"{'; '.join(conflicts)}. Resume it with its own config (only "
+          "rnnlab.base_config.RESUMABLE_KEYS, e.g. train.steps, may change), "
+          "or train in another --workdir.")
   if jax.process_index() == 0:
     metrics_lib.write_json(workdir / "config.json", json.loads(
         config.to_json_best_effort()))
@@ -284,7 +297,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   The returned dict holds the final step, the metrics of every eval split,
   and the best evaluation so far (step and loss). <workdir>/status.json says
-  running, done, diverged, failed or preempted.
+  running, done, diverged, failed, read_error (exit 75) or preempted.
 
   Preemption: on SIGTERM the run finishes its current step, saves a
   checkpoint there (carried state and early-stopping counters included),
@@ -303,6 +316,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     raise
   except Preempted as e:
     _set_status(workdir, "preempted", step=e.step)
+    raise
+  except CheckpointReadError as e:  # nothing changed on disk; rerun resumes
+    _set_status(workdir, "read_error", error=str(e))
     raise
   except BaseException as e:
     _set_status(workdir, "failed", error=f"{type(e).__name__}: {e}")
@@ -459,19 +475,6 @@ def _restore_or_init(config, workdir, task, state, carry, ckpt):
   return state, carry, {}
 
 
-def broadcast_json(value: Any) -> Any:
-  """Process 0's JSON-able `value`, on every process (itself if only one)."""
-  if jax.process_count() == 1:
-    return value
-  data = np.frombuffer(json.dumps(value).encode(), np.uint8)
-  size = int(multihost_utils.broadcast_one_to_all(np.int32(data.size)))
-  buffer = np.zeros(size, np.uint8)
-  if jax.process_index() == 0:
-    buffer[:] = data
-  data = multihost_utils.broadcast_one_to_all(buffer)
-  return json.loads(bytes(np.asarray(data)).decode())
-
-
 def _runnable_here(implementation: str) -> str | None:
   """Why `implementation` cannot run (as chosen) here, or None."""
   if not layers.is_native(implementation):
@@ -542,7 +545,7 @@ def choose_implementation(config, task, state, schedule, carry,
   if not autotune.timing_enabled():
     return autotune.Choice(layers.resolve_implementation(
         "auto", config.model.hidden_size), "rule")
-  stored = broadcast_json(_stored_choice(workdir)
+  stored = distributed.broadcast_json(_stored_choice(workdir)
                           if jax.process_index() == 0 else None)
   if stored:
     reason = _runnable_here(stored["choice"])
@@ -587,7 +590,7 @@ def choose_implementation(config, task, state, schedule, carry,
 
   start = time.perf_counter()
   choice = autotune.choose("train", fields, make_runners, candidates,
-                           broadcast=broadcast_json,
+                           broadcast=distributed.broadcast_json,
                            leader=jax.process_index() == 0)
   logging.info("implementation=auto runs %s [%.1f s]", choice.summary(),
                time.perf_counter() - start)
@@ -847,12 +850,30 @@ class InferenceRun:
   step: int
 
 
-def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+def _saved_config(workdir: pathlib.Path) -> dict[str, Any]:
+  """The run's config.json as a dict; CheckpointError (exit 2, one line) if
+  it is missing, unreadable or not a JSON object."""
   path = pathlib.Path(workdir) / "config.json"
   if not path.exists():
     raise CheckpointError(f"No config.json in {workdir}: not an rnnlab run "
                           "directory (train there first).")
-  return base_config.from_saved(metrics_lib.read_json(path))
+  try:
+    saved = metrics_lib.read_json(path)
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    raise CheckpointError(
+        f"{path} is not readable JSON ({type(e).__name__}: {e}); restore it "
+        "from a backup, or pass the run's config with --config.") from None
+  if not isinstance(saved, dict):
+    raise CheckpointError(f"{path} must hold a JSON object (the run's "
+                          f"config), not {type(saved).__name__}.")
+  return saved
+
+
+def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The run's saved config, validated as training validates its own."""
+  config = base_config.from_saved(_saved_config(workdir))
+  base_config.validate(config)
+  return config
 
 
 def load_run_for_inference(workdir: pathlib.Path) -> InferenceRun:
@@ -891,11 +912,12 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None,
   """Metrics of every eval split for the newest checkpoint; no training.
   Also rewrites the task's reports (e.g. attention heatmaps)."""
   workdir = pathlib.Path(workdir)
-  config = config or load_config(workdir)
+  if config is None:
+    config = load_config(workdir)
+  else:
+    base_config.validate(config)
+    _saved_config(workdir)  # an rnnlab run directory
   task = tasks.create_task(config)
-  if not (workdir / "config.json").exists():
-    raise CheckpointError(f"No config.json in {workdir}: not an rnnlab run "
-                          "directory (train there first).")
   task.save_metadata(workdir)  # raises if the saved vocabulary differs
   stored = _stored_choice(workdir)  # evaluate as the run trained
   if (config.model.implementation == "auto" and stored and
@@ -905,5 +927,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None,
   step, params = restore_params(task.model, task.init_inputs(), workdir)
   results = {split: task.evaluate(params, split)
              for split in task.eval_splits}
-  task.write_reports(params, workdir)
+  if jax.process_index() == 0:  # run files have one writer, as in training
+    task.write_reports(params, workdir)
   return {"step": step, "eval": results}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ from rnnlab import checkpoint
 from rnnlab import models
 from rnnlab import sample
 from rnnlab import tasks
+from rnnlab import train
 from rnnlab.data import series
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, DataError, UserError
@@ -364,3 +364,68 @@ def test_no_module_in_rnnlab_uses_pickle():
 ])
 def test_the_pickle_check_refuses_each_form(source, refused):
   assert bool(_pickle_uses(source, "x.py")) == refused
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(sample__top_k=1000), r"config\.sample\.top_k=1000 must be in "
+     r"\[0, 65\]"),
+    (dict(sample__prime="ROMEO€"), r"config\.sample\.prime='ROMEO€': "
+     r"Characters not in the vocabulary: \['€'\]"),
+    (dict(sample__length=0), r"config\.sample\.length=0 must be >= 1"),
+])
+def test_sampling_options_are_checked_before_training(tmp_path, corpus_path,
+                                                      overrides, message):
+  """Not at the first periodic sample, possibly an hour into the run."""
+  del corpus_path
+  config = tiny_lm_config(train__sample_every=10, **overrides)
+  with pytest.raises(UserError, match=message):
+    tasks.create_task(config)
+  config.train.sample_every = 0  # no samples: the options are not used
+  tasks.create_task(config)
+
+
+def test_word_prime_without_tokens_is_an_error():
+  vocab = text.WordVocab.from_text("to be or not to be\n", 10)
+  with pytest.raises(UserError, match=r"prime='   ' holds no token of the "
+                     "WordVocab"):
+    sample.sample_text(None, None, vocab, "   ", 10)
+
+
+def test_corrupt_config_json_is_one_line_and_exit_2(tmp_path):
+  (tmp_path / "config.json").write_text('{"model": {"cell": "gr')
+  proc = subprocess.run(
+      [sys.executable, "-m", "rnnlab.main", "--mode=eval",
+       f"--workdir={tmp_path}"], capture_output=True, text=True, cwd=ROOT,
+      timeout=120, check=False)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  assert f"{tmp_path / 'config.json'} is not readable JSON" in proc.stderr
+  (tmp_path / "config.json").write_text("[1, 2]")
+  with pytest.raises(CheckpointError, match="must hold a JSON object"):
+    train.load_config(tmp_path)
+
+
+def test_eval_mode_validates_the_saved_config(tmp_path):
+  saved = base_config.get_config().to_dict()
+  saved["model"]["hidden_size"] = -4
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(UserError, match=r"config\.model\.hidden_size=-4 must "
+                     "be > 0"):
+    train.evaluate_checkpoint(None, tmp_path)
+
+
+def test_sample_command_caps_length_and_batch_size(tmp_path):
+  def sample_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "rnnlab.sample", f"--workdir={tmp_path}",
+         *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  proc = sample_cli(f"--length={sample.MAX_LENGTH + 1}")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert (f"--length={sample.MAX_LENGTH + 1} is above the limit of "
+          f"{sample.MAX_LENGTH} (--max_length") in proc.stderr
+  proc = sample_cli("--batch_size=100000")
+  assert "--max_batch_size" in proc.stderr and proc.returncode == 2
+  # The flag raises the cap: the run directory is what fails next.
+  proc = sample_cli(f"--length={sample.MAX_LENGTH + 1}",
+                    f"--max_length={sample.MAX_LENGTH + 1}")
+  assert proc.returncode == 2 and "No config.json" in proc.stderr

@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from rnnlab import base_config
+from rnnlab import metrics
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import classification as data
@@ -150,7 +151,7 @@ def test_vocab_json_roundtrip_and_unknowns(tmp_path):
   np.testing.assert_array_equal(vocab.encode("", 10), [data.UNK_ID])
   assert len(vocab.encode("good " * 50, 8)) == 8
   path = tmp_path / "v.json"
-  data.save_json(path, vocab.to_dict())
+  metrics.write_json(path, vocab.to_dict())
   loaded = data.TokenVocab.from_dict(json.loads(path.read_text()))
   assert loaded == vocab and loaded.tokenization == "word"
   chars = data.TokenVocab.build(texts, "char", max_size=100)

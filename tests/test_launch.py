@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from rnnlab import cli
+from rnnlab import distributed
 from rnnlab.errors import UserError
 from tests.conftest import ROOT
 from tests.test_sweep import _tiny_sweep
@@ -99,9 +99,9 @@ def test_local_mode_trains_a_tiny_config(tmp_path):
 def test_distributed_flags_go_together(monkeypatch):
   monkeypatch.delenv("SLURM_NTASKS", raising=False)
   monkeypatch.delenv("TPU_WORKER_HOSTNAMES", raising=False)
-  assert cli.init_distributed() is False  # a single process: no runtime
+  assert distributed.init_distributed() is False  # a single process: no runtime
   with pytest.raises(UserError, match="go together"):
-    cli.init_distributed("127.0.0.1:1234", None, 0)
+    distributed.init_distributed("127.0.0.1:1234", None, 0)
 
 
 def test_slurm_sweep_arrays_only_pending_trials(tmp_path):
@@ -166,3 +166,58 @@ def test_slurm_sweep_arrays_only_pending_trials(tmp_path):
   assert again.returncode == 0, again.stderr
   assert "no pending trials" in again.stdout
   assert (tmp_path / "submitted").read_text().count("\n") == 1  # no resubmit
+
+
+# What launch.sh writes into #SBATCH lines, each with a valid value:
+# (mode, option, value). workdir and root are entry-point flags after --.
+_SBATCH_VALUES = [
+    ("slurm", "job_name", "rnnlab"), ("slurm", "partition", "gpu"),
+    ("slurm", "time", "01:00:00"), ("slurm", "nodes", "2"),
+    ("slurm", "gpus_per_node", "4"), ("slurm", "workdir", "runs/x"),
+    ("slurm-sweep", "job_name", "rnnlab"), ("slurm-sweep", "root", "runs/x"),
+]
+
+
+@pytest.mark.parametrize("bad", ["\n", ";", "$", "`"],
+                         ids=["newline", "semicolon", "dollar", "backquote"])
+@pytest.mark.parametrize("mode,option,good", _SBATCH_VALUES)
+def test_sbatch_values_with_shell_characters_are_refused(mode, option, good,
+                                                         bad, tmp_path):
+  # Before: printed (and submitted) the script; a newline ended the #SBATCH
+  # line, the rest ran as a shell line and sbatch ignored later #SBATCH lines.
+  value = f"{good}{bad}touch {tmp_path}/injected"
+  main = {"slurm": ["--config=configs/gru_shakespeare.py", "--workdir=runs/x"],
+          # No such config: nothing before the check may run the sweep.
+          "slurm-sweep": [f"--config={tmp_path}/none.py", "--root=runs/x"]}
+  main = [a for a in main[mode] if not a.startswith(f"--{option}=")]
+  if option in ("workdir", "root"):
+    args = ["--dry-run", "--", *main, f"--{option}={value}"]
+  else:
+    args = [f"--{option}={value}", "--dry-run", "--", *main]
+  out = _launch(mode, *args)
+  assert (out.returncode, out.stdout) == (2, ""), out.stdout
+  lines = out.stderr.splitlines()
+  assert len(lines) == 1, out.stderr
+  assert lines[0].startswith(f"launch.sh {mode}: invalid --{option}=")
+  assert good in lines[0]
+  assert "; allowed: " in lines[0]
+  if bad == "\n":
+    assert "\\n" in lines[0]  # escaped, as printf %q writes it
+  assert not (tmp_path / "injected").exists()
+
+
+def test_sbatch_values_in_slurm_formats_are_accepted():
+  for time in ("30", "30:00", "01:00:00", "2-12", "2-12:30", "2-12:30:15",
+               "UNLIMITED"):
+    out = _launch("slurm", f"--time={time}", "--partition=gpu,debug",
+                  "--job_name=my.run-1_a", "--gpus_per_node=0", "--dry-run",
+                  "--", "--workdir=runs/a+b=c,d:e@f~g")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for line in (f"#SBATCH --time={time}", "#SBATCH --partition=gpu,debug",
+                 "#SBATCH --job-name=my.run-1_a", "#SBATCH --gpus-per-node=0",
+                 "#SBATCH --output=runs/a+b=c,d:e@f~g/slurm/%x-%j.out"):
+      assert line in lines
+  for bad in ("1:2:3:4", "1-2-3", "1h", "-5"):
+    out = _launch("slurm", f"--time={bad}", "--dry-run", "--", "--workdir=x")
+    assert out.returncode == 2 and "D-HH:MM:SS" in out.stderr, bad

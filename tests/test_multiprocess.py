@@ -21,14 +21,14 @@ from tests.conftest import ROOT
 SCRIPT = textwrap.dedent("""
     import os, sys
     from absl import logging
-    from rnnlab import cli, train
+    from rnnlab import distributed, train
     logging.set_verbosity(logging.INFO)  # as rnnlab.main: the choice is logged
     from tests.conftest import tiny_lm_config
     workdir, port, implementation = sys.argv[1:4]
     pid, nproc, steps = map(int, sys.argv[4:])
     os.environ["RNNLAB_AUTOTUNE"] = "1"  # conftest set the fixed rule
     if nproc > 1:
-      cli.init_distributed(f"127.0.0.1:{port}", nproc, pid)
+      distributed.init_distributed(f"127.0.0.1:{port}", nproc, pid)
     config = tiny_lm_config("gru", model__dropout_rate=0.2, train__steps=steps,
                             model__implementation=implementation,
                             train__log_every=1,

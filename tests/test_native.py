@@ -9,7 +9,6 @@ variant it cannot execute is not collected).
 from __future__ import annotations
 
 import os
-import pathlib
 import stat
 import subprocess
 import sys

@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib
-import json
 import os
 import pathlib
 import re
@@ -445,12 +444,6 @@ def load_dataset(d, seed: int) -> Dataset:
     return tfds_dataset(d, seed)
   raise UserError(f"Unknown data.source {d.source!r} for task='classify'. "
                   f"Valid choices: {', '.join(map(repr, SOURCES))}.")
-
-
-def save_json(path: pathlib.Path, value: dict[str, Any]):
-  tmp = pathlib.Path(str(path) + ".tmp")
-  tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
-  os.replace(tmp, path)
 
 
 # --- batches -----------------------------------------------------------------

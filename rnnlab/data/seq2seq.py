@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from rnnlab import metrics as metrics_lib
 from rnnlab.errors import UserError
 from rnnlab.registry import lookup
 
@@ -77,14 +78,17 @@ class Seq2SeqVocab:
     return SPECIALS[i] if i < len(SPECIALS) else self.chars[i - len(SPECIALS)]
 
   def save(self, path: pathlib.Path):
-    path.write_text(json.dumps({"type": "seq2seq_char", "chars": self.chars},
-                               ensure_ascii=False), encoding="utf-8")
+    """Writes it atomically: a crash leaves no half-written vocabulary."""
+    metrics_lib.write_text(path, json.dumps(
+        {"type": "seq2seq_char", "chars": self.chars}, ensure_ascii=False))
 
   @classmethod
   def load(cls, path: pathlib.Path) -> "Seq2SeqVocab":
     d = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    if d.get("type") != "seq2seq_char":
-      raise UserError(f"{path} is not a seq2seq vocabulary.")
+    if (not isinstance(d, dict) or d.get("type") != "seq2seq_char" or
+        not isinstance(d.get("chars"), list)):
+      raise UserError(f"{path} is not a seq2seq vocabulary (expected "
+                      "{'type': 'seq2seq_char', 'chars': [...]}).")
     return cls(d["chars"])
 
 

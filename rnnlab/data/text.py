@@ -6,24 +6,29 @@ The corpus file is found in this order (`resolve_corpus`):
   1. an explicit path (`config.data.path`);
   2. $RNNLAB_DATA_DIR/<name>/input.txt;
   3. the user cache, $XDG_CACHE_HOME/rnnlab/<name>/input.txt (~/.cache/...);
-  4. a download from the dataset's public URL into that cache, with a short
-     timeout. RNNLAB_OFFLINE=1 skips the network entirely (a socket timeout
-     does not bound a DNS lookup).
+  4. a download from the dataset's public URL into that cache, within the
+     DOWNLOAD_* time and size limits. RNNLAB_OFFLINE=1 skips the network
+     entirely (a socket timeout does not bound a DNS lookup).
+A cached file is checked against the corpus's sha256 at each use; one that
+does not match is downloaded again (or, offline, reported).
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import hashlib
+import http.client
 import json
 import os
 import pathlib
 import re
-import tempfile
+import time
 import urllib.request
 
+from absl import logging
 import numpy as np
 
+from rnnlab import metrics as metrics_lib
 from rnnlab.errors import DataError, UserError
 
 
@@ -40,7 +45,15 @@ CORPORA: dict[str, Corpus] = {
         sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
 }
 
-DOWNLOAD_TIMEOUT_S = 10.0
+# Limits of a corpus download. A socket timeout alone bounds each connect
+# and read, not a server that trickles bytes, nor one that streams too many.
+DOWNLOAD_TIMEOUT_S = 10.0  # each socket operation (connecting, one read)
+# The whole transfer, checked between reads (so at most one read longer).
+DOWNLOAD_TOTAL_S = 60.0
+# tinyshakespeare is 1.1 MB: a reply above this is not the corpus, and is
+# cut off before it fills the disk.
+DOWNLOAD_MAX_BYTES = 16 << 20
+_CHUNK_BYTES = 1 << 16
 
 
 def cache_dir() -> pathlib.Path:
@@ -64,15 +77,46 @@ def _how_to(name: str, tried: list[str]) -> str:
 
 def download(url: str, dest: pathlib.Path, sha256: str | None = None,
              timeout: float = DOWNLOAD_TIMEOUT_S) -> pathlib.Path:
-  """Downloads `url` to `dest` atomically (temp file, checksum, rename)."""
+  """Downloads `url` to `dest` atomically (temporary file, checksum, rename)
+  within DOWNLOAD_TOTAL_S and DOWNLOAD_MAX_BYTES; `timeout` bounds each
+  socket operation. Raises DataError naming `url` and the limit it broke;
+  on any failure `dest` is untouched and no temporary file remains."""
   dest.parent.mkdir(parents=True, exist_ok=True)
-  with urllib.request.urlopen(url, timeout=timeout) as response:
-    payload = response.read()
-  if sha256 and hashlib.sha256(payload).hexdigest() != sha256:
-    raise DataError(f"Checksum mismatch for {url}; not saving it to {dest}.")
-  with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as f:
-    f.write(payload)
-  os.replace(f.name, dest)
+  total_s, max_bytes = DOWNLOAD_TOTAL_S, DOWNLOAD_MAX_BYTES  # read at call
+  deadline = time.monotonic() + total_s
+  digest, size = hashlib.sha256(), 0
+  with urllib.request.urlopen(url, timeout=timeout) as response, \
+      metrics_lib.atomic_file(dest) as f:
+    declared = (getattr(response, "headers", None) or {}).get(
+        "Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+      raise DataError(f"Download from {url} refused: it is {declared} "
+                      f"bytes, over the size limit DOWNLOAD_MAX_BYTES="
+                      f"{max_bytes}.")
+    # read1: at most one socket read, so that the time limit is checked
+    # while a slow server trickles bytes (read(n) waits for all n).
+    read = getattr(response, "read1", response.read)
+    while True:
+      try:
+        chunk = read(_CHUNK_BYTES)
+      except (OSError, http.client.HTTPException) as e:
+        raise DataError(f"Download from {url} failed after {size} bytes: "
+                        f"{e!r}") from None
+      if not chunk:
+        break
+      size += len(chunk)
+      if size > max_bytes:
+        raise DataError(f"Download from {url} stopped: over {max_bytes} "
+                        f"bytes, the size limit DOWNLOAD_MAX_BYTES.")
+      if time.monotonic() > deadline:
+        raise DataError(f"Download from {url} stopped after {size} bytes: "
+                        f"over {total_s:g} s, the time limit "
+                        "DOWNLOAD_TOTAL_S.")
+      digest.update(chunk)
+      f.write(chunk)
+    if sha256 and digest.hexdigest() != sha256:
+      raise DataError(f"Checksum mismatch for {url}; not saving it to "
+                      f"{dest}.")
   return dest
 
 
@@ -92,20 +136,37 @@ def resolve_corpus(name: str, path: str | None = None) -> pathlib.Path:
     tried.append(str(p))
   else:
     tried.append("$RNNLAB_DATA_DIR (unset)")
-  cached = cache_dir() / name / "input.txt"
-  if cached.is_file():
-    return cached
-  tried.append(str(cached))
   corpus = CORPORA.get(name)
+  cached = cache_dir() / name / "input.txt"
+  stale = ""
+  if cached.is_file():
+    # Checked at each use: a damaged or replaced cache is not trained on.
+    actual = None
+    if corpus and corpus.sha256:
+      with cached.open("rb") as f:
+        actual = hashlib.file_digest(f, "sha256").hexdigest()
+    if actual is None or actual == corpus.sha256:
+      return cached
+    stale = (f"The cached {cached} is damaged or another file: its sha256 "
+             f"is {actual}, expected {corpus.sha256}.")
+    tried.append(f"{cached} (wrong sha256)")
+  else:
+    tried.append(str(cached))
   if corpus is None:
     raise DataError(_how_to(name, tried) + f"\n({name!r} has no download URL; "
                     f"known corpora: {', '.join(sorted(CORPORA))}.)")
   if _offline():
-    raise DataError(_how_to(name, tried) + "\n(RNNLAB_OFFLINE is set, so no "
+    raise DataError((stale + " Delete it and rerun without RNNLAB_OFFLINE to "
+                     "download it again.\n" if stale else "") +
+                    _how_to(name, tried) + "\n(RNNLAB_OFFLINE is set, so no "
                     "download was tried.)")
+  if stale:
+    logging.warning("%s Downloading it again from %s.", stale, corpus.url)
   try:
     return download(corpus.url, cached, corpus.sha256)
-  except OSError as e:
+  except DataError as e:
+    raise DataError(f"{_how_to(name, tried)}\n({e})") from None
+  except (OSError, http.client.HTTPException) as e:
     raise DataError(_how_to(name, tried) +
                     f"\n(Download from {corpus.url} failed: {e})") from None
 
@@ -154,7 +215,7 @@ def _as_str(text) -> str:
 
 class _JsonVocab:
   """JSON (de)serialisation shared by the vocabularies: {"type": KIND,
-  FIELD: [token, ...]}; saved atomically (temporary file, then rename)."""
+  FIELD: [token, ...]}; saved atomically (`metrics.atomic_file`)."""
 
   KIND: str
   FIELD: str
@@ -182,9 +243,7 @@ class _JsonVocab:
     return cls(d[cls.FIELD])
 
   def save(self, path: pathlib.Path):
-    tmp = pathlib.Path(str(path) + ".tmp")
-    tmp.write_text(self.to_json(), encoding="utf-8")
-    os.replace(tmp, path)
+    metrics_lib.write_text(path, self.to_json())
 
   @classmethod
   def load(cls, path: pathlib.Path):

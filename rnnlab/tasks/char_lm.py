@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rnnlab import metrics as metrics_lib
 from rnnlab import models
 from rnnlab import sample
 from rnnlab.data import text
@@ -82,6 +83,10 @@ class CharLMTask(base.Task):
     self.model = models.create_model(config.model,
                                      vocab_size=len(self.vocab))
     self._eval_data = {}
+    if config.train.sample_every:  # fail now, not at the first sample
+      s = config.sample
+      sample.check_options(self.vocab, s.prime, s.length, s.temperature,
+                           s.top_k, prefix="config.sample.")
 
   unit = "char"  # what a token is, in metric names: bits_per_char, chars
 
@@ -154,16 +159,14 @@ class CharLMTask(base.Task):
             "perplexity": math.exp(loss), f"{self.unit}s": int(count)}
 
   def save_metadata(self, workdir):
+    # Process 0 writes it (a resumed run keeps it); every process checks it.
     path = pathlib.Path(workdir) / VOCAB_FILE
-    if path.exists():
-      saved = text.load_vocab(path)
-      if saved != self.vocab:
-        raise UserError(
-            f"{path} does not match this run's corpus: saved "
-            f"{len(saved)} {self.unit}s, corpus has {len(self.vocab)}. Use a "
-            "new workdir for a different corpus.")
-    else:
-      self.vocab.save(path)
+    saved = metrics_lib.run_file(path, self.vocab.save, text.load_vocab)
+    if saved != self.vocab:
+      raise UserError(
+          f"{path} does not match this run's corpus: saved "
+          f"{len(saved)} {self.unit}s, corpus has {len(self.vocab)}. Use a "
+          "new workdir for a different corpus.")
 
   def periodic_output(self, params, step):
     s = self.config.sample

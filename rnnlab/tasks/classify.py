@@ -20,7 +20,6 @@ evaluates that checkpoint on every split into <workdir>/best_eval.json.
 from __future__ import annotations
 
 import functools
-import json
 import pathlib
 import time
 from typing import Any
@@ -160,12 +159,12 @@ class ClassifyTask(base.Task):
         {"params": params}, inputs, lengths), -1))
 
   def save_metadata(self, workdir):
+    # Process 0 writes it (a resumed run keeps it); every process checks it.
     path = pathlib.Path(workdir) / METADATA_FILE
-    if path.exists():
-      self.dataset.check_metadata(
-          json.loads(path.read_text(encoding="utf-8")), path)
-    else:
-      data.save_json(path, self.dataset.metadata())
+    self.dataset.check_metadata(metrics_lib.run_file(
+        path, functools.partial(metrics_lib.write_json,
+                                obj=self.dataset.metadata()),
+        metrics_lib.read_json), path)
 
   def write_reports(self, params, workdir):
     """<workdir>/best_eval.json: every eval split's metrics for the

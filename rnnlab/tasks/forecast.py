@@ -49,6 +49,7 @@ import ml_collections
 import numpy as np
 
 from rnnlab import base_config
+from rnnlab import metrics as metrics_lib
 from rnnlab import models
 from rnnlab.data import series as series_lib
 from rnnlab.errors import CheckpointError, UserError
@@ -255,15 +256,15 @@ class ForecastTask(base.Task):
             "scaler": self.scaler.to_json()}
 
   def save_metadata(self, workdir):
+    # Process 0 writes it (a resumed run keeps it); every process checks it.
     path = pathlib.Path(workdir) / SCALER_FILE
     meta = self.metadata()
-    if path.exists():
-      saved = json.loads(path.read_text())
-      if saved != meta:
-        raise UserError(f"{path} ({saved}) does not match this task's data "
-                        f"({meta}); use a new workdir.")
-    else:
-      path.write_text(json.dumps(meta, indent=2) + "\n")
+    saved = metrics_lib.run_file(
+        path, functools.partial(metrics_lib.write_json, obj=meta),
+        metrics_lib.read_json)
+    if saved != meta:
+      raise UserError(f"{path} ({saved}) does not match this task's data "
+                      f"({meta}); use a new workdir.")
 
   def write_reports(self, params, workdir):
     """forecast_test.png (test truth vs one-step forecasts) and
@@ -286,7 +287,8 @@ class ForecastTask(base.Task):
         "forecasts": {k: np.asarray(v).tolist() for k, v in f.items()
                       if k not in ("model_all", "z_pred")},
     }
-    (workdir / FORECASTS_FILE).write_text(json.dumps(record) + "\n")
+    metrics_lib.write_text(workdir / FORECASTS_FILE,
+                           json.dumps(record) + "\n")
     return [plot_forecasts(workdir / PLOT_FILE, f, metrics, self.series),
             workdir / FORECASTS_FILE]
 

@@ -127,13 +127,12 @@ class Seq2SeqTask(base.Task):
     return metrics
 
   def save_metadata(self, workdir):
+    # Process 0 writes it (a resumed run keeps it); every process checks it.
     path = pathlib.Path(workdir) / VOCAB_FILE
-    if path.exists():
-      if data.Seq2SeqVocab.load(path) != self.vocab:
-        raise UserError(f"{path} does not match this task's vocabulary; use "
-                        "a new workdir.")
-    else:
-      self.vocab.save(path)
+    if metrics_lib.run_file(path, self.vocab.save,
+                            data.Seq2SeqVocab.load) != self.vocab:
+      raise UserError(f"{path} does not match this task's vocabulary; use "
+                      "a new workdir.")
 
   def write_reports(self, params, workdir):
     """Attention heatmaps of the first eval.attention_plots test examples:

@@ -1,6 +1,7 @@
 """Corpus lookup, vocabulary, splits and batching for character data."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -31,6 +32,9 @@ def _write(path, content="hello"):
 def test_lookup_order_path_then_env_then_cache(isolated, monkeypatch):
   cached = _write(isolated / "cache" / "rnnlab" / "tinyshakespeare" /
                   "input.txt")
+  monkeypatch.setitem(text.CORPORA, "tinyshakespeare", text.Corpus(  # "hello"
+      url="https://example.invalid/input.txt",
+      sha256=hashlib.sha256(b"hello").hexdigest()))
   assert text.resolve_corpus("tinyshakespeare") == cached
   env_file = _write(isolated / "data" / "tinyshakespeare" / "input.txt")
   monkeypatch.setenv("RNNLAB_DATA_DIR", str(isolated / "data"))
@@ -104,6 +108,117 @@ def test_download_failure_and_bad_checksum(isolated, monkeypatch):
     text.resolve_corpus("tinyshakespeare")
   assert not (isolated / "cache" / "rnnlab" / "tinyshakespeare" /
               "input.txt").exists()
+
+
+URL = "https://example.invalid/input.txt"
+
+
+class _Stream:
+  """A response of `count` copies of `chunk`, each after `delay_s`, then
+  EOF, or `error` if given. read(), without a size, returns them all at
+  once (or raises `error`), as a whole-body read sees them."""
+
+  def __init__(self, chunk: bytes, count: int, delay_s: float = 0.0,
+               error: Exception | None = None, headers=None):
+    self.chunk, self.left, self.delay_s = chunk, count, delay_s
+    self.error, self.headers = error, headers or {}
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *args):
+    return False
+
+  def read1(self, n: int = -1) -> bytes:
+    del n
+    if not self.left:
+      if self.error:
+        raise self.error
+      return b""
+    time.sleep(self.delay_s)
+    self.left -= 1
+    return self.chunk
+
+  def read(self, n: int = -1) -> bytes:
+    if n >= 0:
+      return self.read1(n)
+    if self.error:
+      raise self.error
+    body, self.left = self.chunk * self.left, 0
+    return body
+
+
+def _download_with(isolated, monkeypatch, response):
+  """resolve_corpus with `response` as the server's; -> (error, the files
+  left in the corpus's cache directory)."""
+  monkeypatch.delenv("RNNLAB_OFFLINE")
+  monkeypatch.setattr(text.urllib.request, "urlopen",
+                      lambda url, timeout: response)
+  monkeypatch.setitem(text.CORPORA, "tinyshakespeare", text.Corpus(
+      url=URL, sha256=hashlib.sha256(b"the corpus").hexdigest()))
+  with pytest.raises(text.DataError) as e:
+    text.resolve_corpus("tinyshakespeare")
+  directory = isolated / "cache" / "rnnlab" / "tinyshakespeare"
+  return str(e.value), sorted(p.name for p in directory.glob("*")) + sorted(
+      p.name for p in directory.glob(".*"))
+
+
+def test_download_stops_at_the_time_limit(isolated, monkeypatch):
+  monkeypatch.setattr(text, "DOWNLOAD_TOTAL_S", 0.3, raising=False)
+  start = time.perf_counter()
+  message, left = _download_with(isolated, monkeypatch,
+                                 _Stream(b"x" * 100, 1000, delay_s=0.05))
+  assert time.perf_counter() - start < 2
+  assert URL in message and "over 0.3 s, the time limit DOWNLOAD_TOTAL_S" in (
+      message)
+  assert left == []  # no temporary file
+  monkeypatch.undo()
+  assert text.DOWNLOAD_TOTAL_S <= 120  # the real limit stays minutes-short
+
+
+@pytest.mark.parametrize("headers", [None, {"Content-Length": "200000"}])
+def test_download_stops_at_the_size_limit(isolated, monkeypatch, headers):
+  monkeypatch.setattr(text, "DOWNLOAD_MAX_BYTES", 100_000, raising=False)
+  message, left = _download_with(isolated, monkeypatch,
+                                 _Stream(b"x" * 65536, 100, headers=headers))
+  assert URL in message and "100000" in message
+  assert "size limit DOWNLOAD_MAX_BYTES" in message
+  assert left == []
+  monkeypatch.undo()
+  assert 1_200_000 < text.DOWNLOAD_MAX_BYTES <= 64 << 20  # the corpus fits
+
+
+def test_download_failing_midway_leaves_no_temporary_file(isolated,
+                                                         monkeypatch):
+  message, left = _download_with(isolated, monkeypatch, _Stream(
+      b"x" * 65536, 2, error=ConnectionResetError("reset by peer")))
+  assert f"Download from {URL} failed after 131072 bytes" in message
+  assert "reset by peer" in message
+  assert left == []
+
+
+def test_cached_corpus_is_checked_against_its_sha256(isolated, monkeypatch):
+  payload = b"First Citizen:\nhello\n"
+  monkeypatch.setitem(text.CORPORA, "tinyshakespeare", text.Corpus(
+      url=URL, sha256=hashlib.sha256(payload).hexdigest()))
+  cached = _write(isolated / "cache" / "rnnlab" / "tinyshakespeare" /
+                  "input.txt", "First Citizen:\nhel")  # a truncated copy
+  with pytest.raises(text.DataError) as e:  # offline: said, not downloaded
+    text.resolve_corpus("tinyshakespeare")
+  message = str(e.value)
+  assert f"The cached {cached} is damaged or another file" in message
+  assert hashlib.sha256(payload).hexdigest() in message
+  assert "Delete it and rerun without RNNLAB_OFFLINE" in message
+  assert cached.read_text() == "First Citizen:\nhel"
+  # Online, it is downloaded again over the bad copy.
+  calls = []
+  monkeypatch.delenv("RNNLAB_OFFLINE")
+  monkeypatch.setattr(text.urllib.request, "urlopen", lambda url, timeout: (
+      calls.append(url), _Stream(payload, 1))[1])
+  assert text.resolve_corpus("tinyshakespeare") == cached
+  assert cached.read_bytes() == payload and calls == [URL]
+  assert text.resolve_corpus("tinyshakespeare") == cached  # now it matches
+  assert calls == [URL]
 
 
 @pytest.mark.parametrize("content,message", [

@@ -21,12 +21,15 @@ its gradients come out in that layout). Levels:
   reverse        `Recurrent(reverse=True)` against PyTorch on the flipped
                  sequence (outputs flipped back)
   bidirectional  `Bidirectional(merge="concat")` against bidirectional=True
-and each layer level under every implementation (`layers.IMPLEMENTATIONS`:
-auto, scan, fused, native and each native_<isa> this CPU executes; cudnn on
-a GPU only), plus "scan_unhoisted" (scan with
-hoist_input_projection=False, the per-step cell). "runs" names what the
-layer actually ran (the reset-before GRU falls back to scan); a native row
-fails unless its kernel's custom call is in the compiled program.
+and each layer level under every implementation
+(`rnnlab.models.implementations.IMPLEMENTATIONS`: auto, scan, fused, native
+and each native_<isa> this CPU executes; cudnn on a GPU only), plus
+"scan_unhoisted" (scan with hoist_input_projection=False, the per-step
+cell). "runs" names what the layer actually ran (`implementation_for`,
+fallbacks included); an implementation the cell's structure rules out
+(not in `implementations_for`: fused and native for the reset-before GRU,
+cudnn for all but the LSTM) is skipped with the layer's refusal. A native
+row fails unless its kernel's custom call is in the compiled program.
 
 Weight map (rnnlab/models/cells.py): gate order is PyTorch's; rnnlab has one
 input bias, b_ih + b_hh. The GRU's update gate Z is PyTorch's 1 - z, so its
@@ -227,38 +230,40 @@ def carry_tree(case: Case, level: str, h, c):
 # --- rnnlab -------------------------------------------------------------------
 
 def what_runs(cell, implementation: str) -> str:
-  """The implementation a layer of `cell` actually runs (layers.scan_cell's
-  rules, fallbacks included)."""
-  from rnnlab.models import layers  # pylint: disable=g-import-not-at-top
+  """The implementation a layer of `cell` runs for `implementation`:
+  `implementation_for`'s answer, fallbacks included."""
+  from rnnlab.models import implementations  # pylint: disable=g-import-not-at-top
   if implementation == "scan_unhoisted":
     return "scan (per-step cell)"
-  resolved = layers.resolve_implementation(implementation, cell.hidden_size)
-  if layers.is_native(resolved):
-    isa = layers.native_isa(resolved)
-    if layers._native_code(cell, isa) is not None:  # pylint: disable=protected-access
-      return f"native_{isa}"
-    resolved = layers.cpu_fallback(cell.hidden_size)
-  if resolved == "fused" and not cell.supports_fused():
-    resolved = "scan"
-  return resolved
+  runs = implementations.implementation_for(cell, implementation)
+  if implementations.is_native(runs):
+    return f"native_{implementations.native_isa(runs)}"
+  return runs
 
 
-def skip_reason(implementation: str, case: Case) -> str | None:
+def skip_reason(implementation: str, cell) -> str | None:
+  """Why a layer of `cell` cannot run `implementation` here, or None: an
+  unknown name or ISA variant, a structural refusal (not in
+  `implementations_for(cell)`; the layer's own one-line error), or cudnn
+  off a GPU (cudnn is refused where it runs, not by `implementation_for`)."""
   import jax  # pylint: disable=g-import-not-at-top
   from rnnlab.errors import UserError  # pylint: disable=g-import-not-at-top
-  from rnnlab.models import layers  # pylint: disable=g-import-not-at-top
-  if implementation == "cudnn":
-    if case.cell != "lstm":
-      return "cudnn runs only the LSTM"
-    if jax.default_backend() != "gpu":
-      return "cudnn needs a CUDA GPU"
-  elif implementation != "scan_unhoisted":
+  from rnnlab.models import implementations  # pylint: disable=g-import-not-at-top
+  if implementation == "scan_unhoisted":
+    return None
+  try:
+    implementations.resolve_implementation(implementation, cell.hidden_size)
+    if implementation.startswith("native_"):
+      implementations.native_isa(implementation)
+  except UserError as e:
+    return str(e).split(". ")[0]
+  if implementation not in implementations.implementations_for(cell):
     try:
-      layers.resolve_implementation(implementation, 1)
-      if implementation.startswith("native_"):
-        layers.native_isa(implementation)
+      implementations.check_runs(cell, implementation)
     except UserError as e:
-      return str(e).split(".")[0]
+      return f"refused: {e}"
+  if implementation == "cudnn" and jax.default_backend() != "gpu":
+    return "cudnn needs a CUDA GPU"
   return None
 
 
@@ -434,17 +439,14 @@ def recurrent_rows(torch, args) -> list[dict]:
                       rng.normal(size=carry_shape).astype(np.float32))
       expected = torch_run(torch, case, level, tp, xs, h0, c0, (cy, cc))
       carry0 = carry_tree(case, level, h0, c0)
+      cell = cells.create_cell(case.cell, h, case.options)
       for impl in (["-"] if level == "cell" else impls):
         row = dict(case=name, level=level, impl=impl)
-        reason = None if impl == "-" else skip_reason(impl, case)
+        reason = None if impl == "-" else skip_reason(impl, cell)
         if reason:
           rows.append(dict(row, runs="-", result=f"skip: {reason}"))
           continue
-        if impl != "-":
-          runs = what_runs(cells.create_cell(case.cell, h, case.options),
-                           impl)
-        else:
-          runs = "cell step"
+        runs = "cell step" if impl == "-" else what_runs(cell, impl)
         out, carry, grads, program = rnnlab_run(
             case, level, "scan" if impl == "-" else impl, tp, xs, carry0,
             (cy, cc))

@@ -3,7 +3,7 @@
   python -m benchmarks.sample_throughput [--workdir=runs/gru] [--length=1024]
   python -m benchmarks.sample_throughput --max_isa=avx2  # AVX2 on AVX-512
 
-rnnlab, the backends of `rnnlab.sample.Sampler` (what `python -m
+rnnlab, the backends of `rnnlab.sampling.Sampler` (what `python -m
 rnnlab.sample` runs), timed per call including the prime and the noise:
   native_*  the C kernel (`rnnlab.native.sampler`), each instruction-set
             variant this CPU executes;
@@ -53,9 +53,9 @@ def parse_args(argv=None):
 def load_rnnlab(workdir: str):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from rnnlab import base_config, models, train  # pylint: disable=g-import-not-at-top
+  from rnnlab import base_config, models, sampling  # pylint: disable=g-import-not-at-top
   if workdir:
-    run = train.load_run_for_inference(pathlib.Path(workdir))
+    run = sampling.load_run_for_inference(pathlib.Path(workdir))
     return run.config, run.model, run.params, len(run.vocab)
   config = base_config.get_config()
   vocab = harness.VOCAB
@@ -114,7 +114,7 @@ def main(argv=None):
   cli.setup()
   import jax  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  from rnnlab import sample  # pylint: disable=g-import-not-at-top
+  from rnnlab import sampling  # pylint: disable=g-import-not-at-top
   config, model, params, vocab = load_rnnlab(args.workdir)
   peer = TorchCharLoop(config, vocab, args.threads)
   m = config.model
@@ -128,11 +128,11 @@ def main(argv=None):
         f"{m.embed_dim}, vocabulary {vocab}; {args.length} characters per "
         f"sequence; {'trained: ' + args.workdir if args.workdir else 'fresh parameters'}")
   natives = train_throughput.columns("natives")  # the default first
-  samplers = {c: sample.Sampler(model, params, "native",
-                                isa=c.removeprefix("native_"))
+  samplers = {c: sampling.Sampler(model, params, "native",
+                                  isa=c.removeprefix("native_"))
               for c in natives}
-  samplers["jax"] = sample.Sampler(model, params, "jax")
-  auto = sample.Sampler(model, params, "auto")
+  samplers["jax"] = sampling.Sampler(model, params, "jax")
+  auto = sampling.Sampler(model, params, "auto")
   names = ["auto"] + list(samplers) + ["loop"]
   header = (["batch", "auto picks"] + [f"{n} chars/s" for n in names] +
             [f"{n} / loop" for n in names[:-1]] + ["auto / fastest"])

@@ -20,17 +20,19 @@ is 0.006 nats/char better; evaluation attends over the last 128 states
 across chunk boundaries, as in training and sampling.
 """
 from rnnlab import base_config
+from rnnlab import recipes
 
 STEPS = 1400  # ~ the plain GRU config's 2,000 steps of training time here
 
 
 def get_config(arg: str = ""):
+  arg = recipes.parse_arg(arg, runlocal=False)
   c = base_config.get_config()
   c.model.cell = "gru"
   c.model.name = "attention_lm"
   c.model.attention = "scaled_dot"
   c.model.attention_window = 128
   c.train.steps = STEPS
-  if "runlocal" in base_config.parse_arg(arg):
-    base_config.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_runlocal(c)
   return c

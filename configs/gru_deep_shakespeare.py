@@ -17,15 +17,17 @@ config had 1.4974 at its step 1,000 (of 2,000, so a different learning-
 rate schedule) after about half the training time.
 """
 from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
+  arg = recipes.parse_arg(arg, runlocal=False)
   c = base_config.get_config()
   c.model.cell = "gru"
   c.model.num_layers = 3
   c.model.residual = True
   c.model.layer_norm = True
   c.train.steps = 1000
-  if "runlocal" in base_config.parse_arg(arg):
-    base_config.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_runlocal(c)
   return c

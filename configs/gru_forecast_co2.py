@@ -22,13 +22,12 @@ naive 1.699, ARIMA(2, 1, 2) 0.3451 (ratio 0.867). Seeds 0-2
 (experiments/forecast_seeds.py, docs/forecasting.md): MAE 0.3027 ± 0.011,
 ratio to ARIMA 0.877 ± 0.031.
 """
-from rnnlab import base_config
-from rnnlab.tasks import forecast
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  flags = base_config.parse_arg(arg)
-  c = forecast.forecast_config("co2", "gru")
+  arg = recipes.parse_arg(arg, runlocal=False)
+  c = recipes.forecast_config("co2", "gru")
   c.data.missing = "interpolate"
   c.data.difference = True
   c.data.window, c.data.loss_positions = 104, 52
@@ -37,6 +36,6 @@ def get_config(arg: str = ""):
   c.train.steps = 1500
   c.optim.learning_rate = 1e-3
   c.eval.arima_order, c.eval.arima_trend = (2, 1, 2), "t"
-  if "runlocal" in flags:
-    forecast.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_forecast_runlocal(c)
   return c

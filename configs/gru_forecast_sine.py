@@ -20,13 +20,12 @@ the noise floor), 0.0236 against the noise-free sine; MAE 0.1049 vs naive
 (experiments/forecast_seeds.py, docs/forecasting.md): RMSE 0.1218 ± 0.0017,
 noise-free 0.0282 ± 0.0055.
 """
-from rnnlab import base_config
-from rnnlab.tasks import forecast
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  flags = base_config.parse_arg(arg)
-  c = forecast.forecast_config("sine", "gru")
+  arg = recipes.parse_arg(arg, runlocal=False)
+  c = recipes.forecast_config("sine", "gru")
   c.data.num_points, c.data.noise, c.data.noise_seed = 2000, 0.2, 0
   c.data.window, c.data.loss_positions = 64, 32
   c.data.season = 63
@@ -34,6 +33,6 @@ def get_config(arg: str = ""):
   c.train.steps = 2000
   c.optim.learning_rate = 3e-3
   c.eval.arima_order, c.eval.arima_trend = (2, 0, 2), "n"
-  if "runlocal" in flags:
-    forecast.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_forecast_runlocal(c)
   return c

@@ -12,7 +12,7 @@ utterances, of which 54 (6 per speaker, stratified, seeded by config.seed)
 are held out for validation, and the 370 test utterances. Features are
 standardised with the training part's statistics. The validation loss picks
 the best checkpoint (<workdir>/best/); its test accuracy is written to
-<workdir>/best_eval.json. Recipe: rnnlab.tasks.classify.japanese_vowels_config.
+<workdir>/best_eval.json. Recipe: rnnlab.recipes.japanese_vowels_config.
 
 Measured (2026-11-26, this 2-core CPU shared with other jobs (load average
 6-8), jax 0.10.2; the first command with --config.seed=0/1/2): test accuracy
@@ -22,8 +22,8 @@ of the checkpoint chosen on validation loss (<workdir>/best_eval.json)
 37 s, 34 s (30,857 parameters). With :pooling=mean: 97.57% +- 0.72 test
 (359, 360, 364 of 370). docs/classification.md has the table.
 """
-from rnnlab.tasks import classify
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  return classify.japanese_vowels_config(arg, cell="gru")
+  return recipes.japanese_vowels_config(arg, cell="gru")

@@ -6,7 +6,7 @@ additive (Bahdanau) attention. Held-out pairs never appear in training.
   python -m rnnlab.main --config=configs/gru_seq2seq_addition.py:none --workdir=runs/addition_none
   python -m rnnlab.main --config=configs/gru_seq2seq_addition.py:runlocal --workdir=/tmp/addition
 
-The arg picks the attention and/or "runlocal" (base_config.seq2seq_config).
+The arg picks the attention and/or "runlocal" (rnnlab.recipes.seq2seq_config).
 
 Measured (2026-11-26, this 2-core CPU, jax 0.10.2, the commands above):
 exact match on the 2,000 held-out test pairs after 3,000 steps of 128,
@@ -23,11 +23,8 @@ The multiplicative scores (dot and scaled_dot get a unidirectional encoder
 as wide as the decoder) were still improving at step 3,000: in this recipe
 they learn far more slowly than additive attention, which the config uses.
 """
-from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  c = base_config.seq2seq_config("addition", arg)
-  if "runlocal" not in arg:
-    c.train.batch_size = 128
-  return c
+  return recipes.seq2seq_config("addition", arg, batch_size=128)

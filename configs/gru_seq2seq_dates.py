@@ -8,7 +8,7 @@ GRU decoder with additive (Bahdanau) attention. Test days (2,000 of the
   python -m rnnlab.main --config=configs/gru_seq2seq_dates.py:none --workdir=runs/dates_none
   python -m rnnlab.main --config=configs/gru_seq2seq_dates.py:runlocal --workdir=/tmp/dates
 
-The arg picks the attention and/or "runlocal" (base_config.seq2seq_config).
+The arg picks the attention and/or "runlocal" (rnnlab.recipes.seq2seq_config).
 Attention heatmaps of test examples are written to <workdir>/attention/.
 
 Measured (2026-11-26, this 2-core CPU, jax 0.10.2, the commands above):
@@ -21,11 +21,8 @@ greedy / 4-beam decoding:
 Attention reaches full accuracy in a third of the steps; without it the
 bidirectional encoder's final state alone carries an 11-character answer.
 """
-from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  c = base_config.seq2seq_config("dates", arg)
-  if "runlocal" not in arg:
-    c.train.batch_size = 64
-  return c
+  return recipes.seq2seq_config("dates", arg, batch_size=64)

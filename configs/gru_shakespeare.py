@@ -38,11 +38,13 @@ scan 332 ms, native_avx2 337 ms, fused 382 ms and ran scan; validation
 1.4655 in 11 min 46 s, 25.0k characters/s.
 """
 from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
+  arg = recipes.parse_arg(arg, runlocal=False)
   c = base_config.get_config()
   c.model.cell = "gru"
-  if "runlocal" in base_config.parse_arg(arg):
-    base_config.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_runlocal(c)
   return c

@@ -18,7 +18,7 @@ all). GLUE's test split is unlabelled, so the 872 validation sentences are
 the test set here, and 5% of the 67,349 training sentences (stratified) are
 held out for validation, which picks the best checkpoint. The vocabulary is
 the 20,000 most frequent training words (with <pad>, <unk>), saved in
-<workdir>/metadata.json. Recipe: rnnlab.tasks.classify.text_config.
+<workdir>/metadata.json. Recipe: rnnlab.recipes.text_config.
 
 Measured: not trained on real data. This machine has no network and no
 prepared copy of glue/sst2, so the data cannot be obtained here and no
@@ -28,10 +28,10 @@ labels) running end to end, 20 steps in about 22 s with word and with char
 tokens, and the offline error path: the command exits after about 2 s
 (imports included) with the how-to-prepare message.
 """
-from rnnlab.tasks import classify
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  return classify.text_config("glue/sst2", arg, cell="gru",
-                              text_feature="sentence",
-                              test_split="validation")
+  return recipes.text_config("glue/sst2", arg, cell="gru",
+                             text_feature="sentence",
+                             test_split="validation")

@@ -27,10 +27,11 @@ is not faster on the CPU, where the update still touches the whole table
 (masked), and 1.6k vs 2.0k tokens/s is within this shared host's noise.
 """
 from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  flags = base_config.parse_arg(arg, valid=("runlocal", "adam"))
+  arg = recipes.parse_arg(arg, runlocal=False, adam=False)
   c = base_config.get_config()
   c.task = "word_lm"
   c.data.vocab_size = 5000
@@ -44,11 +45,11 @@ def get_config(arg: str = ""):
   c.train.eval_every = c.train.checkpoint_every = 250
   c.train.sample_every = 1000
   c.train.patience = 3
-  c.optim.name = "adam" if "adam" in flags else "sparse_adam"
+  c.optim.name = "adam" if arg.adam else "sparse_adam"
   c.optim.learning_rate = 2e-3
   c.eval.seq_len = 64
   c.sample.length = 100
-  if "runlocal" in flags:
-    base_config.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_runlocal(c)
     c.data.vocab_size = 500
   return c

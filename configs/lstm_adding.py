@@ -6,7 +6,7 @@ remember the two marked values of a length-T sequence and output their sum.
   python -m rnnlab.main --config=configs/lstm_adding.py:runlocal --workdir=/tmp/adding
 
 The arg is comma-separated "cell=<rnn|lstm|gru>" (default lstm), "lag=<T>"
-(default 100) and/or "runlocal" (rnnlab.tasks.synthetic.synthetic_config).
+(default 100) and/or "runlocal" (rnnlab.recipes.synthetic_config).
 Inputs [B, T, 2]: values in [0, 1) and a marker channel with one 1 in each
 half of the sequence (rnnlab/data/synthetic.py); MSE on the last step's
 output. Always predicting 1 scores 1/6 ~ 0.167; "solved" = test MSE < 0.01.
@@ -23,8 +23,8 @@ lag 25 / 50 / 100 / 200:
   lstm  0.00015 / 0.00026 / 0.00029 / 0.0010
   gru   0.00007 / 0.00011 / 0.00011 / 0.00010
 """
-from rnnlab.tasks import synthetic
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  return synthetic.synthetic_config("adding", arg, cell="lstm", lag=100)
+  return recipes.synthetic_config("adding", arg, cell="lstm", lag=100)

@@ -23,16 +23,17 @@ for the whole command (25.3k characters/s median); ":random" 1.5520 in
 (by up to 0.022 at step 3,200); the table is in docs/training.md.
 """
 from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  flags = base_config.parse_arg(arg, valid=("runlocal", "random"))
+  arg = recipes.parse_arg(arg, runlocal=False, random=False)
   c = base_config.get_config()
   c.model.cell = "lstm"
   c.model.hidden_size, c.model.num_layers = 128, 2
   c.model.embedding = "one_hot"
   c.model.dropout_rate = 0.0
-  c.train.order = "random" if "random" in flags else "stateful"
+  c.train.order = "random" if arg.random else "stateful"
   c.train.batch_size, c.train.seq_len = 50, 50
   c.train.steps = 6400
   c.train.log_every = 100
@@ -46,7 +47,7 @@ def get_config(arg: str = ""):
   c.optim.warmup_steps = 0
   c.optim.decay_rate, c.optim.decay_after_epochs = 0.97, 10
   c.optim.clip, c.optim.clip_norm, c.optim.clip_value = "value", 0.0, 5.0
-  if "runlocal" in flags:
-    base_config.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_runlocal(c)
     c.train.batch_size, c.train.seq_len = 4, 16
   return c

@@ -7,7 +7,7 @@ delimiter, then output the 10 symbols in order.
   python -m rnnlab.main --config=configs/lstm_copy_memory.py:runlocal --workdir=/tmp/copy
 
 The arg is comma-separated "cell=<rnn|lstm|gru>" (default lstm), "lag=<n>"
-(default 100) and/or "runlocal" (rnnlab.tasks.synthetic.synthetic_config).
+(default 100) and/or "runlocal" (rnnlab.recipes.synthetic_config).
 Sequences are 10 + lag + 1 + 10 steps long (rnnlab/data/synthetic.py); the
 loss is the cross-entropy over the 10 output positions only, whose baseline
 is ln 8 = 2.079 nats per symbol (accuracy 1/8); "solved" = test symbol
@@ -24,8 +24,8 @@ Test symbol accuracy by cell and lag 25 / 50 / 100 / 200:
   lstm  56.6% / 35.1% / 12.8% / 12.8%
   gru   57.0% / 59.9% / 30.3% / 30.3%
 """
-from rnnlab.tasks import synthetic
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  return synthetic.synthetic_config("copy_memory", arg, cell="lstm", lag=100)
+  return recipes.synthetic_config("copy_memory", arg, cell="lstm", lag=100)

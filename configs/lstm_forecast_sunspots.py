@@ -19,19 +19,18 @@ command: 15 s wall clock): test MAE 11.92 vs naive 22.45, seasonal naive
 docs/forecasting.md): MAE 12.99 ± 1.3, ratio to AR(9) 0.92 ± 0.09 (seed 1:
 1.03, behind AR(9)).
 """
-from rnnlab import base_config
-from rnnlab.tasks import forecast
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  flags = base_config.parse_arg(arg)
-  c = forecast.forecast_config("sunspots", "lstm")
+  arg = recipes.parse_arg(arg, runlocal=False)
+  c = recipes.forecast_config("sunspots", "lstm")
   c.data.window, c.data.loss_positions = 32, 32
   c.data.season = 11
   c.model.hidden_size = 16
   c.train.steps = 1500
   c.optim.learning_rate = 1e-3
   c.eval.arima_order, c.eval.arima_trend = (9, 0, 0), "c"
-  if "runlocal" in flags:
-    forecast.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_forecast_runlocal(c)
   return c

@@ -12,7 +12,7 @@ utterances, of which 54 (6 per speaker, stratified, seeded by config.seed)
 are held out for validation, and the 370 test utterances. Features are
 standardised with the training part's statistics. The validation loss picks
 the best checkpoint (<workdir>/best/); its test accuracy is written to
-<workdir>/best_eval.json. Recipe: rnnlab.tasks.classify.japanese_vowels_config.
+<workdir>/best_eval.json. Recipe: rnnlab.recipes.japanese_vowels_config.
 
 Measured (2026-11-26, this 2-core CPU shared with other jobs (load average
 7-8), jax 0.10.2; the first command with --config.seed=0/1/2): test accuracy
@@ -21,8 +21,8 @@ of the checkpoint chosen on validation loss (<workdir>/best_eval.json)
 53 of 54); best steps 600, 150, 600. Wall clock of the whole command 65 s,
 52 s, 40 s (40,585 parameters). docs/classification.md has the table.
 """
-from rnnlab.tasks import classify
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  return classify.japanese_vowels_config(arg, cell="lstm")
+  return recipes.japanese_vowels_config(arg, cell="lstm")

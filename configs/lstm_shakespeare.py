@@ -19,11 +19,13 @@ For scale, a plain PyTorch 2x256 LSTM with a similar recipe reached 1.486
 after 592 s on this machine (../shared/NOTES.md).
 """
 from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
+  arg = recipes.parse_arg(arg, runlocal=False)
   c = base_config.get_config()
   c.model.cell = "lstm"
-  if "runlocal" in base_config.parse_arg(arg):
-    base_config.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_runlocal(c)
   return c

@@ -17,15 +17,17 @@ intervals); 234,369 parameters. Validation by step: 1.6842 (500), 1.6043
 same budget: GRU 1.4655, LSTM 1.4829.
 """
 from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
+  arg = recipes.parse_arg(arg, runlocal=False)
   c = base_config.get_config()
   c.model.cell = "rnn"
   c.model.activation = "tanh"
   # Two steps per loop iteration: the Elman step is so small that loop
   # overhead shows (74.7k vs 69.8k tok/s in benchmarks/train_throughput.py).
   c.model.unroll = 2
-  if "runlocal" in base_config.parse_arg(arg):
-    base_config.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_runlocal(c)
   return c

@@ -14,9 +14,11 @@ characters per trial, 2 layers): it ranks the cells early in training, not
 at convergence. Report and measurements: docs/cell_size_sweep.md.
 """
 from rnnlab import base_config
+from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
+  arg = recipes.parse_arg(arg, runlocal=False)
   c = base_config.get_config()
   c.model.cell = "gru"
   c.model.hidden_size = 256
@@ -27,8 +29,8 @@ def get_config(arg: str = ""):
   c.train.checkpoint_every = 300
   c.train.sample_every = 0
   c.optim.warmup_steps = 50
-  if "runlocal" in base_config.parse_arg(arg):
-    base_config.make_runlocal(c)
+  if arg.runlocal:
+    recipes.make_runlocal(c)
   return c
 
 

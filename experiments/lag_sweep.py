@@ -82,8 +82,8 @@ def workdir_of(root, task: str, cell: str, lag: int) -> pathlib.Path:
 
 def trial_config(task: str, cell: str, lag: int, steps: int,
                  eval_every: int):
-  from rnnlab.tasks import synthetic  # pylint: disable=g-import-not-at-top
-  c = synthetic.synthetic_config(task, f"cell={cell},lag={lag}")
+  from rnnlab import recipes  # pylint: disable=g-import-not-at-top
+  c = recipes.synthetic_config(task, f"cell={cell},lag={lag}")
   c.train.steps = steps
   c.train.eval_every = min(eval_every, steps)
   c.train.log_every = min(100, steps)

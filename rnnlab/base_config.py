@@ -1,19 +1,21 @@
 """The base config: every key rnnlab reads, with its default and meaning.
 
-Experiment configs under `configs/` start from `get_config()` and override
-what they need; code never calls `config.get(key, default)`. Any key can be
-overridden on the command line, e.g. `--config.train.steps=100`; a key that
-is not here is an error (configs are locked).
+Experiment configs under `configs/` start from `get_config()` (or a shared
+recipe in `rnnlab/recipes.py`) and override what they need; code never calls
+`config.get(key, default)`. Any key can be overridden on the command line,
+e.g. `--config.train.steps=100`; a key that is not here is an error (configs
+are locked). This module imports no registry: `rnnlab.config_check` checks
+the registered names.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import pathlib
-from typing import Any
 
 import ml_collections
 
+from rnnlab import registry
 from rnnlab.errors import CheckpointError, UserError
 
 
@@ -25,6 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
   # parameters matched by name and shape; a char LM's embedding and output
   # rows are remapped by character. "" = fresh initialisation.
   c.init_from = ""
+  # Modules to import before any registry is read, for the cells, models,
+  # tasks or optimizers they register (docs/extending.md): module names on
+  # sys.path, or .py files relative to the working directory.
+  c.imports = ()
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "tinyshakespeare"  # corpus name: $RNNLAB_DATA_DIR/<name>/input.txt
@@ -264,23 +270,8 @@ CHOICE_KEYS = {
 TUPLE_ITEM_TYPES = {
     "data.locales": str, "data.formats": str, "eval.arima_order": int,
     "eval.arima_seasonal_order": int, "model.hidden_sizes": int,
-    "optim.sparse_params": str, "optim.freeze": str,
+    "optim.sparse_params": str, "optim.freeze": str, "imports": str,
 }
-
-
-def registry_keys() -> dict[str, tuple[str, dict]]:
-  """Keys naming a registry entry: key -> (what, registry). Checked in
-  `validate` so that a typo fails before any data is read."""
-  # pylint: disable=g-import-not-at-top
-  from rnnlab import models
-  from rnnlab import optim
-  from rnnlab import tasks
-  from rnnlab.models import cells
-  return {"task": ("task", tasks.TASKS),
-          "model.name": ("model", models.MODELS),
-          "model.cell": ("cell", cells.CELLS),
-          "optim.name": ("optimizer", optim.OPTIMIZERS),
-          "optim.schedule": ("schedule", optim.SCHEDULES)}
 
 
 def _get(config, dotted: str):
@@ -344,8 +335,11 @@ def check_types(config: ml_collections.ConfigDict):
 
 def validate(config: ml_collections.ConfigDict):
   """Raises UserError naming the first key of the wrong type, an
-  out-of-range size or rate, or an unknown name (with the valid choices)."""
+  out-of-range size or rate, or a value outside CHOICE_KEYS. Registered
+  names (task, model, cell, optimizer, schedule) are checked above the
+  registries, by `rnnlab.config_check.validate`."""
   check_types(config)
+  registry.import_modules(config.imports)  # before a registry is read
   for key in POSITIVE_KEYS:
     if not _get(config, key) > 0:
       raise UserError(f"config.{key}={_get(config, key)!r} must be > 0.")
@@ -370,13 +364,6 @@ def validate(config: ml_collections.ConfigDict):
     if _get(config, key) not in choices:
       raise UserError(f"Unknown config.{key}={_get(config, key)!r}. Valid "
                       f"choices: {', '.join(map(repr, choices))}.")
-  for key, (what, registry) in registry_keys().items():
-    if _get(config, key) not in registry:
-      raise UserError(f"Unknown {what} {_get(config, key)!r} "
-                      f"(config.{key}). Valid choices: "
-                      f"{', '.join(map(repr, sorted(registry)))}.")
-  from rnnlab import tasks  # pylint: disable=g-import-not-at-top
-  tasks.check_model(config)
 
 
 def load_file(spec: str) -> ml_collections.ConfigDict:
@@ -391,100 +378,6 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
-
-
-def parse_arg(arg: str, valid=("runlocal",)) -> set[str]:
-  """Parses a config arg like "runlocal" (comma-separated flags)."""
-  flags = {a for a in (arg or "").split(",") if a}
-  unknown = flags - set(valid)
-  if unknown:
-    raise UserError(f"Unknown config arg {sorted(unknown)!r}. Valid choices: "
-                    f"{', '.join(valid)}.")
-  return flags
-
-
-def parse_arg_options(arg: str, parsers: dict[str, Any],
-                      valid=("runlocal",)) -> tuple[set[str], dict[str, Any]]:
-  """"cell=rnn,lag=100,runlocal" -> ({"runlocal"}, {"cell": "rnn", "lag":
-  100}). `parsers` maps each allowed key to a function that checks its
-  value (raising UserError) and returns it converted."""
-  items = [a for a in (arg or "").split(",") if a]
-  flags = parse_arg(",".join(a for a in items if "=" not in a), valid)
-  options = {}
-  for item in (a for a in items if "=" in a):
-    key, value = item.split("=", 1)
-    if key not in parsers:
-      raise UserError(
-          f"Unknown config arg key {key!r} in {item!r}. Valid keys: "
-          f"{', '.join(parsers)} (and the flags {', '.join(valid)}).")
-    options[key] = parsers[key](value)
-  return flags, options
-
-
-def cell_arg(value: str) -> str:
-  """A parse_arg_options parser: a registered cell name."""
-  from rnnlab.models import cells  # pylint: disable=g-import-not-at-top
-  from rnnlab.registry import lookup  # pylint: disable=g-import-not-at-top
-  lookup(cells.CELLS, value, "cell")
-  return value
-
-
-def make_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Shrinks a char-LM config to a seconds-long smoke run (tests, CI)."""
-  c.model.hidden_size = 32
-  c.model.embed_dim = 16
-  c.train.batch_size = 8
-  c.train.seq_len = 32
-  c.train.steps = 20
-  c.train.log_every = 5
-  c.train.eval_every = 10
-  c.train.checkpoint_every = 10
-  c.train.sample_every = 20
-  c.optim.warmup_steps = min(c.optim.warmup_steps, 2)
-  c.sample.length = 50
-  return c
-
-
-def seq2seq_config(problem: str, arg: str) -> ml_collections.ConfigDict:
-  """The shared recipe of configs/*_seq2seq_*.py: a bidirectional GRU
-  encoder and a GRU decoder (hidden 128) with attention.
-
-  arg: the attention ("none", "additive", "dot", "general", "scaled_dot";
-  default additive) and/or "runlocal", comma-separated. The dot-product
-  scores need queries and keys of one width, so they get a unidirectional
-  encoder as wide as the decoder.
-  """
-  from rnnlab.models import seq2seq  # pylint: disable=g-import-not-at-top
-  flags = parse_arg(arg, valid=("runlocal", *seq2seq.ATTENTION_CHOICES))
-  c = get_config()
-  c.task, c.data.problem = "seq2seq", problem
-  c.model.name, c.model.cell = "seq2seq", "gru"
-  c.model.hidden_size, c.model.num_layers, c.model.embed_dim = 128, 1, 32
-  c.model.bidirectional = True
-  c.model.dropout_rate = 0.0
-  c.model.attention = "additive"
-  # attention_lm only: its attention span, in hidden states (current included).
-  c.model.attention_window = 128
-  for kind in seq2seq.ATTENTION_CHOICES:
-    if kind in flags:
-      c.model.attention = kind
-  if c.model.attention in ("dot", "scaled_dot"):
-    c.model.bidirectional = False
-  c.train.steps = 3000
-  c.train.log_every = 100
-  c.train.eval_every = c.train.checkpoint_every = c.train.sample_every = 1000
-  c.optim.learning_rate = 3e-3
-  c.optim.final_lr_fraction = 0.05
-  c.eval.beam_size = 4
-  if "runlocal" in flags:
-    c.model.hidden_size, c.model.embed_dim = 16, 8
-    c.data.num_val = c.data.num_test = 40
-    c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
-    c.train.eval_every = c.train.checkpoint_every = 10
-    c.train.sample_every = 20
-    c.optim.warmup_steps = 2
-    c.eval.beam_size = 2
-  return c
 
 
 # Keys a resumed run may change: how long it runs, how often it reports, and
@@ -541,4 +434,5 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
             f"{_type_name(node[key])} (default {node[key]!r}).") from None
 
   merge(config, saved, "")
+  registry.import_modules(config.imports)  # a saved run names its cells
   return config

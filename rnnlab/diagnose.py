@@ -7,13 +7,15 @@
 L_T is the cross-entropy of the last position only (t = T-1) of windows of
 T characters that start from the zero state, as in training. Its gradient
 with respect to the state h_t of every layer at every step t comes from one
-backward pass: the model runs one step at a time with a zero perturbation δ_t
-added to each layer's new carry, so ∂L_T/∂δ_t = ∂L_T/∂h_t. Perturbing h_t
-changes both the layer's output at t (to the layer above, or the readout)
-and the carry into t+1, so it is the total derivative through all paths.
-For the LSTM the carry is (c_t, h_t): δ on c_t reaches L_T only through
-later steps (h_t is computed before it), so ∂L_T/∂c_t is the gradient with
-respect to the carried cell state with h_t held fixed, and is zero at T-1.
+backward pass: the model runs its own step (`RecurrentLM.step`) one token at
+a time with a zero perturbation δ_t added to each layer's new carry, so
+∂L_T/∂δ_t = ∂L_T/∂h_t. Perturbing h_t changes both the layer's output at t
+(to the layer above, or the readout) and the carry into t+1, so it is the
+total derivative through all paths. Each part of the carry (the cell's
+`carry_names`) gets its own δ: for the LSTM's (c_t, h_t), δ on c_t reaches
+L_T only through later steps (h_t is computed before it), so ∂L_T/∂c_t is
+the gradient with respect to the carried cell state with h_t held fixed,
+and is zero at T-1.
 
 Norms are taken per window over the H units, then averaged over all windows
 (`num_batches` x `batch_size` random windows of the split, a pure function
@@ -49,53 +51,30 @@ import optax
 
 from rnnlab import cli
 from rnnlab import metrics as metrics_lib
+from rnnlab import rundir
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, UserError
+from rnnlab.models import cells as cells_lib
+from rnnlab.models import layers
 from rnnlab.models import lm as lm_lib
-from rnnlab.tasks import char_lm
+from rnnlab.registry import lookup
 
 Array = jax.Array
 
 JSON_NAME = "gradient_flow.json"
 PNG_NAME = "gradient_flow.png"
 SPLITS = ("train", "val", "test")
-# Names of the carry's leaves, in jax.tree order (see cells.py).
-CARRY_PARTS = {"rnn": ("h",), "lstm": ("c", "h"), "gru": ("h",)}
-# Gate blocks of the fused recurrent kernel, in order (see cells.py).
-GATES = {"rnn": ("h",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+
+
+def cell_class(cell: str) -> type[cells_lib.RecurrentCell]:
+  """The registered cell: its `carry_names` and `gate_names` name what
+  this module reports."""
+  return lookup(cells_lib.CELLS, cell, "cell")
 
 
 # --- The model, one step at a time, with perturbed carries. ---------------
-
-
-def _perturbed_step(model: lm_lib.RecurrentLM, tokens: Array, carries,
-                    deltas):
-  """`RecurrentLM.step` with deltas added to each layer's new carry.
-
-  tokens [B] -> (logits [B, V], carries). deltas: one carry-shaped tree per
-  layer. Mirrors `RecurrentStack.step` (eval mode: no dropout; zoneout's
-  expectation); `check_matches_model` tests that it computes the model's
-  own function.
-  """
-  stack = model.rnn
-  x = model._inputs(tokens)  # pylint: disable=protected-access
-  new_carries = []
-  for i, (cell, carry, delta) in enumerate(zip(stack.layers, carries,
-                                               deltas)):
-    new_carry, y = cell(carry, x)
-    if stack.zoneout_rate:
-      rate = stack.zoneout_rate
-      new_carry = jax.tree.map(lambda n, o: rate * o + (1 - rate) * n,
-                               new_carry, carry)
-    new_carry = jax.tree.map(jnp.add, new_carry, delta)
-    # The output is the (perturbed) hidden state, so δ on h_t also reaches
-    # the layer above and the readout at t.
-    y = type(cell).hidden_of(new_carry).astype(y.dtype)
-    x = stack._merge_input(i, x, y)  # pylint: disable=protected-access
-    new_carries.append(new_carry)
-  return model.readout(x).astype(jnp.float32), tuple(new_carries)
 
 
 def zero_deltas(model: lm_lib.RecurrentLM, batch_size: int, steps: int):
@@ -116,7 +95,7 @@ def perturbed_forward(model: lm_lib.RecurrentLM, params, inputs: Array,
   def body(carries, step_inputs):
     tokens, delta = step_inputs
     logits, carries = model.apply({"params": params}, tokens, carries, delta,
-                                  method=_perturbed_step)
+                                  method="step")
     return carries, logits
 
   _, logits = jax.lax.scan(body, carries, (inputs.T, deltas))
@@ -156,16 +135,16 @@ def check_matches_model(model, params, inputs: Array, atol: float = 1e-4):
   got = perturbed_forward(model, params, inputs,
                           zero_deltas(model, *inputs.shape))
   err = float(jnp.max(jnp.abs(expected - got)))
-  if not err <= atol:  # a bug: this module no longer mirrors the model
+  if not err <= atol:  # a bug: the model's step and forward pass disagree
     raise RuntimeError(f"Step-by-step logits differ from the model's by "
-                       f"{err:.3g} (> {atol}); see `_perturbed_step`.")
+                       f"{err:.3g} (> {atol}); see `RecurrentStack.step`.")
   return err
 
 
 def window_norms(grads, cell: str) -> list[dict[str, np.ndarray]]:
   """Per layer, per carry part: norms [T, B] over the H units, float64 on
   the host so that tiny gradients do not underflow when squared."""
-  parts = CARRY_PARTS[cell]
+  parts = cell_class(cell).carry_names
   out = []
   for layer in grads:
     leaves = jax.tree.leaves(layer)
@@ -182,7 +161,8 @@ def initialisers(model_config: ml_collections.ConfigDict) -> dict[str, str]:
   """How `rnnlab.models` initialises this model's parameters (cells.py,
   lm.py); `tests/test_diagnose.py` checks these against a fresh init."""
   c = model_config
-  gates = GATES[c.cell]
+  cell = layers.cell_from_config(c)
+  gates = cell.gate_names
   out = {
       "embedding": (f"normal(std={c.embed_init_std})"
                     if c.embedding == "learned" else "one-hot (no parameters)"),
@@ -197,15 +177,7 @@ def initialisers(model_config: ml_collections.ConfigDict) -> dict[str, str]:
                             f"[D, {len(gates)}H] matrix")
     out["recurrent_kernel"] = (f"orthogonal, each gate's [H, H] block "
                                f"({'/'.join(gates)}) drawn separately")
-  if c.cell == "rnn":
-    out["activation"] = c.activation
-  elif c.cell == "lstm":
-    out["biases"] = (f"zero, except the forget gate: {c.forget_bias} "
-                     "(carried in the input projection's bias)")
-  elif c.cell == "gru":
-    out["biases"] = ("zero (input projection and hidden_candidate_bias)"
-                     if c.reset_after else "zero")
-    out["form"] = "reset after" if c.reset_after else "reset before"
+  out.update(cell.init_notes())
   return out
 
 
@@ -214,22 +186,28 @@ def layer_params(params, layer: int):
 
 
 def param_summary(params, cell: str, num_layers: int) -> list[dict[str, Any]]:
-  """Per layer: largest singular value of each recurrent gate block (and the
-  LSTM's mean forget bias), to relate gradient flow to the weights."""
+  """Per layer: largest singular value of each recurrent gate block and
+  the mean input bias of each gate, to relate gradient flow to the
+  weights. Gate names are the cell's `gate_names`."""
+  names = cell_class(cell).gate_names
   out = []
   for l in range(num_layers):
     p = layer_params(params, l)
-    w = np.asarray(p["hidden_proj"]["kernel"], np.float64)  # [H, G*H]
-    blocks = np.split(w, w.shape[1] // w.shape[0], axis=1)
-    names = GATES[cell]
-    if cell == "gru" and len(blocks) == 2:  # reset before: r, z; n apart
-      blocks.append(np.asarray(p["candidate_proj"]["kernel"], np.float64))
-    entry = {"recurrent_max_singular_value": {
-        n: float(np.linalg.norm(b, 2)) for n, b in zip(names, blocks)}}
-    if cell == "lstm":
-      bias = np.asarray(p["input_proj"]["bias"], np.float64)
-      entry["forget_bias_mean"] = float(np.mean(np.split(bias, 4)[1]))
-    out.append(entry)
+    # Recurrent kernels [H, k*H]: hidden_proj's blocks first, then any
+    # other (the reset-before GRU's candidate_proj holds n).
+    kernels = [p["hidden_proj"]["kernel"]] + [
+        v["kernel"] for k, v in p.items()
+        if k not in ("input_proj", "hidden_proj") and isinstance(v, dict) and
+        "kernel" in v]
+    blocks = [b for w in kernels for b in np.split(
+        np.asarray(w, np.float64), w.shape[1] // w.shape[0], axis=1)]
+    bias = np.split(np.asarray(p["input_proj"]["bias"], np.float64),
+                    len(names))
+    out.append({
+        "recurrent_max_singular_value": {
+            n: float(np.linalg.norm(b, 2)) for n, b in zip(names, blocks)},
+        "input_bias_mean": {n: float(np.mean(b))
+                            for n, b in zip(names, bias)}})
   return out
 
 
@@ -246,7 +224,7 @@ def load(config: ml_collections.ConfigDict | None,
     raise UserError("Give --config (measure a fresh initialisation) or "
                     "--workdir (a trained run's newest checkpoint), or both.")
   if config is None:
-    config = train.load_config(workdir)
+    config = rundir.load_config(workdir)
   if config.task != "char_lm":
     raise UserError(f"rnnlab.diagnose measures character LMs: config.task="
                     f"{config.task!r}. Valid choices: 'char_lm'.")
@@ -264,11 +242,11 @@ def load(config: ml_collections.ConfigDict | None,
     return config, task, params, {"kind": "init", "step": 0,
                                   "seed": config.seed}
   workdir = pathlib.Path(workdir)
-  vocab_path = workdir / char_lm.VOCAB_FILE
+  vocab_path = workdir / rundir.VOCAB_FILE
   if vocab_path.exists() and text.Vocab.load(vocab_path) != task.vocab:
     raise CheckpointError(f"{vocab_path} does not match the corpus of this "
                           "config; the embedding rows would be misread.")
-  step, params = train.restore_params(task.model, task.init_inputs(), workdir)
+  step, params = rundir.restore_params(task.model, task.init_inputs(), workdir)
   return config, task, params, {"kind": "checkpoint", "step": int(step),
                                 "workdir": str(workdir)}
 
@@ -307,27 +285,27 @@ def measure(task, params, *, seq_len: int = 128, num_batches: int = 8,
                                           jnp.asarray(targets))
     norms.append(window_norms(grads, cell))
     losses.append(np.asarray(batch_losses))
-  layers = []
+  per_layer = []
   for l in range(len(norms[0])):
     layer = {}
-    for part in CARRY_PARTS[cell]:
+    for part in cell_class(cell).carry_names:
       n = np.concatenate([batch[l][part] for batch in norms], axis=1)  # [T, N]
       with np.errstate(divide="ignore"):
         geomean = np.exp(np.mean(np.log(n), axis=1))
       layer[part] = {"mean": n.mean(axis=1).tolist(),
                      "geomean": geomean.tolist(),
                      "zeros": int(np.sum(n == 0))}
-    layers.append(layer)
-  top = layers[-1]["h"]
+    per_layer.append(layer)
+  top = per_layer[-1]["h"]
   return {
       "ratio": _ratio(top["mean"]),
       "ratio_geomean": _ratio(top["geomean"]),
-      "ratio_per_layer": [_ratio(l["h"]["mean"]) for l in layers],
+      "ratio_per_layer": [_ratio(l["h"]["mean"]) for l in per_layer],
       "last_step_loss": float(np.mean(np.concatenate(losses))),
       # Max |step-by-step logits - model's logits| on two windows; None if
       # not checked.
       "check_max_abs_diff": check_err,
-      "layers": layers,
+      "layers": per_layer,
       "windows": num_batches * batch_size,
       "seq_len": seq_len, "num_batches": num_batches,
       "batch_size": batch_size, "split": split, "seed": seed,

@@ -16,9 +16,12 @@ import json
 import pathlib
 import sys
 
+from absl import flags
 import numpy as np
 
+from rnnlab import cli
 from rnnlab.errors import UserError
+from rnnlab.tasks import forecast
 
 PLOT_FILE = "forecast_future.png"
 
@@ -29,7 +32,6 @@ def predict(workdir: str | pathlib.Path, steps: int,
   """Forecasts `steps` values after the series' end; writes the plot to
   `output` (default <workdir>/forecast_future.png) showing the last
   `history` points (0: 4 x steps, at least 100) and returns the record."""
-  from rnnlab.tasks import forecast  # pylint: disable=g-import-not-at-top
   if steps < 1:
     raise UserError(f"--steps={steps} must be >= 1.")
   if history < 0:
@@ -74,14 +76,12 @@ def _plot(path, past_time, past, future_time, future, title, unit):
 
 def main(argv):
   del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   record = predict(f.workdir, f.steps, f.output or None, f.history)
   sys.stdout.write(json.dumps(record, indent=2) + "\n")
 
 
 def _define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("workdir", None, "Forecasting run directory with a "
                       "checkpoint.", required=True)
   flags.DEFINE_integer("steps", 1, "Values to forecast after the end.")
@@ -92,7 +92,6 @@ def _define_flags():
 
 
 def run():
-  from rnnlab import cli  # pylint: disable=g-import-not-at-top
   cli.run_command(_define_flags, main)
 
 

@@ -99,9 +99,11 @@ def _value_text(v) -> str:
   return ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
 
 
-def _flag_value(v) -> str:
+def override_flags(overrides: Overrides) -> list[str]:
+  """{"model.cell": "gru"} -> ["--config.model.cell=gru"]."""
   # ml_collections parses overrides as Python literals.
-  return repr(tuple(v)) if isinstance(v, (tuple, list)) else str(v)
+  return [f"--config.{k}=" + (repr(tuple(v)) if isinstance(v, (tuple, list))
+                              else str(v)) for k, v in overrides.items()]
 
 
 def trial_command(config_spec: str, workdir: pathlib.Path,
@@ -109,8 +111,7 @@ def trial_command(config_spec: str, workdir: pathlib.Path,
                   ) -> list[str]:
   return [sys.executable, "-m", "rnnlab.main", f"--config={config_spec}",
           f"--workdir={workdir}", "--config.train.progress_bar=False",
-          *(f"--config.{k}={_flag_value(v)}" for k, v in overrides.items()),
-          *extra]
+          *override_flags(overrides), *extra]
 
 
 def status_of(workdir: pathlib.Path) -> str:
@@ -277,24 +278,50 @@ def report(root: pathlib.Path, trials: list[Overrides], metric: str,
 
 def plot_curves(rows, metric: str, path: pathlib.Path) -> pathlib.Path:
   """One validation curve of `metric` ("split/key") per trial."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (ax,) = figure(1, (7, 4.5))
+  draw_curves(ax, {r["name"]: [r] for r in rows}, metric)
+  return save_figure(fig, path)
+
+
+def draw_curves(ax, groups: dict[str, list[dict[str, Any]]], metric: str):
+  """On `ax`, `metric` ("split/key") against step: one line per group of
+  trials (`read_trial`'s), their mean at each step (e.g. over seeds)."""
   split, _, key = metric.partition("/")
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for r in rows:
-    points = [(x["step"], x[key]) for x in r["records"]
-              if x["split"] == split and key in x]
-    if points:
-      ax.plot(*zip(*points), marker=".", label=r["name"])
+  for label, trials in groups.items():
+    by_step: dict[int, list[float]] = {}
+    for trial in trials:
+      for x in trial["records"]:
+        if x["split"] == split and key in x:
+          by_step.setdefault(x["step"], []).append(x[key])
+    if by_step:
+      steps = sorted(by_step)
+      ax.plot(steps, [sum(by_step[s]) / len(by_step[s]) for s in steps],
+              marker=".", label=label)
   ax.set_xlabel("step")
   ax.set_ylabel(metric)
   ax.grid(alpha=0.3)
   if ax.lines:
     ax.legend(fontsize=7)
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def figure(columns: int, size: tuple[float, float]):
+  """(figure, its `columns` axes side by side), for `draw_curves`."""
+  fig, axes = _pyplot().subplots(1, columns, figsize=size, squeeze=False)
+  return fig, list(axes[0])
+
+
+def save_figure(fig, path: pathlib.Path) -> pathlib.Path:
+  """Writes `fig` as a PNG at `path` and frees it."""
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _pyplot().close(fig)
   return path
 
 

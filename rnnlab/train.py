@@ -3,7 +3,9 @@
 `train_and_evaluate(config, workdir)` is the whole job: it resumes from the
 newest checkpoint in `workdir` if there is one, trains to config.train.steps,
 evaluates, checkpoints and samples at the configured intervals. The step
-functions are pure and jitted with the state donated.
+functions are pure and jitted with the state donated. The run directory's
+files are `rnnlab.rundir`'s, the data-parallel placement `rnnlab.sharding`'s;
+nothing in the library imports this module, only the commands do.
 """
 from __future__ import annotations
 
@@ -11,9 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import json
 import pathlib
-import re
 import signal
 import threading
 import time
@@ -29,27 +29,25 @@ import ml_collections
 import numpy as np
 import optax
 
-from rnnlab import base_config
 from rnnlab import checkpoint
+from rnnlab import config_check
 from rnnlab import distributed
 from rnnlab import metrics as metrics_lib
 from rnnlab import models
 from rnnlab import optim
+from rnnlab import rundir
+from rnnlab import sharding
 from rnnlab import tasks
 from rnnlab import transfer
-from rnnlab.data import text
-from rnnlab.errors import CheckpointError, Preempted, TrainingDiverged
+from rnnlab.errors import Preempted, TrainingDiverged
 from rnnlab.errors import CheckpointReadError, UserError
+from rnnlab.models import implementations
 from rnnlab.models import layers
 from rnnlab.native import autotune
 from rnnlab.native import build as native_build
 from rnnlab.native import recurrence
-from rnnlab.tasks import char_lm
 
 TrainState = train_state.TrainState
-CHECKPOINT_DIR = "checkpoints"
-BEST_DIR = "best"  # the best evaluation's checkpoint, kept apart from latest
-MODEL_FILE = "model.json"  # model class, sizes, devices, the implementation
 
 
 def train_step(state: TrainState, batch, rng: jax.Array, carry=None, *,
@@ -149,8 +147,8 @@ def make_train_step(loss_fn: Callable, schedule: optax.Schedule,
 
   def for_batch(batch, carry):
     if "step" not in jitted:
-      batch_shardings = batch_sharding(mesh, batch)
-      carry_shardings = batch_sharding(mesh, carry)
+      batch_shardings = sharding.batch_sharding(mesh, batch)
+      carry_shardings = sharding.batch_sharding(mesh, carry)
       jitted["step"] = jax.jit(
           step, donate_argnums=0,
           in_shardings=(replicated, batch_shardings, replicated,
@@ -176,89 +174,9 @@ def task_train_step(config, task, schedule, mesh: Mesh | None = None,
       token_ids_fn=task.token_ids)
 
 
-def local(tree):
-  """This process's copy of replicated global arrays (host reads,
-  evaluation, sampling), which a multi-process array does not allow
-  directly; single-process arrays pass through."""
-  return jax.tree.map(
-      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) and
-      not x.is_fully_addressable else x, tree)
-
-
-def make_mesh() -> Mesh:
-  """All devices of all processes on one "data" axis."""
-  return Mesh(np.asarray(jax.devices()), ("data",))
-
-
-def batch_sharding(mesh: Mesh, tree):
-  """Arrays split on their first (batch) axis over "data"; scalars (e.g. a
-  reset flag) replicated."""
-  return jax.tree.map(
-      lambda x: NamedSharding(mesh, P("data") if np.ndim(x) else P()), tree)
-
-
-def process_rows(batch_size: int) -> slice | None:
-  """The rows of a global batch this process loads: [i*B/n, (i+1)*B/n) for
-  process i of n; None (all) for a single process."""
-  n, i = jax.process_count(), jax.process_index()
-  if n == 1:
-    return None
-  per = batch_size // n
-  return slice(i * per, (i + 1) * per)
-
-
-def shard_batch(mesh: Mesh, batch):
-  """This process's rows of a batch (`process_rows`; all rows for a single
-  process) -> global arrays split over the mesh. Scalars are replicated."""
-  shardings = batch_sharding(mesh, batch)
-  n = jax.process_count()
-
-  def put(x, sharding):
-    x = np.asarray(x)
-    if n == 1 or x.ndim == 0:
-      return jax.device_put(x, sharding)
-    return jax.make_array_from_process_local_data(
-        sharding, x, (x.shape[0] * n,) + x.shape[1:])
-
-  return jax.tree.map(put, batch, shardings)
-
-
-def _prepare_workdir(workdir: pathlib.Path, config) -> None:
-  try:
-    workdir.mkdir(parents=True, exist_ok=True)
-    probe = workdir / f".write_test{jax.process_index()}"
-    probe.write_text("ok")
-    probe.unlink()
-  except OSError as e:
-    raise UserError(f"Cannot write to workdir {workdir}: {e}") from None
-  ckpt_dir = workdir / CHECKPOINT_DIR
-  if (workdir / "config.json").exists() and ckpt_dir.is_dir() and any(
-      p.name.isdigit() for p in ckpt_dir.iterdir()):
-    # A resume: overwriting config.json with another experiment's would
-    # silently continue that run under a new name.
-    conflicts = base_config.resume_conflicts(_saved_config(workdir), config)
-    if conflicts:
-      raise UserError(
-          f"{workdir} holds a run with a different config: "
-          f"{'; '.join(conflicts)}. Resume it with its own config (only "
-          "rnnlab.base_config.RESUMABLE_KEYS, e.g. train.steps, may change), "
-          "or train in another --workdir.")
-  if jax.process_index() == 0:
-    metrics_lib.write_json(workdir / "config.json", json.loads(
-        config.to_json_best_effort()))
-    metrics_lib.write_json(workdir / "provenance.json",
-                           metrics_lib.provenance())
-
-
-def _set_status(workdir: pathlib.Path, status: str, **fields):
-  if jax.process_index() == 0:
-    metrics_lib.write_json(workdir / "status.json",
-                           {"status": status, **fields})
-
-
 def _mean_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
   """Means over the interval; skipped non-finite values are left out."""
-  host = jax.device_get(local(history))
+  host = jax.device_get(sharding.local(history))
   means = {}
   for key in host[0]:
     values = np.asarray([h[key] for h in host], np.float64)
@@ -286,8 +204,7 @@ def _write_sample(task, params, step, workdir, writer):
   sample = task.periodic_output(params, step)
   if sample is None or jax.process_index() != 0:
     return
-  with (workdir / "samples.txt").open("a", encoding="utf-8") as f:
-    f.write(f"=== step {step} ===\n{sample}\n\n")
+  rundir.append_sample(workdir, step, sample)
   writer.write_text(step, "sample", sample)
 
 
@@ -305,25 +222,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   again resumes, ending bitwise where an uninterrupted run would (CPU).
   """
   workdir = pathlib.Path(workdir)
-  base_config.validate(config)
-  _prepare_workdir(workdir, config)
-  _set_status(workdir, "running")
+  config_check.validate(config)
+  rundir.prepare_workdir(workdir, config)
+  rundir.set_status(workdir, "running")
   try:
     with _preemption_notice() as preempted:
       results = _train(config, workdir, preempted)
   except TrainingDiverged as e:
-    _set_status(workdir, "diverged", error=str(e))
+    rundir.set_status(workdir, "diverged", error=str(e))
     raise
   except Preempted as e:
-    _set_status(workdir, "preempted", step=e.step)
+    rundir.set_status(workdir, "preempted", step=e.step)
     raise
   except CheckpointReadError as e:  # nothing changed on disk; rerun resumes
-    _set_status(workdir, "read_error", error=str(e))
+    rundir.set_status(workdir, "read_error", error=str(e))
     raise
   except BaseException as e:
-    _set_status(workdir, "failed", error=f"{type(e).__name__}: {e}")
+    rundir.set_status(workdir, "failed", error=f"{type(e).__name__}: {e}")
     raise
-  _set_status(workdir, "done", **results)
+  rundir.set_status(workdir, "done", **results)
   return results
 
 
@@ -394,52 +311,10 @@ class EarlyStopping:
     return tracker
 
 
-def _forget_after(step: int, workdir: pathlib.Path, best_ckpt) -> None:
-  """Drops what an interrupted run recorded after `step`, the step this run
-  starts from: it replays those steps, and an uninterrupted run has one
-  record of each.
-
-  Best checkpoints newer than `step` come from the lost stretch: kept, they
-  would not match the best step in the resumed checkpoint's metadata, and a
-  resume with a changed config would keep a best from another trajectory.
-  metrics.jsonl loses its records after `step` and any line a kill cut off,
-  samples.txt its samples after `step` (TensorBoard: MetricWriter's
-  purge_step).
-  """
-  for stale in [s for s in best_ckpt.manager.all_steps() if s > step]:
-    logging.info("Deleting best checkpoint %d: newer than step %d, where "
-                 "this run starts.", stale, step)
-    best_ckpt.manager.delete(stale)
-  if jax.process_index() != 0:
-    return
-  path = workdir / "metrics.jsonl"
-  if path.exists():
-    content = path.read_text()
-    lines, kept = content.splitlines(), []
-    for line in lines:
-      try:
-        if json.loads(line)["step"] <= step:
-          kept.append(line)
-      except (ValueError, KeyError, TypeError):
-        pass  # cut off by a kill mid-write
-    if len(kept) < len(lines) or not content.endswith("\n"):
-      metrics_lib.write_text(path, "".join(line + "\n" for line in kept))
-  samples = workdir / "samples.txt"
-  if samples.exists():
-    # Sections "=== step N ===\n<text>\n\n", as _write_sample appends them.
-    content = samples.read_text(encoding="utf-8")
-    parts = re.split(r"(?m)^(?==== step \d+ ===$)", content)
-    kept = [s for s in parts
-            if not (m := re.match(r"=== step (\d+)", s)) or
-            int(m.group(1)) <= step]
-    if "".join(kept) != content:
-      metrics_lib.write_text(samples, "".join(kept))
-
-
 def _check_finite(metrics: dict[str, Any], step: int):
   """Raises TrainingDiverged if the step that made `metrics` (1-based
   `step`) had a non-finite loss or gradient."""
-  metrics = local(metrics)
+  metrics = sharding.local(metrics)
   if float(metrics["nonfinite"]) > 0:
     raise TrainingDiverged(
         f"Non-finite loss ({float(metrics['loss'])}), gradient norm "
@@ -477,31 +352,34 @@ def _restore_or_init(config, workdir, task, state, carry, ckpt):
 
 def _runnable_here(implementation: str) -> str | None:
   """Why `implementation` cannot run (as chosen) here, or None."""
-  if not layers.is_native(implementation):
+  if not implementations.is_native(implementation):
     return None
   if jax.default_backend() != "cpu" or jax.device_count() > 1:
     return "the native kernels run on one CPU device only"
   try:
-    return recurrence.unavailable(layers.native_isa(implementation))
+    return recurrence.unavailable(implementations.native_isa(implementation))
   except UserError as e:  # e.g. an AVX-512 run resumed on an AVX2 CPU
     return str(e)
 
 
-def implementation_candidates() -> list[str]:
-  """What "auto" may run here, simplest first (autotune.pick's order)."""
+def implementation_candidates(cell=None) -> list[str]:
+  """What "auto" may run here, simplest first (autotune.pick's order); of
+  those that can run `cell` (`implementations.implementations_for`) when
+  given."""
   candidates = ["fused", "scan"]
   native = f"native_{native_build.default_isa()}"
   if not native_build.disabled() and not _runnable_here(native):
     candidates.append(native)
-  return candidates
+  return [c for c in candidates
+          if cell is None or c in implementations.implementations_for(cell)]
 
 
 def _stored_choice(workdir: pathlib.Path | None) -> dict[str, Any] | None:
   """The implementation an earlier start of this run chose for "auto"."""
-  if workdir is None or not (workdir / MODEL_FILE).exists():
+  if workdir is None or not (workdir / rundir.MODEL_FILE).exists():
     return None
   try:
-    record = metrics_lib.read_json(workdir / MODEL_FILE).get(
+    record = metrics_lib.read_json(workdir / rundir.MODEL_FILE).get(
         "implementation") or {}
   except (OSError, ValueError):
     return None
@@ -543,8 +421,9 @@ def choose_implementation(config, task, state, schedule, carry,
   if requested != "auto":
     return autotune.Choice(requested, "config")
   if not autotune.timing_enabled():
-    return autotune.Choice(layers.resolve_implementation(
-        "auto", config.model.hidden_size), "rule")
+    return autotune.Choice(implementations.resolve_implementation(
+        "auto", config.model.hidden_size,
+        layers.cell_from_config(config.model)), "rule")
   stored = distributed.broadcast_json(_stored_choice(workdir)
                           if jax.process_index() == 0 else None)
   if stored:
@@ -555,9 +434,9 @@ def choose_implementation(config, task, state, schedule, carry,
       return choice
     logging.warning("This run chose implementation %s before, which cannot "
                     "run here (%s); choosing again.", stored["choice"], reason)
-  mesh = make_mesh()
-  rows = process_rows(config.train.batch_size)
-  batch = shard_batch(mesh, task.train_batch(0, rows))
+  mesh = sharding.make_mesh()
+  rows = sharding.process_rows(config.train.batch_size)
+  batch = sharding.shard_batch(mesh, task.train_batch(0, rows))
   model_fields = config.model.to_dict()
   model_fields.pop("implementation")
   fields = {"task": config.task, "model": model_fields,
@@ -565,7 +444,8 @@ def choose_implementation(config, task, state, schedule, carry,
                                   batch),
             "stateful": carry is not None}
 
-  candidates = implementation_candidates()
+  candidates = implementation_candidates(
+      layers.cell_from_config(config.model))
 
   def make_runners():
     runners, programs = {}, set()
@@ -577,7 +457,8 @@ def choose_implementation(config, task, state, schedule, carry,
                              carry is not None)
       copy = jax.device_put(jax.tree.map(jnp.copy, state), replicated)
       carry_copy = (None if carry is None else jax.device_put(
-          jax.tree.map(jnp.copy, carry), batch_sharding(mesh, carry)))
+          jax.tree.map(jnp.copy, carry),
+          sharding.batch_sharding(mesh, carry)))
       rng = jax.random.key(config.seed)
       lowered = step.lower(copy, batch, rng, carry_copy)
       program = hashlib.sha256(lowered.as_text().encode()).hexdigest()
@@ -600,7 +481,7 @@ def choose_implementation(config, task, state, schedule, carry,
 def choose_for_config(config) -> autotune.Choice:
   """`choose_implementation` for a config alone (the task built, the state
   fresh): what its training run would run, timed and cached now."""
-  base_config.validate(config)
+  config_check.validate(config)
   task = tasks.create_task(config)
   state, schedule = create_train_state(task.model, task.init_inputs(),
                                        config, task.steps_per_epoch())
@@ -622,16 +503,16 @@ def _train(config, workdir: pathlib.Path,
     task = task.with_model(models.with_implementation(task.model,
                                                       choice.choice))
   if jax.process_index() == 0:  # for reports comparing runs, and resuming
-    metrics_lib.write_json(workdir / MODEL_FILE, {
+    metrics_lib.write_json(workdir / rundir.MODEL_FILE, {
         "model": type(task.model).__name__,
         "devices": jax.device_count(), "processes": jax.process_count(),
         "parameters": sum(int(np.prod(x.shape))
                           for x in jax.tree.leaves(state.params)),
         "implementation": {"requested": config.model.implementation,
                            **choice.to_json()}})
-  ckpt = checkpoint.Checkpointer(workdir / CHECKPOINT_DIR,
+  ckpt = checkpoint.Checkpointer(workdir / rundir.CHECKPOINT_DIR,
                                  config.train.max_to_keep)
-  best_ckpt = checkpoint.Checkpointer(workdir / BEST_DIR, 1)
+  best_ckpt = checkpoint.Checkpointer(workdir / rundir.BEST_DIR, 1)
   # Let pending async saves land, also when the run stops with an error:
   # the last good checkpoint must be complete.
   try:
@@ -659,20 +540,9 @@ def _close_all(*checkpointers, report: bool):
     raise errors[0]
 
 
-def _on_mesh(tree, sharding):
-  """Leaves already placed as `sharding` stay; host-made ones (identical on
-  every process) are put there."""
-  def put(x):
-    if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding,
-                                                                x.ndim):
-      return x
-    return jax.device_put(np.asarray(x), sharding)
-  return jax.tree.map(put, tree)
-
-
 def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
                 best_ckpt, preempted) -> dict[str, Any]:
-  mesh = make_mesh()
+  mesh = sharding.make_mesh()
   if config.train.batch_size % mesh.size:
     raise UserError(
         f"train.batch_size={config.train.batch_size} must be a multiple of "
@@ -682,17 +552,18 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   replicated = NamedSharding(mesh, P())
   state = jax.device_put(state, replicated)
   if carry is not None:
-    carry = jax.device_put(carry, batch_sharding(mesh, carry))
+    carry = jax.device_put(carry, sharding.batch_sharding(mesh, carry))
   state, carry, meta = _restore_or_init(config, workdir, task, state, carry,
                                         ckpt)
-  state = _on_mesh(state, replicated)  # the step counter, init_from params
+  # The step counter and init_from's params.
+  state = sharding.on_mesh(state, replicated)
   tracker = EarlyStopping.create(config, meta.get("early_stopping"))
-  start = int(local(state.step))
-  _forget_after(start, workdir, best_ckpt)
+  start = int(sharding.local(state.step))
+  rundir.forget_after(start, workdir, best_ckpt)
   skip = config.train.on_nonfinite == "skip"
   step_fn = task_train_step(config, task, schedule, mesh, carry is not None)
   rng = jax.random.key(config.seed)
-  rows = process_rows(config.train.batch_size)  # this process's share
+  rows = sharding.process_rows(config.train.batch_size)  # this process's share
   writer = metrics_lib.MetricWriter(workdir, purge_step=start + 1 if start
                                     else None)
   total = config.train.steps
@@ -712,7 +583,8 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   for step in range(start, total if not tracker.stopped else start):
     profiler.before(step, history)
     state, step_metrics, carry = step_fn(
-        state, shard_batch(mesh, task.train_batch(step, rows)), rng, carry)
+        state, sharding.shard_batch(mesh, task.train_batch(step, rows)), rng,
+        carry)
     if history:
       # Keep at most one step in flight, so the progress bar and the host's
       # batch preparation keep pace with the device instead of queueing.
@@ -748,7 +620,8 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
     if (evaluating or saving) and not skip:
       _check_finite(step_metrics, done)  # never evaluate or save NaNs
     if evaluating:
-      eval_results = _evaluate_all(task, local(state.params), done, writer)
+      eval_results = _evaluate_all(task, sharding.local(state.params), done,
+                                   writer)
       monitored = eval_results[task.eval_splits[0]]["loss"]
       state = state.replace(opt_state=optim.report_validation(
           state.opt_state, monitored, config.optim))
@@ -762,7 +635,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
         saving = True
     if config.train.sample_every and (done % config.train.sample_every == 0
                                       or done == total):
-      _write_sample(task, local(state.params), done, workdir, writer)
+      _write_sample(task, sharding.local(state.params), done, workdir, writer)
     if saving:
       save(done)
     excluded += time.perf_counter() - other_start
@@ -785,17 +658,18 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   profiler.stop(history)
   progress.close()
 
-  final = int(local(state.step))
+  final = int(sharding.local(state.step))
   if start >= total or (start == final and tracker.stopped):
     logging.info("Checkpoint step %d: nothing to train (train.steps=%d%s).",
                  start, total, ", stopped early" if tracker.stopped else "")
-    eval_results = _evaluate_all(task, local(state.params), start, writer)
+    eval_results = _evaluate_all(task, sharding.local(state.params), start,
+                                 writer)
   writer.close()
   ckpt.wait()
   best_ckpt.wait()  # reports may read the best checkpoint
   if jax.process_index() == 0:
     metrics_lib.plot_curves(workdir)
-    task.write_reports(local(state.params), workdir)
+    task.write_reports(sharding.local(state.params), workdir)
   return {"step": final, "eval": eval_results,
           "best": {"step": tracker.best_step, "loss": tracker.best_loss},
           "stopped_early": tracker.stopped, "skipped_steps": skipped}
@@ -840,83 +714,17 @@ def _progress_bar(config, start: int, total: int):
                    jax.process_index() != 0)
 
 
-@dataclasses.dataclass
-class InferenceRun:
-  """What evaluation and sampling need from a trained workdir."""
-  config: ml_collections.ConfigDict
-  model: Any
-  params: Any
-  vocab: text.Vocab | text.WordVocab
-  step: int
-
-
-def _saved_config(workdir: pathlib.Path) -> dict[str, Any]:
-  """The run's config.json as a dict; CheckpointError (exit 2, one line) if
-  it is missing, unreadable or not a JSON object."""
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    raise CheckpointError(f"No config.json in {workdir}: not an rnnlab run "
-                          "directory (train there first).")
-  try:
-    saved = metrics_lib.read_json(path)
-  except (OSError, UnicodeDecodeError, ValueError) as e:
-    raise CheckpointError(
-        f"{path} is not readable JSON ({type(e).__name__}: {e}); restore it "
-        "from a backup, or pass the run's config with --config.") from None
-  if not isinstance(saved, dict):
-    raise CheckpointError(f"{path} must hold a JSON object (the run's "
-                          f"config), not {type(saved).__name__}.")
-  return saved
-
-
-def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
-  """The run's saved config, validated as training validates its own."""
-  config = base_config.from_saved(_saved_config(workdir))
-  base_config.validate(config)
-  return config
-
-
-def load_run_for_inference(workdir: pathlib.Path) -> InferenceRun:
-  """Loads config, vocabulary and the newest params from `workdir`.
-
-  Reads only JSON (config, vocab) and Orbax arrays; the corpus is not needed.
-  """
-  workdir = pathlib.Path(workdir)
-  config = load_config(workdir)
-  vocab_path = workdir / char_lm.VOCAB_FILE
-  if not vocab_path.exists():
-    raise CheckpointError(f"No {char_lm.VOCAB_FILE} in {workdir}.")
-  vocab = text.load_vocab(vocab_path)
-  model = models.create_model(config.model, vocab_size=len(vocab))
-  step, params = restore_params(model, (jnp.zeros((1, 1), jnp.int32),),
-                                workdir)
-  return InferenceRun(config, model, params, vocab, step)
-
-
-def restore_params(model, init_inputs, workdir: pathlib.Path
-                   ) -> tuple[int, Any]:
-  """(step, params) of the newest checkpoint in `workdir`; `init_inputs`
-  are example inputs of `model.init`, for the parameter shapes."""
-  ckpt_dir = pathlib.Path(workdir) / CHECKPOINT_DIR
-  if not ckpt_dir.is_dir():
-    raise CheckpointError(f"No checkpoint in {workdir} (expected "
-                          f"{ckpt_dir}).")
-  template = jax.eval_shape(
-      lambda key: model.init(key, *init_inputs), jax.random.key(0))["params"]
-  return checkpoint.Checkpointer(ckpt_dir, read_only=True).restore_params(
-      template)
-
-
 def evaluate_checkpoint(config: ml_collections.ConfigDict | None,
                         workdir: str | pathlib.Path) -> dict[str, Any]:
   """Metrics of every eval split for the newest checkpoint; no training.
   Also rewrites the task's reports (e.g. attention heatmaps)."""
   workdir = pathlib.Path(workdir)
   if config is None:
-    config = load_config(workdir)
+    config = rundir.load_config(workdir)
+    config_check.validate(config)  # its names too, as training does
   else:
-    base_config.validate(config)
-    _saved_config(workdir)  # an rnnlab run directory
+    config_check.validate(config)
+    rundir.saved_config(workdir)  # an rnnlab run directory
   task = tasks.create_task(config)
   task.save_metadata(workdir)  # raises if the saved vocabulary differs
   stored = _stored_choice(workdir)  # evaluate as the run trained
@@ -924,7 +732,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None,
       not _runnable_here(stored["choice"])):
     task = task.with_model(models.with_implementation(task.model,
                                                       stored["choice"]))
-  step, params = restore_params(task.model, task.init_inputs(), workdir)
+  step, params = rundir.restore_params(task.model, task.init_inputs(),
+                                       workdir)
   results = {split: task.evaluate(params, split)
              for split in task.eval_splits}
   if jax.process_index() == 0:  # run files have one writer, as in training

@@ -26,12 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rnnlab import rundir
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, UserError
-from rnnlab.tasks import char_lm
-
-# As rnnlab.train.CHECKPOINT_DIR; not imported because train imports this.
-CHECKPOINT_DIR = "checkpoints"
 
 # Token-indexed parameters of rnnlab's LMs (RecurrentLM, AttentionLM): path ->
 # vocabulary axis. A leaf counts only if that axis has the vocabulary's size.
@@ -221,7 +218,7 @@ def _read_params(workdir: pathlib.Path) -> tuple[int, dict[str, np.ndarray]]:
         f"config.init_from={str(workdir)!r} is not a directory. Give the "
         "workdir of a trained run (it holds config.json and checkpoints/), "
         "or '' to start from a fresh initialisation.")
-  ckpt_dir = workdir / CHECKPOINT_DIR
+  ckpt_dir = workdir / rundir.CHECKPOINT_DIR
   if not ckpt_dir.is_dir():
     raise CheckpointError(
         f"No checkpoint in {workdir} (expected {ckpt_dir}): config.init_from "
@@ -261,7 +258,7 @@ def _vocabularies(workdir: pathlib.Path, vocab, notes: list[str]
                  "character (char LMs only); token-indexed parameters were "
                  "matched by shape.")
     return None
-  path = workdir / char_lm.VOCAB_FILE
+  path = workdir / rundir.VOCAB_FILE
   if not path.is_file():
     notes.append(f"No {path}: token-indexed parameters were matched by shape, "
                  "not by character.")

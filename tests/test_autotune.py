@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from rnnlab import sample
+from rnnlab import sampling
 from rnnlab import train
 from rnnlab.native import __main__ as native_cli
 from rnnlab.native import autotune
@@ -179,7 +179,7 @@ def test_native_off_leaves_it_out_of_the_candidates(monkeypatch):
 def test_the_sampler_times_each_batch_size_once(timing):
   del timing
   lm, params = make_lm("gru")
-  sampler = sample.Sampler(lm, params, "auto")
+  sampler = sampling.Sampler(lm, params, "auto")
   backend = sampler.backend_for(1)
   choice = sampler.choices[1]
   assert choice.source == "timed" and set(choice.seconds) == {"jax",
@@ -188,7 +188,7 @@ def test_the_sampler_times_each_batch_size_once(timing):
   tokens, _ = sampler.generate(jnp.zeros((1, 2), jnp.int32),
                                jax.random.key(0), length=5)
   assert tokens.shape == (1, 5)
-  again = sample.Sampler(lm, params, "auto")
+  again = sampling.Sampler(lm, params, "auto")
   assert again.backend_for(1) == backend
   assert again.choices[1].source == "cache"
 

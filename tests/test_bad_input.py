@@ -14,8 +14,11 @@ import pytest
 
 from rnnlab import base_config
 from rnnlab import checkpoint
+from rnnlab import config_check
 from rnnlab import models
+from rnnlab import rundir
 from rnnlab import sample
+from rnnlab import sampling
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import series
@@ -45,7 +48,7 @@ def test_unknown_names_list_the_valid_choices(key, value, message):
   section, _, leaf = key.rpartition(".")
   (c[section] if section else c)[leaf] = value
   with pytest.raises(UserError, match=message):
-    base_config.validate(c)
+    config_check.validate(c)
 
 
 @pytest.mark.parametrize("key,value", [
@@ -108,7 +111,7 @@ def test_a_model_that_does_not_fit_the_task(task, model, message):
   c = base_config.get_config()
   c.task, c.model.name = task, model
   with pytest.raises(UserError, match=message):
-    base_config.validate(c)
+    config_check.validate(c)
   with pytest.raises(UserError, match=message):  # before any data is read
     tasks.create_task(c)
 
@@ -265,7 +268,7 @@ def test_prime_with_characters_outside_the_vocabulary():
   with pytest.raises(UserError, match=r"Characters not in the vocabulary: "
                      r"\['Z', 'é'\]\. The vocabulary has 5 characters: "
                      r"'\\n abc'"):
-    sample.sample_text(None, None, vocab, "abZé", 10)
+    sampling.sample_text(None, None, vocab, "abZé", 10)
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -278,19 +281,19 @@ def test_bad_sampling_sizes(kwargs, message):
   vocab = text.Vocab.from_text("abc")
   kwargs = {"length": 10, **kwargs}
   with pytest.raises(UserError, match=message):
-    sample.sample_text(None, None, vocab, "ab", **kwargs)
+    sampling.sample_text(None, None, vocab, "ab", **kwargs)
 
 
 def test_workdir_without_a_run_or_checkpoint(tmp_path):
   with pytest.raises(CheckpointError, match=r"No config.json in .*: not an "
                      r"rnnlab run directory \(train there first\)"):
-    sample.load_run(tmp_path)
+    sampling.load_run_for_inference(tmp_path)
   (tmp_path / "config.json").write_text(
       json.dumps(base_config.get_config().to_dict()))
   text.Vocab.from_text("abc").save(tmp_path / "vocab.json")
   with pytest.raises(CheckpointError, match=r"No checkpoint in .* \(expected "
                      r".*checkpoints\)"):
-    sample.load_run(tmp_path)
+    sampling.load_run_for_inference(tmp_path)
 
 
 def test_vocabulary_that_does_not_match_the_checkpoint(tmp_path):
@@ -304,12 +307,12 @@ def test_vocabulary_that_does_not_match_the_checkpoint(tmp_path):
   ckpt.save(3, params["params"], {"count": jnp.zeros(())}, {})
   ckpt.close()
   trained_vocab.save(tmp_path / "vocab.json")
-  assert sample.load_run(tmp_path).step == 3  # the matching vocabulary loads
+  assert sampling.load_run_for_inference(tmp_path).step == 3  # the matching vocabulary loads
   text.Vocab.from_text("abcdefgh\n").save(tmp_path / "vocab.json")
   with pytest.raises(CheckpointError, match=r"vocab.json holds 9 tokens, but "
                      r"the checkpoint at step 3 was trained on a vocabulary "
                      r"of 7 \(its readout has 7 rows\)"):
-    sample.load_run(tmp_path)
+    sampling.load_run_for_inference(tmp_path)
 
 
 # -- No pickle. ---------------------------------------------------------------
@@ -388,7 +391,7 @@ def test_word_prime_without_tokens_is_an_error():
   vocab = text.WordVocab.from_text("to be or not to be\n", 10)
   with pytest.raises(UserError, match=r"prime='   ' holds no token of the "
                      "WordVocab"):
-    sample.sample_text(None, None, vocab, "   ", 10)
+    sampling.sample_text(None, None, vocab, "   ", 10)
 
 
 def test_corrupt_config_json_is_one_line_and_exit_2(tmp_path):
@@ -402,7 +405,7 @@ def test_corrupt_config_json_is_one_line_and_exit_2(tmp_path):
   assert f"{tmp_path / 'config.json'} is not readable JSON" in proc.stderr
   (tmp_path / "config.json").write_text("[1, 2]")
   with pytest.raises(CheckpointError, match="must hold a JSON object"):
-    train.load_config(tmp_path)
+    rundir.load_config(tmp_path)
 
 
 def test_eval_mode_validates_the_saved_config(tmp_path):

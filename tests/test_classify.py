@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from rnnlab import base_config
 from rnnlab import metrics
+from rnnlab import recipes
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import classification as data
@@ -162,7 +163,7 @@ def test_vocab_json_roundtrip_and_unknowns(tmp_path):
 
 
 def _tfds_config(tokenization, **overrides):
-  c = classify.text_config("glue/sst2", "runlocal", text_feature="sentence",
+  c = recipes.text_config("glue/sst2", "runlocal", text_feature="sentence",
                            test_split="validation")
   c.data.tokenization = tokenization
   c.data.tfds_data_dir = "/nonexistent/tfds"  # never a real dataset
@@ -242,7 +243,7 @@ def test_unlabelled_split_is_refused():
 
 
 def test_japanese_vowels_training_lowers_the_loss(tmp_path):
-  c = classify.japanese_vowels_config("runlocal")
+  c = recipes.japanese_vowels_config("runlocal")
   c.train.steps, c.train.eval_every, c.train.checkpoint_every = 30, 15, 15
   c.model.hidden_size = 16
   c.data.pad_multiple = 32  # every batch 32 steps long: one compilation
@@ -266,12 +267,12 @@ def test_japanese_vowels_training_lowers_the_loss(tmp_path):
 
 
 def test_config_args():
-  c = classify.japanese_vowels_config("cell=lstm,pooling=mean")
+  c = recipes.japanese_vowels_config("cell=lstm,pooling=mean")
   assert (c.model.cell, c.model.pooling) == ("lstm", "mean")
   with pytest.raises(UserError, match="Valid keys: cell, pooling"):
-    classify.japanese_vowels_config("layers=2")
+    recipes.japanese_vowels_config("layers=2")
   with pytest.raises(UserError, match="Unknown pooling 'avg'"):
-    classify.japanese_vowels_config("pooling=avg")
+    recipes.japanese_vowels_config("pooling=avg")
   with pytest.raises(UserError, match="model.name='classifier'"):
     c.model.name = "rnn_lm"
     tasks.create_task(c)

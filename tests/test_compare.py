@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rnnlab import compare
+from experiments import compare
 from rnnlab import sweep
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import pytest
 
 from rnnlab import base_config
+from rnnlab import config_check
 from tests.conftest import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.py"))
@@ -27,8 +28,8 @@ def test_the_three_cell_configs_exist():
 def test_config_and_runlocal_variant(path):
   module = load(path)
   full, small = module.get_config(), module.get_config("runlocal")
-  base_config.validate(full)
-  base_config.validate(small)
+  config_check.validate(full)
+  config_check.validate(small)
   assert full.model.cell in path.stem
   assert small.train.steps * small.train.batch_size < (
       full.train.steps * full.train.batch_size / 100)

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from rnnlab import checkpoint
-from rnnlab import train
+from rnnlab import sampling
 from tests.conftest import ROOT
 
 SCRIPT = textwrap.dedent("""
@@ -55,7 +55,7 @@ def test_four_devices_match_one(tmp_path, corpus_path):
     losses_four = _run(four, 4, order)
     assert len(losses_one) == 5  # steps 2-6 (step 1 logs compile time)
     np.testing.assert_allclose(losses_four, losses_one, rtol=1e-5, atol=1e-5)
-    template = train.load_run_for_inference(one).params
+    template = sampling.load_run_for_inference(one).params
     a = checkpoint.Checkpointer(one / "checkpoints", read_only=True)
     b = checkpoint.Checkpointer(four / "checkpoints", read_only=True)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5),
@@ -65,19 +65,18 @@ def test_four_devices_match_one(tmp_path, corpus_path):
 
 def _configs():
   """One small config per task and batch order."""
-  from rnnlab import base_config
-  from rnnlab.tasks import classify
+  from rnnlab import recipes
   from tests import test_forecast, test_synthetic
   from tests.conftest import tiny_lm_config
   seq2seq = []
   for problem in ("addition", "dates"):
-    c = base_config.seq2seq_config(problem, "runlocal")
+    c = recipes.seq2seq_config(problem, "runlocal")
     c.data.num_val, c.data.num_test = 20, 20
     seq2seq.append(c)
   return {"char_lm": tiny_lm_config("gru"),
           "char_lm_stateful": tiny_lm_config("gru", train__order="stateful"),
           "word_lm": tiny_lm_config("gru", task="word_lm"),
-          "classify": classify.japanese_vowels_config("runlocal", cell="gru"),
+          "classify": recipes.japanese_vowels_config("runlocal", cell="gru"),
           "forecast": test_forecast.tiny_config(),
           "synthetic": test_synthetic.tiny_config("copy_memory"),
           "seq2seq_addition": seq2seq[0], "seq2seq_dates": seq2seq[1]}

@@ -16,8 +16,9 @@ from rnnlab import checkpoint
 from rnnlab import diagnose
 from rnnlab import metrics as metrics_lib
 from rnnlab import models
-from rnnlab import train
+from rnnlab import rundir
 from rnnlab.errors import UserError
+from rnnlab.models import cells
 from tests.conftest import ROOT, tiny_lm_config
 
 VOCAB = 11
@@ -144,6 +145,41 @@ def test_initialisers_describe_the_fresh_parameters(cell):
       assert value == pytest.approx(1.0, abs=1e-4)
 
 
+class LeakyMemoryCell(cells.RecurrentCell):
+  """M_t = 0.9 M_{t-1} + 0.1 tanh(xp_m + hp_m); H_t = σ(xp_u + hp_u) ∘
+  tanh(M_t): a carry of two parts, named by the cell."""
+
+  num_gates = 2
+  gate_names = ("m", "u")
+  carry_names = ("m", "h")
+
+  def gate(self, carry, xp, hp, extras):
+    del extras
+    m, _ = carry
+    xm, xu = jnp.split(xp, 2, axis=-1)
+    hm, hu = jnp.split(hp, 2, axis=-1)
+    m = 0.9 * m + 0.1 * jnp.tanh(xm + hm)
+    h = jax.nn.sigmoid(xu + hu) * jnp.tanh(m)
+    return (m, h), h
+
+
+def test_a_registered_cell_reports_its_own_gates_and_carry(monkeypatch):
+  """diagnose names no cells: it reads gates and carry parts from the cell
+  and perturbs the model's own step."""
+  monkeypatch.setitem(cells.CELLS, "leaky", LeakyMemoryCell)
+  config, model = tiny_model("leaky")
+  params = init(model)
+  assert diagnose.check_matches_model(model, params, tokens(1)) < 1e-5
+  _, grads = diagnose.state_gradients(model, params, tokens(2), tokens(3))
+  for layer in diagnose.window_norms(grads, "leaky"):
+    assert set(layer) == {"m", "h"}
+    assert np.all(layer["h"][-1] > 0)
+    np.testing.assert_array_equal(layer["m"][-1], 0)  # read before δ
+  assert "gates m/u" in diagnose.initialisers(config.model)["input_kernel"]
+  for layer in diagnose.param_summary(params, "leaky", 2):
+    assert set(layer["recurrent_max_singular_value"]) == {"m", "u"}
+
+
 def test_bad_requests_name_the_choices(corpus_path):
   del corpus_path
   with pytest.raises(UserError, match="--config .* or\n?.*--workdir"):
@@ -169,7 +205,7 @@ def zero_recurrence_run(tmp_path_factory, corpus_path):
   metrics_lib.write_json(workdir / "config.json",
                          json.loads(config.to_json_best_effort()))
   params = zero_recurrence(params, config.model.num_layers)
-  ckpt = checkpoint.Checkpointer(workdir / train.CHECKPOINT_DIR)
+  ckpt = checkpoint.Checkpointer(workdir / rundir.CHECKPOINT_DIR)
   ckpt.save(7, params, optax.sgd(0.1).init(params), {"step": 7})
   ckpt.close()
   return workdir

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from rnnlab import recipes
 from rnnlab import train
 from rnnlab.data import series as series_lib
 from rnnlab.errors import DataError, UserError
@@ -19,7 +20,7 @@ from tests.conftest import ROOT, apply_overrides
 
 def tiny_config(series="sine", **overrides):
   """A seconds-long forecasting config (dotted keys as a__b)."""
-  c = forecast.make_runlocal(forecast.forecast_config(series, "gru"))
+  c = recipes.make_forecast_runlocal(recipes.forecast_config(series, "gru"))
   c.data.num_points = 400
   c.data.season = 63
   c.eval.arima_order, c.eval.arima_trend = (2, 0, 0), "n"

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from rnnlab import checkpoint
-from rnnlab import train
+from rnnlab import sampling
 from tests.conftest import ROOT
 
 SCRIPT = textwrap.dedent("""
@@ -109,7 +109,7 @@ def test_two_processes_match_one(tmp_path, corpus_path):
   assert rates[6] < rates[2]
   _assert_match(rates, _train_values(one, "learning_rate"))
   # The two-process checkpoint restores in this (single) process.
-  template = train.load_run_for_inference(one).params
+  template = sampling.load_run_for_inference(one).params
   a = checkpoint.Checkpointer(two / "checkpoints", read_only=True)
   b = checkpoint.Checkpointer(one / "checkpoints", read_only=True)
   assert a.latest_step() == 6

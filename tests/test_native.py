@@ -21,9 +21,10 @@ import pytest
 
 from rnnlab import base_config
 from rnnlab import models
-from rnnlab import sample
+from rnnlab import sampling
 from rnnlab.errors import UserError
 from rnnlab.models import cells
+from rnnlab.models import implementations
 from rnnlab.models import layers
 from rnnlab.native import build
 from rnnlab.native import recurrence
@@ -91,7 +92,7 @@ def test_native_logits_match_the_model_and_draws_follow_the_rule(
   rng = np.random.default_rng(batch)
   prime = jnp.asarray(rng.integers(0, VOCAB, (batch, 5)), jnp.int32)
   key, length, temperature = jax.random.key(11), 40, 0.9
-  sampler = sample.Sampler(lm, params, "native", threads=threads, isa=isa)
+  sampler = sampling.Sampler(lm, params, "native", threads=threads, isa=isa)
   assert native_sampler.available(isa) is None  # CI has a compiler
   tokens, logits = sampler.generate(prime, key, length=length,
                                     temperature=temperature)
@@ -102,9 +103,9 @@ def test_native_logits_match_the_model_and_draws_follow_the_rule(
                      jnp.concatenate([prime, jnp.asarray(tokens)], axis=1))
   assert_close(logits, full[:, 4:-1])
   # Each token is argmax(logits / T + Gumbel noise of its step's seed).
-  seeds = sample.step_seeds(key, length)
+  seeds = sampling.step_seeds(key, length)
   for i in range(length):
-    noise = sample.gumbel_noise(seeds[i], (batch, VOCAB))
+    noise = sampling.gumbel_noise(seeds[i], (batch, VOCAB))
     expected = np.argmax(logits[:, i] / temperature + np.asarray(noise), -1)
     np.testing.assert_array_equal(tokens[:, i], expected)
 
@@ -117,7 +118,7 @@ def test_native_and_jax_backends_draw_the_same_text(case):
   for temperature, top_k in [(0.8, 0), (1.5, 4), (0.0, 0)]:
     drawn = {}
     for backend in ("jax", "native"):
-      drawn[backend] = sample.Sampler(lm, params, backend).generate(
+      drawn[backend] = sampling.Sampler(lm, params, backend).generate(
           prime, jax.random.key(3), length=80, temperature=temperature,
           top_k=top_k)
     np.testing.assert_array_equal(drawn["native"][0], drawn["jax"][0])
@@ -128,7 +129,7 @@ def test_native_and_jax_backends_draw_the_same_text(case):
 
 def test_top_k_limits_the_native_draws():
   lm, params = make_lm("gru")
-  tokens, logits = sample.Sampler(lm, params, "native").generate(
+  tokens, logits = sampling.Sampler(lm, params, "native").generate(
       jnp.asarray([[0]], jnp.int32), jax.random.key(1), length=80,
       temperature=5.0, top_k=2)
   top2 = np.argsort(-logits[0], axis=-1)[:, :2]
@@ -138,7 +139,7 @@ def test_top_k_limits_the_native_draws():
 
 def test_thread_counts_agree():
   lm, params = make_lm("gru", hidden_sizes=(64, 48))
-  sampler = {t: sample.Sampler(lm, params, "native", threads=t)
+  sampler = {t: sampling.Sampler(lm, params, "native", threads=t)
              for t in (1, 2, 4)}
   out = {t: s.generate(jnp.asarray([[5]], jnp.int32), jax.random.key(0),
                        length=60, temperature=0.7)
@@ -151,11 +152,11 @@ def test_thread_counts_agree():
 def test_auto_rule_picks_native_for_batch_one_and_jax_for_wide_batches():
   """The fixed rule (RNNLAB_AUTOTUNE=0, set for the tests)."""
   lm, params = make_lm("gru")
-  sampler = sample.Sampler(lm, params, "auto")
+  sampler = sampling.Sampler(lm, params, "auto")
   assert sampler.backend_for(1) == "native"
-  assert sampler.backend_for(sample.NATIVE_MAX_BATCH + 1) == "jax"
+  assert sampler.backend_for(sampling.NATIVE_MAX_BATCH + 1) == "jax"
   assert sampler.choices[1].source == "rule"
-  assert sample.Sampler(lm, params, "jax").backend_for(1) == "jax"
+  assert sampling.Sampler(lm, params, "jax").backend_for(1) == "jax"
 
 
 @pytest.mark.parametrize("options,reason", [
@@ -167,18 +168,18 @@ def test_auto_rule_picks_native_for_batch_one_and_jax_for_wide_batches():
 def test_models_outside_the_kernel_fall_back_or_fail_clearly(options, reason):
   lm, params = make_lm("gru", **options)
   assert reason in native_sampler.unsupported(lm)
-  assert sample.Sampler(lm, params, "auto").backend_for(1) == "jax"
+  assert sampling.Sampler(lm, params, "auto").backend_for(1) == "jax"
   with pytest.raises(UserError, match=f"backend=native.*{reason}"):
-    sample.Sampler(lm, params, "native")
+    sampling.Sampler(lm, params, "native")
 
 
 def test_unknown_backend_and_variant_name_the_choices():
   lm, params = make_lm("gru")
   with pytest.raises(UserError, match=r"'cuda'.*'auto', 'jax', 'native'"):
-    sample.Sampler(lm, params, "cuda")
+    sampling.Sampler(lm, params, "cuda")
   with pytest.raises(UserError,
                      match=r"'sse9'.*'avx512', 'avx2', 'generic'"):
-    sample.Sampler(lm, params, "native", isa="sse9")
+    sampling.Sampler(lm, params, "native", isa="sse9")
 
 
 def test_native_off_switch(monkeypatch):
@@ -186,7 +187,7 @@ def test_native_off_switch(monkeypatch):
   monkeypatch.setenv("RNNLAB_NATIVE", "0")
   lm, params = make_lm("gru")
   assert "RNNLAB_NATIVE=0" in native_sampler.available()
-  assert sample.Sampler(lm, params, "auto").backend_for(1) == "jax"
+  assert sampling.Sampler(lm, params, "auto").backend_for(1) == "jax"
   assert "RNNLAB_NATIVE=0" in recurrence.unavailable()
   native_ys, scan_ys = native_and_scan(
       "gru", 8, (2, 5, 3), lambda layer, v, xs: jax.jit(layer.apply).lower(
@@ -215,9 +216,9 @@ def test_without_a_compiler_auto_falls_back_and_native_explains(
   reason = native_sampler.available()
   assert reason and "false" in reason and "failed" in reason
   lm, params = make_lm("gru")
-  assert sample.Sampler(lm, params, "auto").backend_for(1) == "jax"
+  assert sampling.Sampler(lm, params, "auto").backend_for(1) == "jax"
   with pytest.raises(UserError, match="failed"):
-    sample.Sampler(lm, params, "native")
+    sampling.Sampler(lm, params, "native")
   assert not list(fresh_cache.glob("generate-*"))  # nothing half-built left
 
 
@@ -505,13 +506,13 @@ def test_kernels_run_on_the_threads_openmp_allows(tmp_path):
   over the one thread they get, and batch-1 sampling still works."""
   script = textwrap.dedent("""
       import jax, jax.numpy as jnp
-      from rnnlab import sample
+      from rnnlab import sampling
       from tests.test_native import assert_close, make_lm, native_and_scan
       grads = native_and_scan("gru", 40, (3, 6, 5), lambda layer, v, xs:
           jax.grad(lambda v: jnp.sum(layer.apply(v, xs)[1] ** 2))(v))
       jax.tree.map(assert_close, *grads)
       lm, params = make_lm("gru", hidden_size=128)  # 2 threads' worth
-      tokens, _ = sample.Sampler(lm, params, "native").generate(
+      tokens, _ = sampling.Sampler(lm, params, "native").generate(
           jnp.asarray([[1]], jnp.int32), jax.random.key(0), length=20)
       assert tokens.shape == (1, 20)
       print("ok")
@@ -529,12 +530,12 @@ def test_a_subclassed_cell_is_not_taken_for_the_builtin():
   class PeepholeLSTM(cells.LSTMCell):
     pass
 
-  assert layers.native_cell_code(cells.LSTMCell(8)) == recurrence.LSTM
-  assert layers.native_cell_code(PeepholeLSTM(8)) is None
-  assert layers.native_cell_code(cells.GRUCell(8, reset_after=False)) is None
+  code = implementations.native_cell_code
+  assert code(cells.LSTMCell(8)) == recurrence.LSTM
+  assert code(PeepholeLSTM(8)) is None
+  assert code(cells.GRUCell(8, reset_after=False)) is None
   relu = cells.ElmanCell(8, activation="relu")
-  assert layers.native_cell_code(relu) == recurrence.CELL_CODES[("rnn",
-                                                                 "relu")]
+  assert code(relu) == recurrence.CELL_CODES[("rnn", "relu")]
 
 
 def test_the_variants_this_cpu_runs():

@@ -29,6 +29,8 @@ import pytest
 
 from rnnlab import checkpoint
 from rnnlab import cli
+from rnnlab import rundir
+from rnnlab import sampling
 from rnnlab import train
 from rnnlab.errors import Preempted
 from tests.conftest import ROOT, tiny_lm_config
@@ -113,8 +115,8 @@ def _records(workdir: pathlib.Path, split: str):
 def _assert_same_run(workdir: pathlib.Path, straight_dir: pathlib.Path):
   """Latest and best checkpoints bitwise equal to the uninterrupted run's,
   and the same validation record, each step once."""
-  template = train.load_run_for_inference(straight_dir).params
-  for sub in (train.CHECKPOINT_DIR, train.BEST_DIR):
+  template = sampling.load_run_for_inference(straight_dir).params
+  for sub in (rundir.CHECKPOINT_DIR, rundir.BEST_DIR):
     a = checkpoint.Checkpointer(workdir / sub, read_only=True)
     b = checkpoint.Checkpointer(straight_dir / sub, read_only=True)
     assert a.latest_step() == b.latest_step(), sub
@@ -145,12 +147,12 @@ def test_sigkill_mid_run_resumes_bitwise(straight, tmp_path):
   proc = _start(tmp_path, workdir)
   # Kill while a best checkpoint is ahead of the latest one: the resumed run
   # replays that stretch and must neither trip over nor keep the stale best.
-  _wait_for(proc, lambda: _steps(workdir / train.CHECKPOINT_DIR) and max(
-      _steps(workdir / train.BEST_DIR), default=0) > max(
-          _steps(workdir / train.CHECKPOINT_DIR)), tmp_path / "log.txt")
+  _wait_for(proc, lambda: _steps(workdir / rundir.CHECKPOINT_DIR) and max(
+      _steps(workdir / rundir.BEST_DIR), default=0) > max(
+          _steps(workdir / rundir.CHECKPOINT_DIR)), tmp_path / "log.txt")
   proc.send_signal(signal.SIGKILL)
   proc.wait(timeout=60)
-  latest = max(_steps(workdir / train.CHECKPOINT_DIR))
+  latest = max(_steps(workdir / rundir.CHECKPOINT_DIR))
   assert latest < STOP  # mid-run
   assert json.loads((workdir / "status.json").read_text())["status"] == (
       "running")
@@ -169,10 +171,10 @@ def test_resume_after_a_kill_past_the_best_and_mid_write(straight, tmp_path):
   straight_dir, straight_results, _ = straight
   workdir = tmp_path / "killed"
   shutil.copytree(straight_dir, workdir)
-  for step in _steps(workdir / train.CHECKPOINT_DIR):
+  for step in _steps(workdir / rundir.CHECKPOINT_DIR):
     if step > 20:
-      shutil.rmtree(workdir / train.CHECKPOINT_DIR / str(step))
-  assert _steps(workdir / train.BEST_DIR) == [28]
+      shutil.rmtree(workdir / rundir.CHECKPOINT_DIR / str(step))
+  assert _steps(workdir / rundir.BEST_DIR) == [28]
   with (workdir / "metrics.jsonl").open("a") as f:
     f.write('{"step": 29, "split": "tr')
   results = train.train_and_evaluate(_config(), workdir)
@@ -188,7 +190,7 @@ def test_sigterm_saves_the_current_step_and_stops_preempted(straight,
   sent, finished = threading.Event(), threading.Event()
 
   def preempt_after_first_checkpoint():
-    while not _steps(workdir / train.CHECKPOINT_DIR):
+    while not _steps(workdir / rundir.CHECKPOINT_DIR):
       if finished.is_set():  # the run ended (or failed) first
         return
       time.sleep(0.01)
@@ -210,7 +212,7 @@ def test_sigterm_saves_the_current_step_and_stops_preempted(straight,
   assert status == {"status": "preempted", "step": stopped.value.step}
   # The step it stopped at is saved, complete, and is what resumes.
   assert 10 <= status["step"] < STOP
-  assert max(_steps(workdir / train.CHECKPOINT_DIR)) == status["step"]
+  assert max(_steps(workdir / rundir.CHECKPOINT_DIR)) == status["step"]
   train.train_and_evaluate(_config(), workdir)
   assert json.loads((workdir / "status.json").read_text())["status"] == "done"
   _assert_same_run(workdir, straight_dir)
@@ -224,13 +226,13 @@ def test_sigterm_to_the_command_exits_143_preempted(tmp_path, corpus_path):
   endless = {**OVERRIDES, "train__steps": 100_000, "train__patience": 0}
   proc = _start(tmp_path, workdir, CONFIG_FILE.replace(repr(OVERRIDES),
                                                        repr(endless)))
-  _wait_for(proc, lambda: _steps(workdir / train.CHECKPOINT_DIR),
+  _wait_for(proc, lambda: _steps(workdir / rundir.CHECKPOINT_DIR),
             tmp_path / "log.txt")
   proc.send_signal(signal.SIGTERM)
   assert proc.wait(timeout=120) == 143, (tmp_path / "log.txt").read_text()
   status = json.loads((workdir / "status.json").read_text())
   assert status["status"] == "preempted"
-  assert max(_steps(workdir / train.CHECKPOINT_DIR)) == status["step"] > 0
+  assert max(_steps(workdir / rundir.CHECKPOINT_DIR)) == status["step"] > 0
   assert "preempted:" in (tmp_path / "log.txt").read_text()
 
 
@@ -238,7 +240,7 @@ def test_a_resume_drops_best_checkpoints_of_the_lost_stretch(tmp_path):
   """A resume with a changed config (say a lower learning rate) takes another
   path from its checkpoint: a best saved after that step by the killed run is
   from the old path and must not stay as the best."""
-  best = checkpoint.Checkpointer(tmp_path / train.BEST_DIR)
+  best = checkpoint.Checkpointer(tmp_path / rundir.BEST_DIR)
   for step in (12, 28):
     best.save(step, {"w": np.full(2, step)}, {"m": np.zeros(1)},
               {"step": step})
@@ -246,9 +248,9 @@ def test_a_resume_drops_best_checkpoints_of_the_lost_stretch(tmp_path):
   (tmp_path / "samples.txt").write_text(
       "=== step 10 ===\nTo be\n\n=== step 20 ===\nor not\n\n"
       "=== step 30 ===\nlost\n\n=== st")  # the last cut off by the kill
-  train._forget_after(20, tmp_path, best)  # pylint: disable=protected-access
+  rundir.forget_after(20, tmp_path, best)
   best.close()
-  assert _steps(tmp_path / train.BEST_DIR) == [12]
+  assert _steps(tmp_path / rundir.BEST_DIR) == [12]
   # The samples of the replayed steps go too; the run writes them again.
   assert (tmp_path / "samples.txt").read_text() == (
       "=== step 10 ===\nTo be\n\n=== step 20 ===\nor not\n\n")

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import pytest
 
 from rnnlab import base_config
+from rnnlab import config_check
 from rnnlab import optim
 from rnnlab import tasks
 from rnnlab.data import series
@@ -63,7 +64,7 @@ def test_random_bytes_into_the_text_loader_and_char_lm(data, seq_len):
   c = _tiny(task="char_lm")
   c.data.path, c.train.seq_len = str(path), seq_len
   try:
-    base_config.validate(c)
+    config_check.validate(c)
     task = tasks.create_task(c)
   except UserError:
     return
@@ -237,7 +238,7 @@ def configs(draw):
 def test_random_small_configs_validate_and_construct(saved):
   try:
     c = base_config.from_saved(saved)
-    base_config.validate(c)
+    config_check.validate(c)
     task = tasks.create_task(c)
     # Shapes only: traces the model and the optimizer, compiles nothing.
     params = jax.eval_shape(lambda k: task.model.init(k, *task.init_inputs()),

@@ -13,6 +13,7 @@ import types
 import pytest
 
 from rnnlab import metrics
+from rnnlab import rundir
 from rnnlab.data import seq2seq as seq2seq_data
 from rnnlab.data import series
 from rnnlab.data import text
@@ -88,7 +89,7 @@ def test_two_processes_write_the_vocabulary_once(tmp_path):
   assert set(first) == {"save", "saved", "load"}  # process 0 writes, reads
   assert set(second) == {"load"}  # process 1 only reads, once it is done
   assert second["load"] >= first["saved"]
-  assert (workdir / char_lm.VOCAB_FILE).read_text(encoding="utf-8") == (
+  assert (workdir / rundir.VOCAB_FILE).read_text(encoding="utf-8") == (
       text.Vocab.from_text(CORPUS).to_json())
   assert _leftovers(workdir) == []
 
@@ -160,7 +161,7 @@ def test_a_damaged_vocabulary_says_what_to_do(tmp_path):
   corpus = tmp_path / "corpus.txt"
   corpus.write_text(CORPUS)
   task = char_lm.CharLMTask(tiny_lm_config(data__path=str(corpus)))
-  (tmp_path / char_lm.VOCAB_FILE).write_text('{"type": "char", "cha')
+  (tmp_path / rundir.VOCAB_FILE).write_text('{"type": "char", "cha')
   with pytest.raises(UserError, match=r"vocab.json is damaged or not this "
                      r"run's file \(.*\). .* delete it and rerun to resume"):
     task.save_metadata(tmp_path)

@@ -10,7 +10,7 @@ import pytest
 
 from rnnlab import base_config
 from rnnlab import models
-from rnnlab import sample
+from rnnlab import sampling
 from rnnlab.data import text
 from tests.helpers import assert_float32_close
 from tests.helpers import float32_atol
@@ -29,7 +29,7 @@ def lm():
   return model, params
 
 
-draw = functools.partial(sample.sample_text, vocab=VOCAB, length=40)
+draw = functools.partial(sampling.sample_text, vocab=VOCAB, length=40)
 
 
 def test_same_seed_same_text_and_different_seeds_differ(lm):
@@ -43,9 +43,9 @@ def test_same_seed_same_text_and_different_seeds_differ(lm):
 def test_temperature_to_zero_is_argmax(lm):
   model, params = lm
   prime = jnp.asarray(VOCAB.encode("abc"))[None]
-  greedy, _ = sample.generate(model, params, prime, jax.random.key(0),
+  greedy, _ = sampling.generate(model, params, prime, jax.random.key(0),
                               length=30, temperature=0.0)
-  cold, _ = sample.generate(model, params, prime, jax.random.key(5),
+  cold, _ = sampling.generate(model, params, prime, jax.random.key(5),
                             length=30, temperature=1e-4)
   np.testing.assert_array_equal(greedy, cold)
   # Greedy decoding picks the argmax of each step's logits.
@@ -60,18 +60,18 @@ def test_sampler_equals_step_by_step_forward(lm, top_k):
   rng = jax.random.key(7)
   prime = jnp.asarray(np.stack([VOCAB.encode("hello"),
                                 VOCAB.encode("world")]))
-  tokens, step_logits = sample.generate(model, params, prime, rng, length=25,
+  tokens, step_logits = sampling.generate(model, params, prime, rng, length=25,
                                         temperature=0.9, top_k=top_k)
   # Reference: one model call per character, in a Python loop.
   apply = jax.jit(model.apply)
   logits, carry = apply({"params": params}, prime)
   last = logits[:, -1]
-  seeds = sample.step_seeds(rng, 25)
+  seeds = sampling.step_seeds(rng, 25)
   for i in range(25):
     # The sampler's loop vs model.apply: two programs. Logits reach ~5 (the
     # weights are x3): atol scaled to them, for logits near zero.
     assert_float32_close(step_logits[:, i], last, atol=float32_atol(last))
-    token = sample.next_token(last, seeds[i], 0.9, top_k)
+    token = sampling.next_token(last, seeds[i], 0.9, top_k)
     np.testing.assert_array_equal(tokens[:, i], token)
     logits, carry = apply({"params": params}, token[:, None], carry)
     last = logits[:, 0]
@@ -84,7 +84,7 @@ def test_sampler_equals_step_by_step_forward(lm, top_k):
 def test_top_k_restricts_choices(lm):
   model, params = lm
   prime = jnp.asarray(VOCAB.encode("a"))[None]
-  tokens, logits = sample.generate(model, params, prime, jax.random.key(1),
+  tokens, logits = sampling.generate(model, params, prime, jax.random.key(1),
                                    length=60, temperature=5.0, top_k=2)
   top2 = jax.lax.top_k(logits[0], 2)[1]
   assert all(int(t) in top2[i].tolist() for i, t in enumerate(tokens[0]))
@@ -117,11 +117,11 @@ def test_bad_sampling_arguments(lm, kwargs, message):
 def test_draws_follow_the_softmax_distribution():
   """Gumbel-max with hash uniforms samples softmax(logits / T)."""
   logits = jnp.log(jnp.array([[0.5, 0.25, 0.15, 0.1]]))
-  seeds = sample.step_seeds(jax.random.key(0), 20000)
-  draws = jax.vmap(lambda s: sample.next_token(logits, s, 1.0))(seeds)
+  seeds = sampling.step_seeds(jax.random.key(0), 20000)
+  draws = jax.vmap(lambda s: sampling.next_token(logits, s, 1.0))(seeds)
   freq = np.bincount(np.asarray(draws).ravel(), minlength=4) / 20000
   np.testing.assert_allclose(freq, [0.5, 0.25, 0.15, 0.1], atol=0.015)
-  hot = jax.vmap(lambda s: sample.next_token(logits, s, 0.5))(seeds)
+  hot = jax.vmap(lambda s: sampling.next_token(logits, s, 0.5))(seeds)
   expected = np.array([0.5, 0.25, 0.15, 0.1])**2
   np.testing.assert_allclose(
       np.bincount(np.asarray(hot).ravel(), minlength=4) / 20000,

@@ -6,15 +6,15 @@ import numpy as np
 import optax
 import pytest
 
+from rnnlab import recipes
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import synthetic as data
 from rnnlab.errors import UserError
-from rnnlab.tasks import synthetic
 
 
 def tiny_config(problem="adding", cell="gru", lag=10, **train_overrides):
-  c = synthetic.synthetic_config(problem, f"cell={cell},lag={lag}")
+  c = recipes.synthetic_config(problem, f"cell={cell},lag={lag}")
   c.model.hidden_size = 16
   c.data.num_val, c.data.num_test = 40, 50
   c.train.batch_size = 16
@@ -127,7 +127,7 @@ def test_a_few_dozen_steps_lower_the_held_out_loss(problem, factor):
 
 
 def test_train_and_evaluate_end_to_end(tmp_path):
-  c = synthetic.synthetic_config("adding", "cell=rnn,runlocal")
+  c = recipes.synthetic_config("adding", "cell=rnn,runlocal")
   c.train.progress_bar = False
   results = train.train_and_evaluate(c, tmp_path)
   assert results["step"] == c.train.steps
@@ -138,15 +138,15 @@ def test_train_and_evaluate_end_to_end(tmp_path):
 
 
 def test_config_args_and_bad_names():
-  c = synthetic.synthetic_config("copy_memory", "cell=rnn,lag=37")
+  c = recipes.synthetic_config("copy_memory", "cell=rnn,lag=37")
   assert (c.model.cell, c.data.lag, c.task) == ("rnn", 37, "synthetic")
-  assert synthetic.synthetic_config("adding", "").model.cell == "lstm"
+  assert recipes.synthetic_config("adding", "").model.cell == "lstm"
   with pytest.raises(UserError, match="Unknown config arg key 'cel'"):
-    synthetic.parse_arg("cel=rnn")
+    recipes.synthetic_config("adding", "cel=rnn")
   with pytest.raises(UserError, match="Unknown cell 'gur'.*'gru'"):
-    synthetic.parse_arg("cell=gur")
+    recipes.synthetic_config("adding", "cell=gur")
   with pytest.raises(UserError, match="lag='-3' must be a positive"):
-    synthetic.parse_arg("lag=-3")
+    recipes.synthetic_config("adding", "lag=-3")
   bad = tiny_config()
   bad.data.problem = "addition"
   with pytest.raises(UserError, match="Unknown synthetic problem.*'adding'"):

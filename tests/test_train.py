@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rnnlab import checkpoint
+from rnnlab import sampling
 from rnnlab import train
 from rnnlab.data import text
 from tests.conftest import tiny_lm_config
@@ -79,7 +80,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, corpus_path):
   train.train_and_evaluate(tiny_lm_config(train__steps=24, **overrides),
                            straight)
   assert resumed["step"] == 24
-  template = train.load_run_for_inference(straight).params
+  template = sampling.load_run_for_inference(straight).params
   a = checkpoint.Checkpointer(stopped / "checkpoints", read_only=True)
   b = checkpoint.Checkpointer(straight / "checkpoints", read_only=True)
   _, params_a = a.restore_params(template, 24)

@@ -12,6 +12,8 @@ import pytest
 
 from rnnlab import checkpoint
 from rnnlab import optim
+from rnnlab import rundir
+from rnnlab import sampling
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import text
@@ -91,7 +93,7 @@ def test_stateful_run_resumes_exactly(tmp_path, corpus_path):
                            stopped)
   train.train_and_evaluate(tiny_lm_config(train__steps=16, **overrides),
                            straight)
-  template = train.load_run_for_inference(straight).params
+  template = sampling.load_run_for_inference(straight).params
   a = checkpoint.Checkpointer(stopped / "checkpoints", read_only=True)
   b = checkpoint.Checkpointer(straight / "checkpoints", read_only=True)
   jax.tree.map(np.testing.assert_array_equal, a.restore_params(template)[1],
@@ -130,7 +132,7 @@ def test_nonfinite_step_stops_run_and_keeps_last_good_checkpoint(
     train.train_and_evaluate(config, tmp_path)
   status = json.loads((tmp_path / "status.json").read_text())
   assert status["status"] == "diverged" and "step 13" in status["error"]
-  template = train.load_run_for_inference(tmp_path).params
+  template = sampling.load_run_for_inference(tmp_path).params
   step, params = checkpoint.Checkpointer(
       tmp_path / "checkpoints", read_only=True).restore_params(template)
   assert step == 10
@@ -169,7 +171,7 @@ def test_early_stopping_keeps_best_checkpoint_and_stays_stopped(
   results = train.train_and_evaluate(config, tmp_path)
   assert results["stopped_early"] and results["step"] == 15
   assert results["best"]["step"] == 5
-  best = checkpoint.Checkpointer(tmp_path / train.BEST_DIR, read_only=True)
+  best = checkpoint.Checkpointer(tmp_path / rundir.BEST_DIR, read_only=True)
   latest = checkpoint.Checkpointer(tmp_path / "checkpoints", read_only=True)
   assert best.latest_step() == 5 and latest.latest_step() == 15
   # A restart resumes from the latest step and does not train on.
@@ -186,7 +188,7 @@ def test_best_checkpoint_follows_improvement(tmp_path, corpus_path):
   val = {r["step"]: r["loss"] for r in records if r["split"] == "val"}
   best_step = min(val, key=val.get)
   assert results["best"] == {"step": best_step, "loss": val[best_step]}
-  assert checkpoint.Checkpointer(tmp_path / train.BEST_DIR,
+  assert checkpoint.Checkpointer(tmp_path / rundir.BEST_DIR,
                                  read_only=True).latest_step() == best_step
 
 

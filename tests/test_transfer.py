@@ -10,6 +10,7 @@ import pytest
 
 from rnnlab import checkpoint
 from rnnlab import models
+from rnnlab import rundir
 from rnnlab import train
 from rnnlab import transfer
 from rnnlab.data import text
@@ -53,7 +54,7 @@ def source(tmp_path_factory):
   train.train_and_evaluate(config, workdir)
   vocab = text.Vocab.load(workdir / "vocab.json")
   model = models.create_model(config.model, vocab_size=len(vocab))
-  step, params = train.restore_params(model, TOKENS, workdir)
+  step, params = rundir.restore_params(model, TOKENS, workdir)
   assert step == 5
   return workdir, config, vocab, _flat(params)
 
@@ -295,7 +296,7 @@ def test_fine_tune_run_with_frozen_layers(source, tmp_path):
   assert report["vocab"]["remapped"] == len(vocab_a) - len(DROPPED)
   vocab_b = text.Vocab.load(target / "vocab.json")
   model = models.create_model(config.model, vocab_size=len(vocab_b))
-  _, tuned = train.restore_params(model, TOKENS, target)
+  _, tuned = rundir.restore_params(model, TOKENS, target)
   tuned = _flat(tuned)
   for path, value in tuned.items():
     if path.startswith("rnn/layers_0/"):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from rnnlab import sampling
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import text
@@ -80,5 +81,5 @@ def test_tiny_word_lm_lowers_loss_and_reports_perplexity(tmp_path,
   val = results["eval"]["val"]
   assert val["perplexity"] == pytest.approx(np.exp(val["loss"]))
   assert val["perplexity"] < 300 and val["words"] > 25_000
-  run = train.load_run_for_inference(tmp_path)
+  run = sampling.load_run_for_inference(tmp_path)
   assert isinstance(run.vocab, text.WordVocab) and len(run.vocab) == 300

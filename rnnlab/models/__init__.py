@@ -1,7 +1,8 @@
 """Model registry: `config.model.name` -> Flax module class.
 
-Cells live in `cells.py` (CELLS), sequence layers in `layers.py`, and one
-file per task model (e.g. `lm.py`). Each model class has a
+Cells live in `cells.py` (CELLS), sequence layers in `layers.py` (which
+implementation runs them: `implementations.py`), and one file per task
+model (e.g. `lm.py`). Each model class has a
 `from_config(model_config, **task_fields)` constructor.
 """
 from __future__ import annotations

@@ -2,16 +2,32 @@
 
 Shape legend: B batch, D input features, H hidden size, G gates per cell.
 
-Every cell splits its step into two parts so that a layer can hoist the input
-projection out of the time loop (see `rnnlab.models.layers.Recurrent`):
+A cell defines its step once, in one of two forms, and every implementation
+of a layer (`rnnlab.models.implementations`) derives from that definition:
 
-  project_inputs(x)        x [..., D] -> [..., G*H]   all gates, one matmul
-  recurrence(carry, xp)    the rest of the step, given projected inputs xp
-  __call__(carry, x)       = recurrence(carry, project_inputs(x))
+  gate(carry, xp, hp, extras) -> (carry, y)     the fused form
+      The step is one hidden matmul, hp = hidden_of(carry) @ W_h, then this
+      elementwise function. "scan", "fused" and (for a cell with a kernel
+      of its own, `native_code`) "native" all run it.
+  recurrence(carry, xp, hidden_mask=None) -> (carry, y)   the general form
+      Any other step (e.g. a matmul after a gate). Only "scan" runs it;
+      by default it is the fused form: hp from `hidden_proj`, then `gate`.
 
-Both take an optional `hidden_mask` [B, H]: variational recurrent dropout
-(Gal & Ghahramani 2016) multiplies H_{t-1} by it where H_{t-1} enters the
-recurrent matmuls only, so the carried state itself is not dropped.
+Around either, the base class gives
+  project_inputs(x)   x [..., D] -> xp [..., G*H]: every gate's input term,
+                      biases included, in one matmul that a layer hoists
+                      out of the time loop
+  __call__(carry, x, hidden_mask=None) = recurrence(carry, project_inputs(x))
+
+hidden_mask [B, H]: variational recurrent dropout (Gal & Ghahramani 2016)
+multiplies H_{t-1} by it where H_{t-1} enters the recurrent matmuls only, so
+the carried state itself is not dropped.
+
+A cell declares its gate blocks (`gate_names`, the G blocks of xp in order)
+and its carry (`carry_names`: one [B, H] float32 array per name, a tuple in
+that order when there are several; "h" is the hidden state that multiplies
+W_h and is the output). Readers such as `rnnlab.diagnose` take them from
+here.
 
 Gate weights are fused: one input matmul and one hidden matmul cover all
 gates. Parameters may be any dtype (`param_dtype`, compute in `dtype`), but
@@ -23,6 +39,7 @@ so weights port between the two by reshaping only.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
@@ -30,6 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab.errors import UserError
+from rnnlab.native import recurrence as native_recurrence
 from rnnlab.registry import lookup
 
 Array = jax.Array
@@ -60,15 +78,39 @@ def stacked(init: nn.initializers.Initializer, num_blocks: int):
 
 
 class RecurrentCell(nn.Module):
-  """Base class. Subclasses set `num_gates` and implement `recurrence`."""
+  """Base class: a subclass sets `num_gates` and `gate_names`, and defines
+  its step as `gate` (the fused form) or `recurrence` (the general form)."""
 
   hidden_size: int
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   num_gates: ClassVar[int] = 1
+  # The G blocks of xp (and of `hidden_proj`), in order.
+  gate_names: ClassVar[tuple[str, ...]] = ("h",)
+  # The carry's parts in jax.tree order, each [B, H] float32; "h" is the
+  # hidden state (`hidden_of`).
+  carry_names: ClassVar[tuple[str, ...]] = ("h",)
   # Model-config keys (besides hidden_size/dtypes) this cell takes as fields.
   config_keys: ClassVar[tuple[str, ...]] = ()
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    own = vars(cls)
+    if "gate" in own and "recurrence" in own and "supports_fused" not in own:
+      # Which one is the step? "fused" would run the gate, "scan" the other.
+      raise TypeError(
+          f"{cls.__name__} defines both `gate` (the fused form) and "
+          "`recurrence` (the general form): define one, or also "
+          "`supports_fused` to say when `recurrence` is `gate` after the "
+          "hidden matmul (as GRUCell does).")
+    if len(cls.gate_names) != cls.num_gates:
+      raise TypeError(
+          f"{cls.__name__}: gate_names {cls.gate_names} must name its "
+          f"num_gates={cls.num_gates} gate blocks, in order.")
+    if "h" not in cls.carry_names:
+      raise TypeError(f"{cls.__name__}: carry_names {cls.carry_names} must "
+                      "include 'h', the hidden state.")
 
   def input_bias_init(self, key, shape, dtype=jnp.float32):
     return jnp.zeros(shape, dtype)
@@ -95,38 +137,101 @@ class RecurrentCell(nn.Module):
     """x [..., D] -> [..., G*H]: input term of every gate, biases included."""
     return self.input_proj(x)
 
-  def supports_fused(self) -> bool:
-    """Whether a step is `gate(carry, xp, hidden_of(carry) @ W_hh)` with a
-    purely elementwise gate, as the fused kernel (`fused.py`) needs."""
-    return True
+  def gate(self, carry: Carry, xp: Array, hp: Array,
+           extras: dict[str, Array]) -> tuple[Carry, Array]:
+    """The fused form of the step: (carry, xp [B, G*H], hp [B, G*H]) ->
+    (new carry, y [B, H]), with hp = hidden_of(carry) @ W_h.
 
-  @staticmethod
-  def hidden_of(carry: Carry) -> Array:
-    """The part of the carry that multiplies the recurrent kernel."""
-    return carry
-
-  def gate_function(self) -> Callable[..., tuple[Carry, Array]]:
-    """Pure `gate(carry, xp, hp, extras) -> (carry, y)`, elementwise only.
-
-    xp: input terms [B, G*H]; hp: hidden_of(carry) @ W_hh; extras: the
-    parameters the gate uses directly (`gate_extras`).
+    Elementwise only, a function of its arguments and the cell's fields:
+    the "fused" and "native" kernels call it outside the module and
+    differentiate it step by step. Parameters it reads directly (beyond
+    W_x, b and W_h) come in `extras` (`gate_extras`).
     """
-    raise NotImplementedError
+    raise NotImplementedError(
+        f"{type(self).__name__} defines neither `gate` nor `recurrence`.")
 
   def gate_extras(self) -> dict[str, Array]:
     return {}
 
+  def supports_fused(self) -> bool:
+    """Whether the step is `gate` after one hidden matmul (the "fused" and
+    "native" kernels run exactly that): the class that defines `gate` also
+    owns the rest of the step (`_gate_is_the_step`). A subclass of a
+    built-in cell that overrides `recurrence` is therefore not run with its
+    parent's gate."""
+    return _gate_is_the_step(type(self))
+
+  def native_code(self) -> int | None:
+    """The native kernels' code for this class's gates (`recurrence.cc`
+    hard-codes each), or None. It holds for the class that defines it only
+    (`implementations.native_cell_code`): a subclass may change the step."""
+    return None
+
+  def init_notes(self) -> dict[str, str]:
+    """How this cell's own parameters start and which form it has, beyond
+    the base class's initialisers (reported by `rnnlab.diagnose`)."""
+    return {}
+
   def recurrence(self, carry: Carry, xp: Array,
                  hidden_mask: Array | None = None) -> tuple[Carry, Array]:
+    """The step after the input projection: (carry, xp [B, G*H]) -> (new
+    carry, y [B, H]). Here the fused form: the hidden matmul, then `gate`."""
     hp = self.hidden_proj(_masked(self.hidden_of(carry), hidden_mask))
-    return self.gate_function()(carry, xp, hp, self.gate_extras())
+    return self.gate(carry, xp, hp, self.gate_extras())
 
   def __call__(self, carry: Carry, x: Array,
                hidden_mask: Array | None = None) -> tuple[Carry, Array]:
-    return self.recurrence(carry, self.project_inputs(x), hidden_mask)
+    return apply_recurrence(self, carry, self.project_inputs(x), hidden_mask)
+
+  @classmethod
+  def hidden_of(cls, carry: Carry) -> Array:
+    """The carry's part "h": it multiplies the recurrent kernel."""
+    if len(cls.carry_names) == 1:
+      return carry
+    return carry[cls.carry_names.index("h")]
 
   def initialize_carry(self, batch_shape: tuple[int, ...]) -> Carry:
-    return jnp.zeros((*batch_shape, self.hidden_size), jnp.float32)
+    zeros = jnp.zeros((*batch_shape, self.hidden_size), jnp.float32)
+    if len(self.carry_names) == 1:
+      return zeros
+    return tuple(zeros for _ in self.carry_names)
+
+
+def _owner(cls: type, name: str) -> type:
+  """The class in cls's MRO whose body defines `name`."""
+  return next(k for k in cls.__mro__ if name in vars(k))
+
+
+def _gate_is_the_step(cls: type[RecurrentCell]) -> bool:
+  """Whether `cls`'s step is its `gate` after the hidden matmul.
+
+  `gate` must be defined, `project_inputs` must be the base's (the kernels
+  compute xp = x W_x + b themselves), and `recurrence` either the base's or
+  defined at or above the gate by a class that has a gate of its own (and
+  so chose when to run it, as GRUCell does for its reset-after form).
+  """
+  gate = _owner(cls, "gate")
+  step = _owner(cls, "recurrence")
+  return (gate is not RecurrentCell and
+          _owner(cls, "project_inputs") is RecurrentCell and
+          (step is RecurrentCell or
+           (issubclass(gate, step) and "gate" in vars(step))))
+
+
+def apply_recurrence(cell: RecurrentCell, carry: Carry, xp: Array,
+                     hidden_mask: Array | None = None) -> tuple[Carry, Array]:
+  """`cell.recurrence(carry, xp)`, passing hidden_mask only when there is
+  one: a general-form cell may leave that argument out, and then refuses
+  recurrent dropout by name instead of with a TypeError."""
+  if hidden_mask is None:
+    return cell.recurrence(carry, xp)
+  if "hidden_mask" not in inspect.signature(cell.recurrence).parameters:
+    raise UserError(
+        f"{type(cell).__name__}.recurrence(carry, xp) takes no hidden_mask, "
+        "so recurrent dropout (config.model.recurrent_dropout) cannot reach "
+        "its recurrent matmuls; give it a hidden_mask=None argument that "
+        "multiplies H_{t-1} where it enters them.")
+  return cell.recurrence(carry, xp, hidden_mask=hidden_mask)
 
 
 def _masked(h: Array, mask: Array | None) -> Array:
@@ -146,17 +251,20 @@ class ElmanCell(RecurrentCell):
 
   activation: str = "tanh"
   num_gates: ClassVar[int] = 1
+  gate_names: ClassVar[tuple[str, ...]] = ("h",)
   config_keys: ClassVar[tuple[str, ...]] = ("activation",)
 
-  def gate_function(self):
+  def gate(self, h, xp, hp, extras):
+    del h, extras
     phi = lookup(ACTIVATIONS, self.activation, "activation")
+    h = phi(_preactivation(xp, hp))
+    return h, h
 
-    def gate(h, xp, hp, extras):
-      del h, extras
-      h = phi(_preactivation(xp, hp))
-      return h, h
+  def native_code(self):
+    return native_recurrence.CELL_CODES.get(("rnn", self.activation))
 
-    return gate
+  def init_notes(self):
+    return {"activation": self.activation}
 
 
 class LSTMCell(RecurrentCell):
@@ -176,31 +284,28 @@ class LSTMCell(RecurrentCell):
 
   forget_bias: float = 1.0
   num_gates: ClassVar[int] = 4
+  gate_names: ClassVar[tuple[str, ...]] = ("i", "f", "g", "o")
+  carry_names: ClassVar[tuple[str, ...]] = ("c", "h")
   config_keys: ClassVar[tuple[str, ...]] = ("forget_bias",)
 
   def input_bias_init(self, key, shape, dtype=jnp.float32):
     h = self.hidden_size
     return jnp.zeros(shape, dtype).at[h:2 * h].set(self.forget_bias)
 
-  @staticmethod
-  def hidden_of(carry):
-    return carry[1]
+  def gate(self, carry, xp, hp, extras):
+    del extras
+    c, _ = carry
+    i, f, g, o = jnp.split(_preactivation(xp, hp), 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (c, h), h
 
-  def gate_function(self):
-    return _lstm_gate
+  def native_code(self):
+    return native_recurrence.LSTM
 
-  def initialize_carry(self, batch_shape):
-    zeros = super().initialize_carry(batch_shape)
-    return zeros, zeros
-
-
-def _lstm_gate(carry, xp, hp, extras):
-  del extras
-  c, _ = carry
-  i, f, g, o = jnp.split(_preactivation(xp, hp), 4, axis=-1)
-  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  h = jax.nn.sigmoid(o) * jnp.tanh(c)
-  return (c, h), h
+  def init_notes(self):
+    return {"biases": f"zero, except the forget gate: {self.forget_bias} "
+                      "(carried in the input projection's bias)"}
 
 
 class GRUCell(RecurrentCell):
@@ -216,7 +321,8 @@ class GRUCell(RecurrentCell):
 
   Default: reset after, because its candidate needs no second hidden matmul
   on R_t ∘ H_{t-1}: one fused [H, 3H] matmul per step instead of a [H, 2H]
-  and a dependent [H, H], and it matches PyTorch/cuDNN weights.
+  and a dependent [H, H], and it matches PyTorch/cuDNN weights. Reset after
+  is the fused form (`gate`); reset before the general one (`recurrence`).
   PyTorch writes H_t = (1 - z) ∘ n + z ∘ H_{t-1}, i.e. its z is our 1 - Z;
   porting weights negates the update-gate rows and bias.
 
@@ -225,6 +331,7 @@ class GRUCell(RecurrentCell):
 
   reset_after: bool = True
   num_gates: ClassVar[int] = 3
+  gate_names: ClassVar[tuple[str, ...]] = ("r", "z", "n")
   config_keys: ClassVar[tuple[str, ...]] = ("reset_after",)
 
   def num_hidden_blocks(self):
@@ -241,18 +348,23 @@ class GRUCell(RecurrentCell):
       self.candidate_proj = self._hidden_dense(1)
 
   def supports_fused(self):
-    return self.reset_after
+    # Reset before has a matmul inside the gate, on R_t ∘ H_{t-1}.
+    return self.reset_after and super().supports_fused()
 
   def gate_extras(self):
     if self.reset_after:
       return {"hidden_candidate_bias": self.hidden_candidate_bias}
     return {}
 
-  def gate_function(self):
-    if not self.reset_after:
-      raise NotImplementedError("The reset-before GRU has a matmul inside "
-                                "its gate; it runs as a plain recurrence.")
-    return _gru_reset_after_gate
+  def gate(self, h, xp, hp, extras):
+    xr, xz, xn = jnp.split(xp, 3, axis=-1)
+    hr, hz, hn = jnp.split(hp, 3, axis=-1)
+    hn = hn + extras["hidden_candidate_bias"].astype(hn.dtype)
+    r = jax.nn.sigmoid(_preactivation(xr, hr))
+    z = jax.nn.sigmoid(_preactivation(xz, hz))
+    n = jnp.tanh(xn.astype(jnp.float32) + r * hn.astype(jnp.float32))
+    h = (1.0 - z) * h + z * n
+    return h, h
 
   def recurrence(self, h, xp, hidden_mask=None):
     if self.reset_after:
@@ -266,16 +378,13 @@ class GRUCell(RecurrentCell):
     h = (1.0 - z) * h + z * n
     return h, h
 
+  def native_code(self):
+    return native_recurrence.GRU
 
-def _gru_reset_after_gate(h, xp, hp, extras):
-  xr, xz, xn = jnp.split(xp, 3, axis=-1)
-  hr, hz, hn = jnp.split(hp, 3, axis=-1)
-  hn = hn + extras["hidden_candidate_bias"].astype(hn.dtype)
-  r = jax.nn.sigmoid(_preactivation(xr, hr))
-  z = jax.nn.sigmoid(_preactivation(xz, hz))
-  n = jnp.tanh(xn.astype(jnp.float32) + r * hn.astype(jnp.float32))
-  h = (1.0 - z) * h + z * n
-  return h, h
+  def init_notes(self):
+    return {"biases": ("zero (input projection and hidden_candidate_bias)"
+                       if self.reset_after else "zero"),
+            "form": "reset after" if self.reset_after else "reset before"}
 
 
 CELLS: dict[str, type[RecurrentCell]] = {
@@ -283,6 +392,12 @@ CELLS: dict[str, type[RecurrentCell]] = {
     "lstm": LSTMCell,
     "gru": GRUCell,
 }
+
+
+def cell_name(cell: RecurrentCell) -> str:
+  """The name `cell`'s class has in CELLS (else its class name)."""
+  return next((name for name, cls in CELLS.items() if cls is type(cell)),
+              type(cell).__name__)
 
 
 def create_cell(name: str, hidden_size: int, options: Any = None, *,

@@ -19,9 +19,10 @@ Both loops prefetch the next step's slices into the loop carry: when XLA
 fuses a dynamic-slice of a [T, B, G*H] array into the elementwise gate, the
 fusion runs about 3x slower on CPU than on a plain [B, G*H] buffer.
 
-Works for any cell whose step is `gate(carry, xp, hidden_of(carry) @ W_hh)`
-with an elementwise gate (`RecurrentCell.supports_fused`); the numerical
-tests check it against the nn.scan path to 1e-5.
+Works for any cell in the fused form, whose step is its elementwise
+`gate(carry, xp, hidden_of(carry) @ W_hh, extras)` (`cells.RecurrentCell`,
+`supports_fused`); the numerical tests check it against the nn.scan path
+to 1e-5.
 """
 from __future__ import annotations
 

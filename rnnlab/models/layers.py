@@ -1,4 +1,8 @@
-"""Sequence layers: a cell run over time with `nn.scan`, and a deep stack.
+"""Sequence layers: a cell run over time, and a deep stack.
+
+A layer runs its cell with `nn.scan` here or with a kernel chosen by
+`implementations.py` (fused, native, cuDNN); the modules are the same
+whichever runs, and so are their parameters.
 
 Shape legend: B batch, T time, D input features, H hidden size.
 """
@@ -14,9 +18,7 @@ import jax.numpy as jnp
 from rnnlab import hashrng
 from rnnlab.errors import UserError
 from rnnlab.models import cells as cells_lib
-from rnnlab.models import fused
-from rnnlab.native import build as native_build
-from rnnlab.native import recurrence
+from rnnlab.models import implementations
 from rnnlab.registry import lookup
 
 Array = jax.Array
@@ -24,9 +26,13 @@ Array = jax.Array
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
           "float16": jnp.float16}
 
-# Keys of config.model that individual cells take (see cells.*.config_keys).
-CELL_OPTION_KEYS = tuple(sorted({k for c in cells_lib.CELLS.values()
-                                 for k in c.config_keys}))
+
+def cell_option_keys() -> tuple[str, ...]:
+  """Keys of config.model that the registered cells take (`config_keys`);
+  read when a model is built, so cells registered by config.imports
+  count."""
+  return tuple(sorted({k for c in cells_lib.CELLS.values()
+                       for k in c.config_keys}))
 
 
 class Dropout(nn.Module):
@@ -55,78 +61,6 @@ def _step(cell, carry, x):
 
 def _recurrence(cell, carry, xp):
   return cell.recurrence(carry, xp)
-
-
-# "native" runs the native kernels' default variant for this CPU
-# (native_build.default_isa(), RNNLAB_NATIVE_ISA); "native_<isa>" a named
-# one (the benchmarks and tests compare them).
-NATIVE_VARIANTS = tuple(f"native_{isa}" for isa in native_build.ISAS)
-IMPLEMENTATIONS = ("auto", "scan", "fused", "native", *NATIVE_VARIANTS,
-                   "cudnn")
-# Without the native kernel (no C++ compiler), "auto" on the CPU picks
-# "fused" from this hidden size up. Measured on the 2-core CPU
-# (docs/benchmarks.md): at hidden 256 the per-step scan is faster (its
-# small matmuls stay in cache), from 512 up the fused kernel wins (weight
-# gradients as one matmul instead of T read-modify-writes of dW_hh).
-# On a GPU "fused" won at every size measured (1.5-1.7x "scan" on an H100).
-FUSED_FROM_HIDDEN_SIZE = 512
-
-
-def resolve_implementation(implementation: str, hidden_size: int) -> str:
-  """What a layer runs for `implementation`.
-
-  "auto" here is the fixed rule: "fused" on a GPU or on several CPU
-  devices, "native" on one (`scan_cell` falls back from "native" to
-  `cpu_fallback` where it cannot run a cell). The trainer replaces "auto"
-  by a measured choice before it builds the model (`rnnlab.native.autotune`).
-  """
-  lookup({i: i for i in IMPLEMENTATIONS}, implementation,
-         "recurrent implementation")
-  if implementation == "auto":
-    if jax.default_backend() == "gpu":
-      return "fused"
-    # XLA's partitioner cannot split a custom call over devices: it would
-    # gather the whole batch onto each one. Several CPU devices (simulated
-    # or multi-process) run "fused", the XLA kernel with the same division
-    # of work and layer order, so that dropout draws the same masks and a
-    # run matches its one-device twin (the wavefront draws its own).
-    if jax.device_count() > 1:
-      return "fused"
-    return "native"
-  return implementation
-
-
-def is_native(implementation: str) -> bool:
-  return implementation == "native" or implementation in NATIVE_VARIANTS
-
-
-def native_isa(implementation: str) -> str:
-  """The instruction-set variant a native implementation runs."""
-  if implementation == "native":
-    return native_build.default_isa()
-  return native_build.check_isa(implementation.removeprefix("native_"))
-
-
-def cpu_fallback(hidden_size: int) -> str:
-  """"auto"'s choice on the CPU when the native kernel is unavailable."""
-  return "fused" if hidden_size >= FUSED_FROM_HIDDEN_SIZE else "scan"
-
-
-def native_cell_code(cell) -> int | None:
-  """The native kernels' code for a cell, or None if they do not cover it
-  (not float32, the reset-before GRU, any class but the built-in ones)."""
-  if (jnp.dtype(cell.dtype) != jnp.float32 or
-      jnp.dtype(cell.param_dtype) != jnp.float32):
-    return None
-  # Exact types: a subclass may change the gates the kernels hard-code.
-  kind = type(cell)
-  if kind is cells_lib.ElmanCell:
-    return recurrence.CELL_CODES.get(("rnn", cell.activation))
-  if kind is cells_lib.LSTMCell:
-    return recurrence.LSTM
-  if kind is cells_lib.GRUCell and cell.reset_after:
-    return recurrence.GRU
-  return None
 
 
 def length_mask(seq_lengths: Array, steps: int) -> Array:
@@ -159,44 +93,28 @@ def scan_cell(cell: cells_lib.RecurrentCell, carry: Any, xs: Array, *,
   zoneout: a `Zoneout`.
   With any of these three the layer runs the "scan" implementation.
 
-  implementation="scan": `nn.scan` over the cell, differentiated by XLA.
-    hoist_input_projection=True computes the input term of every gate for
-    all time steps as one [B*T, D] x [D, G*H] matmul before the loop, so
-    only the recurrent matmul stays inside it; False calls the whole cell
-    per step.
-  implementation="fused": the custom-VJP kernel of `fused.py` (always
-    hoisted; weight gradients as single matmuls after the loop). Cells that
-    do not support it (reset-before GRU) fall back to "scan".
-  implementation="native": the C++ kernels of `rnnlab/native/recurrence.py`
-    (CPU, float32; same division of work as "fused", the loops split over
-    the cores), built for this CPU's instruction set; "native_avx2" etc.
-    name the variant. Where they cannot run (bf16, reset-before GRU, no
-    compiler, RNNLAB_NATIVE=0, not on the CPU) the layer runs
-    `cpu_fallback`'s choice.
-  implementation="auto": see `resolve_implementation`.
-  implementation="cudnn": LSTM only, on a CUDA GPU: cuDNN's kernel through
-    `jax.experimental.rnn` (see `cudnn_lstm`).
-  All give the same parameters and (to rounding) the same outputs.
+  implementation: what runs the sequence ("scan", "fused", "native",
+    "native_<isa>", "cudnn" or "auto"), and the rules for which one does,
+    are `implementations.py`'s (`implementation_for`). "scan" is
+    `nn.scan` over the cell, differentiated by XLA; with
+    hoist_input_projection=True it computes the input term of every gate
+    for all time steps as one [B*T, D] x [D, G*H] matmul before the loop,
+    so only the recurrent matmul stays inside it; False calls the whole
+    cell per step. The kernels always hoist it.
   """
   check_carry(cell, carry, xs)
-  if (seq_lengths is not None or hidden_mask is not None or
-      zoneout is not None):
+  regularized = (seq_lengths is not None or hidden_mask is not None or
+                 zoneout is not None)
+  implementation = implementations.implementation_for(
+      cell, implementation, regularized=regularized)
+  if regularized:
     return _regularized_scan(
         cell, carry, xs, seq_lengths=seq_lengths, hidden_mask=hidden_mask,
         zoneout=zoneout, hoist=hoist_input_projection, unroll=unroll,
         reverse=reverse)
-  implementation = resolve_implementation(implementation, cell.hidden_size)
-  if implementation == "cudnn":
-    return _cudnn_cell(cell, carry, xs, reverse=reverse)
-  if is_native(implementation):
-    isa = native_isa(implementation)
-    code = _native_code(cell, isa)
-    if code is not None:
-      return _native_cell(cell, code, isa, carry, xs, reverse=reverse)
-    # bf16, the reset-before GRU, no compiler, not on the CPU
-    implementation = cpu_fallback(cell.hidden_size)
-  if implementation == "fused" and cell.supports_fused():
-    return _fused_cell(cell, carry, xs, unroll=unroll, reverse=reverse)
+  if implementation != "scan":
+    return implementations.run(cell, implementation, carry, xs,
+                               unroll=unroll, reverse=reverse)
   if hoist_input_projection:
     body, inputs = _recurrence, cell.project_inputs(xs)
   else:
@@ -232,8 +150,11 @@ def _regularized_scan(cell, carry, xs, *, seq_lengths, hidden_mask, zoneout,
     inputs["keep"] = zoneout.keep
 
   def body(cell, carry, inp, hidden_mask):
-    step = cell.recurrence if hoist else cell
-    new_carry, y = step(carry, inp["x"], hidden_mask)
+    if hoist:
+      new_carry, y = cells_lib.apply_recurrence(cell, carry, inp["x"],
+                                                hidden_mask)
+    else:
+      new_carry, y = cell(carry, inp["x"], hidden_mask)
     if zoneout is not None:
       if "keep" in inp:
         new_carry = jax.tree.map(jnp.where, inp["keep"], new_carry, carry)
@@ -259,44 +180,6 @@ def _regularized_scan(cell, carry, xs, *, seq_lengths, hidden_mask, zoneout,
   return carry, ys
 
 
-def _kernel_weights(cell, carry, xs):
-  """A bound cell's parameters as the fused/native kernels take them."""
-  if cell.is_initializing():
-    cell(carry, xs[:, 0])  # creates the parameters
-  params = cell.variables["params"]
-  dtype = cell.dtype
-  return {"w_x": params["input_proj"]["kernel"].astype(dtype),
-          "b": params["input_proj"]["bias"].astype(dtype),
-          "w_h": params["hidden_proj"]["kernel"].astype(dtype),
-          "extras": cell.gate_extras()}
-
-
-def _fused_cell(cell, carry, xs, *, unroll, reverse):
-  weights = _kernel_weights(cell, carry, xs)
-  xs_tm = jnp.swapaxes(xs, 0, 1).astype(cell.dtype)  # [T, B, D]
-  carry, ys = fused.fused_scan(cell.gate_function(), type(cell).hidden_of,
-                               unroll, weights, carry,
-                               xs_tm[::-1] if reverse else xs_tm)
-  return carry, jnp.swapaxes(ys[::-1] if reverse else ys, 0, 1)
-
-
-def _native_code(cell, isa: str) -> int | None:
-  """The native kernel's cell code, or None if variant `isa` cannot run
-  `cell` here (see native_cell_code; not on the CPU; no compiler)."""
-  code = native_cell_code(cell)
-  if (code is None or jax.default_backend() != "cpu" or
-      recurrence.unavailable(isa)):
-    return None
-  return code
-
-
-def _native_cell(cell, code, isa, carry, xs, *, reverse):
-  # Batch-major and reversed in place: no transposes or flips around it.
-  return recurrence.native_scan(code, reverse, isa,
-                                _kernel_weights(cell, carry, xs), carry,
-                                xs.astype(jnp.float32))
-
-
 def check_carry(cell, carry, xs: Array) -> None:
   """UserError unless `carry` has the structure and shapes of the cell's
   carry for xs [B, T, D] (a kernel reads it by those sizes)."""
@@ -309,62 +192,6 @@ def check_carry(cell, carry, xs: Array) -> None:
         f"The initial carry has shape {got}, but a {type(cell).__name__} "
         f"of hidden size {cell.hidden_size} over a batch of {xs.shape[0]} "
         f"needs {jax.tree.map(jnp.shape, want)}.")
-
-
-# None: jax.experimental.rnn.lstm (cuDNN). Tests set a CPU reference with the
-# same signature to check the weight packing without a GPU.
-CUDNN_LSTM_FN = None
-
-
-def cudnn_lstm(weights: dict[str, Array], carry, xs: Array, *,
-               lstm_fn=None):
-  """One LSTM layer through cuDNN: xs [B, T, D] -> ((c, h), ys [B, T, H]).
-
-  weights: our layout, w_x [D, 4H], b [4H], w_h [H, 4H], gates i, f, g, o
-  (cuDNN's order too). cuDNN wants one flat vector holding W_ih [4H, D],
-  W_hh [4H, H], b_ih, b_hh; we pack it on every call, so the parameters keep
-  the layout of every other implementation and checkpoints move freely
-  between them (the transposes are negligible next to the layer).
-  Computes in float32: jax.experimental.rnn has no bf16 LSTM.
-  lstm_fn: `jax.experimental.rnn.lstm` by default; tests pass the unpacked
-  reference to check the packing on CPU.
-  """
-  from jax.experimental import rnn as jax_rnn  # only this path needs it
-  lstm_fn = lstm_fn or jax_rnn.lstm
-  f32 = lambda a: a.astype(jnp.float32)
-  w_x, w_h, b = f32(weights["w_x"]), f32(weights["w_h"]), f32(weights["b"])
-  packed = jnp.concatenate([w_x.T.ravel(), w_h.T.ravel(), b,
-                            jnp.zeros_like(b)])
-  c0, h0 = carry
-  batch, steps = xs.shape[:2]
-  ys, h_n, c_n = lstm_fn(
-      f32(xs), h0[None], c0[None], packed,
-      jnp.full((batch,), steps, jnp.int32), input_size=xs.shape[-1],
-      hidden_size=w_h.shape[0], num_layers=1, dropout=0.0,
-      bidirectional=False)
-  return (c_n[0], h_n[0]), ys
-
-
-def _cudnn_cell(cell, carry, xs, *, reverse):
-  if not isinstance(cell, cells_lib.LSTMCell):
-    raise UserError(
-        f"implementation='cudnn' runs only the LSTM cell (cuDNN through "
-        f"jax.experimental.rnn); got a {type(cell).__name__}. Use one of "
-        f"'auto', 'scan', 'fused' for it.")
-  if CUDNN_LSTM_FN is None and jax.default_backend() != "gpu":
-    raise UserError(
-        f"implementation='cudnn' needs a CUDA GPU, but JAX's backend is "
-        f"{jax.default_backend()!r}. Use one of 'auto', 'scan', 'fused'.")
-  if cell.is_initializing():
-    cell(carry, xs[:, 0])  # creates the parameters
-  params = cell.variables["params"]
-  weights = {"w_x": params["input_proj"]["kernel"],
-             "b": params["input_proj"]["bias"],
-             "w_h": params["hidden_proj"]["kernel"]}
-  if reverse:
-    xs = xs[:, ::-1]
-  carry, ys = cudnn_lstm(weights, carry, xs, lstm_fn=CUDNN_LSTM_FN)
-  return carry, (ys[:, ::-1] if reverse else ys)
 
 
 class Recurrent(nn.Module):
@@ -552,11 +379,8 @@ class RecurrentStack(nn.Module):
     """seq_lengths [B]: right padding, as in `scan_cell`."""
     if carries is None:
       carries = self.initialize_carry(xs.shape[0])
-    implementation = resolve_implementation(self.implementation,
-                                            self.hidden_size)
-    if (is_native(implementation) and _native_code(
-        self.make_cell(parent=None), native_isa(implementation)) is None):
-      implementation = cpu_fallback(self.hidden_size)
+    implementation = implementations.implementation_for(
+        self.make_cell(parent=None), self.implementation)
     if (self.schedule == "wavefront" and self.num_layers > 1 and
         implementation == "scan" and seq_lengths is None and
         self.is_plain()):
@@ -627,11 +451,14 @@ class RecurrentStack(nn.Module):
             self.zoneout_rate), carry)
     return Zoneout(self.zoneout_rate, keep)
 
-  def step(self, x: Array, carries: Sequence[Any]):
+  def step(self, x: Array, carries: Sequence[Any], deltas=None):
     """One time step of every layer: x [B, D] -> (carries, y [B, H]).
 
     For generation, where a scan of length 1 per layer (and the wavefront's
     extra iteration) would cost more than the step itself. Eval mode.
+    deltas: one carry-shaped tree per layer, added to each layer's new
+    carry before its output is read from it, so that ∂L/∂deltas = ∂L/∂carry
+    through every path (`rnnlab.diagnose`).
     """
     if self.bidirectional:
       raise UserError(
@@ -644,6 +471,9 @@ class RecurrentStack(nn.Module):
         rate = self.zoneout_rate
         new_carry = jax.tree.map(lambda n, o: rate * o + (1 - rate) * n,
                                  new_carry, carry)
+        y = type(cell).hidden_of(new_carry).astype(y.dtype)
+      if deltas is not None:
+        new_carry = jax.tree.map(jnp.add, new_carry, deltas[i])
         y = type(cell).hidden_of(new_carry).astype(y.dtype)
       x = self._merge_input(i, x, y)
       new_carries.append(new_carry)
@@ -701,10 +531,26 @@ class RecurrentStack(nn.Module):
     return carries, jnp.swapaxes(ys[lag:], 0, 1)
 
 
+def _cell_options(c) -> flax.core.FrozenDict:
+  return flax.core.FrozenDict({k: c[k] for k in cell_option_keys()
+                               if k in c})
+
+
+def cell_from_config(c) -> cells_lib.RecurrentCell:
+  """`config.model`'s cell, unbound (each layer runs one like it); raises
+  UserError on unknown names."""
+  return cells_lib.create_cell(
+      c.cell, c.hidden_size, _cell_options(c),
+      dtype=lookup(DTYPES, c.dtype, "dtype"),
+      param_dtype=lookup(DTYPES, c.param_dtype, "param_dtype"))
+
+
 def stack_kwargs_from_config(c) -> dict[str, Any]:
   """`config.model` -> RecurrentStack fields; validates names and sizes."""
-  options = flax.core.FrozenDict({k: c[k] for k in CELL_OPTION_KEYS})
-  cells_lib.create_cell(c.cell, c.hidden_size, options)  # fail fast on names
+  options = _cell_options(c)
+  # Fail fast (before tracing) on names and on an implementation that
+  # cannot run the cell.
+  implementations.check_runs(cell_from_config(c), c.implementation)
   return dict(
       cell=c.cell, hidden_size=c.hidden_size, num_layers=c.num_layers,
       dropout_rate=c.dropout_rate, cell_options=options,

@@ -72,9 +72,10 @@ class RecurrentLM(nn.Module):
     h = self.dropout(h, deterministic=not train)
     return self.readout(h).astype(jnp.float32), carries
 
-  def step(self, tokens, carries):
-    """One token per sequence: tokens [B] -> (logits [B, V], carries)."""
-    carries, h = self.rnn.step(self._inputs(tokens), carries)
+  def step(self, tokens, carries, deltas=None):
+    """One token per sequence: tokens [B] -> (logits [B, V], carries).
+    deltas: see `RecurrentStack.step`."""
+    carries, h = self.rnn.step(self._inputs(tokens), carries, deltas)
     return self.readout(h).astype(jnp.float32), carries
 
   def input_table(self):

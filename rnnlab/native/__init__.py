@@ -6,7 +6,7 @@
   recurrence.cc   a layer's training loops as XLA FFI custom calls
   recurrence.py   (implementation="native")
   generate.c      token-by-token generation
-  sampler.py      (rnnlab.sample's backend "native")
+  sampler.py      (rnnlab.sampling's backend "native")
   autotune.py     what implementation="auto" runs: timed once per machine
                   and shape, cached next to the libraries
   __main__.py     python -m rnnlab.native [show|clear|build]

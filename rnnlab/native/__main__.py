@@ -26,6 +26,7 @@ from ml_collections import config_flags
 
 from rnnlab import base_config
 from rnnlab import cli
+from rnnlab import train
 from rnnlab.errors import UserError
 from rnnlab.native import autotune
 from rnnlab.native import build as native_build
@@ -119,7 +120,6 @@ def build_all(configs):
     built = sorted(native_build.cache_dir().glob(f"*-{isa}-*.so"))
     print(f"built: {', '.join(p.name for p in built)}")
   if configs:
-    from rnnlab import train  # pylint: disable=g-import-not-at-top
     for name, config in configs:
       choice = train.choose_for_config(config)
       print(f"{name}: implementation=auto runs {choice.summary()}")

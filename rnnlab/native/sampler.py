@@ -11,7 +11,7 @@ so each core keeps its share of the weights in its own L2
 It covers the plain float32 `RecurrentLM`: Elman (tanh/relu), LSTM and
 reset-after GRU cells, learned or one-hot embeddings, any number of layers
 and sizes. `unsupported(model)` names what it does not cover, and
-`rnnlab.sample` then uses the jitted scan. The library is built for the
+`rnnlab.sampling` then uses the jitted scan. The library is built for the
 instruction-set variant `build.default_isa()` (RNNLAB_NATIVE_ISA).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from absl import logging
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.models import layers
+from rnnlab.models import implementations
 from rnnlab.models import lm
 from rnnlab.native import build
 from rnnlab.native import recurrence
@@ -102,7 +102,7 @@ def unsupported(model) -> str | None:
   if rnn.cell == "gru" and not options.get("reset_after", True):
     return "the reset-before GRU"
   cell = rnn.make_cell(parent=None)
-  if layers.native_cell_code(cell) is None:  # e.g. a subclass in CELLS
+  if implementations.native_cell_code(cell) is None:  # e.g. a subclass in CELLS
     return f"{type(cell).__name__} (only the built-in cell classes)"
   return None
 
@@ -167,7 +167,7 @@ class Weights:
       b_x.append(f32(p["input_proj"]["bias"]))
       w_h.append(f32(p["hidden_proj"]["kernel"]))
       b_hn.append(f32(p.get("hidden_candidate_bias", np.zeros(size))))
-    code = layers.native_cell_code(rnn.make_cell(parent=None))
+    code = implementations.native_cell_code(rnn.make_cell(parent=None))
     return cls(cells=np.full(len(sizes), code, np.int32),
                hidden=np.asarray(sizes, np.int32), w_x=w_x, b_x=b_x, w_h=w_h,
                b_hn=b_hn, w_out=f32(params["readout"]["kernel"]),
@@ -211,7 +211,7 @@ def _pointers(arrays) -> Any:
 def generate(weights: Weights, carries, logits0: np.ndarray,
              gumbel: np.ndarray, *, temperature: float, top_k: int,
              threads: int | None = None, isa: str | None = None):
-  """Draws `length` tokens per row, as `rnnlab.sample.generate` does.
+  """Draws `length` tokens per row, as `rnnlab.sampling.generate` does.
 
   carries: the stack's carries after the prime (per layer: h, or (c, h) for
   the LSTM), [B, H] each; logits0 [B, V]: the prime's last logits;

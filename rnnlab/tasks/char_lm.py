@@ -20,13 +20,11 @@ import optax
 
 from rnnlab import metrics as metrics_lib
 from rnnlab import models
-from rnnlab import sample
+from rnnlab import rundir
+from rnnlab import sampling
 from rnnlab.data import text
 from rnnlab.errors import UserError
 from rnnlab.tasks import base
-
-VOCAB_FILE = "vocab.json"
-
 
 def load_corpus(data_config) -> str:
   if data_config.source == "tfds":
@@ -85,7 +83,7 @@ class CharLMTask(base.Task):
     self._eval_data = {}
     if config.train.sample_every:  # fail now, not at the first sample
       s = config.sample
-      sample.check_options(self.vocab, s.prime, s.length, s.temperature,
+      sampling.check_options(self.vocab, s.prime, s.length, s.temperature,
                            s.top_k, prefix="config.sample.")
 
   unit = "char"  # what a token is, in metric names: bits_per_char, chars
@@ -160,7 +158,7 @@ class CharLMTask(base.Task):
 
   def save_metadata(self, workdir):
     # Process 0 writes it (a resumed run keeps it); every process checks it.
-    path = pathlib.Path(workdir) / VOCAB_FILE
+    path = pathlib.Path(workdir) / rundir.VOCAB_FILE
     saved = metrics_lib.run_file(path, self.vocab.save, text.load_vocab)
     if saved != self.vocab:
       raise UserError(
@@ -170,7 +168,7 @@ class CharLMTask(base.Task):
 
   def periodic_output(self, params, step):
     s = self.config.sample
-    return sample.sample_text(
+    return sampling.sample_text(
         self.model, params, self.vocab, s.prime, s.length,
         seed=self.config.seed + step, temperature=s.temperature,
         top_k=s.top_k)[0]

@@ -27,23 +27,19 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-from rnnlab import base_config
 from rnnlab import checkpoint
 from rnnlab import metrics as metrics_lib
 from rnnlab import models
+from rnnlab import rundir
 from rnnlab.data import classification as data
 from rnnlab.errors import CheckpointError, UserError
-from rnnlab.models import classifier
-from rnnlab.registry import lookup
 from rnnlab.tasks import base
 
 METADATA_FILE = "metadata.json"  # classes; the vocabulary or feature stats
 BEST_EVAL_FILE = "best_eval.json"
-BEST_DIR = "best"  # rnnlab.train.BEST_DIR (not imported: train imports tasks)
 
 
 def classify_loss(model, params, batch, rng, train: bool = True):
@@ -199,7 +195,7 @@ def _wait_for_saves(directory: pathlib.Path, timeout_s: float = 60.0):
 def evaluate_best(task: ClassifyTask, workdir) -> dict[str, Any] | None:
   """{"step", "eval": {split: metrics}} of <workdir>/best/, or None if the
   run has no best checkpoint yet."""
-  directory = pathlib.Path(workdir) / BEST_DIR
+  directory = pathlib.Path(workdir) / rundir.BEST_DIR
   if not directory.is_dir():
     return None
   _wait_for_saves(directory)
@@ -214,102 +210,3 @@ def evaluate_best(task: ClassifyTask, workdir) -> dict[str, Any] | None:
     return None
   return {"step": int(step), "chosen_on": "val loss",
           "eval": {s: task.evaluate(params, s) for s in task.eval_splits}}
-
-
-# --- configs -----------------------------------------------------------------
-
-def _pooling_arg(value: str) -> str:
-  lookup({p: p for p in classifier.POOLINGS}, value, "pooling")
-  return value
-
-
-def parse_arg(arg: str) -> tuple[set[str], dict[str, str]]:
-  """"cell=lstm,pooling=mean,runlocal" -> ({"runlocal"}, {"cell": "lstm",
-  "pooling": "mean"}); raises UserError naming a bad key or value."""
-  return base_config.parse_arg_options(
-      arg, {"cell": base_config.cell_arg, "pooling": _pooling_arg})
-
-
-def japanese_vowels_config(arg: str, cell: str = "gru"
-                           ) -> ml_collections.ConfigDict:
-  """The recipe of configs/*_japanese_vowels.py: one bidirectional layer of
-  64 units per direction over the 12 standardised LPC coefficients, the last
-  state of each direction -> Dense(9). 600 steps of 32 (about 90 epochs of
-  the 216 training utterances), Adam 3e-3 with warm-up and cosine decay,
-  clip 1.0; validation (54 utterances, 6 per speaker, carved from the 270
-  training ones) every 25 steps picks the best checkpoint.
-
-  arg: comma-separated "cell=<rnn|lstm|gru>", "pooling=<last|mean|max>",
-  "runlocal".
-  """
-  flags, options = parse_arg(arg)
-  c = base_config.get_config()
-  c.task = "classify"
-  c.data.source = "japanese_vowels"
-  c.data.val_fraction = 0.2
-  c.data.pad_multiple = 8
-  c.data.bucket = False  # lengths 7-26: little padding to save
-  c.model.name = "classifier"
-  c.model.cell = options.get("cell", cell)
-  c.model.pooling = options.get("pooling", "last")
-  c.model.input_projection = "identity"
-  c.model.bidirectional = True
-  c.model.hidden_size, c.model.num_layers = 64, 1
-  c.model.dropout_rate = 0.2
-  c.train.batch_size = 32
-  c.train.steps = 600
-  c.train.log_every = 25
-  c.train.eval_every = c.train.checkpoint_every = 25
-  c.train.sample_every = 0
-  c.optim.learning_rate = 3e-3
-  c.optim.warmup_steps = 30
-  c.optim.final_lr_fraction = 0.05
-  c.eval.batch_size = 500
-  if "runlocal" in flags:
-    c.model.hidden_size = 8
-    c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
-    c.train.eval_every = c.train.checkpoint_every = 10
-    c.optim.warmup_steps = 2
-  return c
-
-
-def text_config(name: str, arg: str, cell: str = "gru", *,
-                text_feature: str = "text", test_split: str = "test"
-                ) -> ml_collections.ConfigDict:
-  """The recipe of TFDS sentiment configs (configs/gru_sst2.py): word
-  tokens (20,000 most frequent), 64-dim embedding, one bidirectional layer of
-  128 units per direction, the last state of each direction -> Dense.
-  arg: as `japanese_vowels_config`."""
-  flags, options = parse_arg(arg)
-  c = base_config.get_config()
-  c.task = "classify"
-  c.data.source, c.data.name = "tfds", name
-  c.data.text_feature, c.data.test_split = text_feature, test_split
-  c.data.val_fraction = 0.05
-  c.data.tokenization = "word"
-  c.data.vocab_size = 20000
-  c.data.max_tokens = 128
-  c.model.name = "classifier"
-  c.model.cell = options.get("cell", cell)
-  c.model.pooling = options.get("pooling", "last")
-  c.model.bidirectional = True
-  c.model.hidden_size, c.model.num_layers, c.model.embed_dim = 128, 1, 64
-  c.model.embed_init_std = 0.1
-  c.model.dropout_rate = 0.3
-  c.train.batch_size = 64
-  c.train.steps = 3000
-  c.train.log_every = 50
-  c.train.eval_every = c.train.checkpoint_every = 250
-  c.train.sample_every = 0
-  c.train.patience = 4
-  c.optim.learning_rate = 2e-3
-  c.eval.batch_size = 500
-  if "runlocal" in flags:
-    c.data.vocab_size, c.data.max_tokens = 500, 32
-    c.model.hidden_size, c.model.embed_dim = 16, 8
-    c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
-    c.train.eval_every = c.train.checkpoint_every = 10
-    c.train.patience = 0
-    c.optim.warmup_steps = 2
-    c.eval.batch_size = 64
-  return c

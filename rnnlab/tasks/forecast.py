@@ -45,12 +45,11 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from rnnlab import base_config
 from rnnlab import metrics as metrics_lib
 from rnnlab import models
+from rnnlab import rundir
 from rnnlab.data import series as series_lib
 from rnnlab.errors import CheckpointError, UserError
 from rnnlab.tasks import base
@@ -319,9 +318,8 @@ class ForecastTask(base.Task):
 def load_for_inference(workdir: pathlib.Path, config=None):
   """(task, step, params) of a trained forecasting run: the series is
   reloaded from its config and scaled with the run's saved statistics."""
-  from rnnlab import train  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
-  config = config or train.load_config(workdir)
+  config = config or rundir.load_config(workdir)
   if config.task != "forecast":
     raise UserError(f"{workdir} is a task={config.task!r} run; forecasting "
                     "needs task='forecast'.")
@@ -334,8 +332,8 @@ def load_for_inference(workdir: pathlib.Path, config=None):
     logging.warning("The series now has %d points (%d at training); "
                     "forecasting after its current end.", len(task.values),
                     meta["points"])
-  step, params = train.restore_params(task.model, task.init_inputs(),
-                                      workdir)
+  step, params = rundir.restore_params(task.model, task.init_inputs(),
+                                       workdir)
   return task, step, params
 
 
@@ -392,37 +390,3 @@ def _check_config(c):
     raise UserError(f"eval.arima_order={tuple(c.eval.arima_order)} must be "
                     "(p, d, q) and eval.arima_seasonal_order="
                     f"{tuple(c.eval.arima_seasonal_order)} (P, D, Q, s).")
-
-
-def forecast_config(series: str, cell: str) -> ml_collections.ConfigDict:
-  """The shared recipe of configs/*_forecast_*.py before their own keys:
-  one recurrent layer of 64, no dropout, a 70/15/15 split, batches of 64,
-  Adam 3e-3 with 100 warm-up steps and cosine decay to 5%, clip 1.0."""
-  c = base_config.get_config()
-  c.task, c.data.series = "forecast", series
-  c.data.val_fraction, c.data.test_fraction = 0.15, 0.15
-  c.model.name, c.model.cell = "sequence", cell
-  c.model.hidden_size, c.model.num_layers = 64, 1
-  c.model.dropout_rate = 0.0
-  c.train.batch_size = 64
-  c.train.steps = 3000
-  c.train.log_every = 100
-  c.train.eval_every = c.train.checkpoint_every = 500
-  c.train.sample_every = 0
-  c.optim.learning_rate = 3e-3
-  c.optim.warmup_steps = 100
-  c.optim.final_lr_fraction = 0.05
-  c.eval.batch_size = 1000
-  return c
-
-
-def make_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Shrinks a forecasting config to a seconds-long smoke run (the ARIMA
-  baseline stays: its fit takes a second or two)."""
-  c.model.hidden_size = 8
-  c.data.window = min(c.data.window, 32)
-  c.data.loss_positions = min(c.data.loss_positions, c.data.window)
-  c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
-  c.train.eval_every = c.train.checkpoint_every = 10
-  c.optim.warmup_steps = 2
-  return c

@@ -28,10 +28,8 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
-from rnnlab import base_config
 from rnnlab import models
 from rnnlab.data import synthetic as data
 from rnnlab.errors import UserError
@@ -158,59 +156,3 @@ def _eval_sums(model, problem: str, params, batch) -> dict[str, jax.Array]:
   return {"nll": jnp.sum(nll * mask), "count": jnp.sum(mask),
           "correct": jnp.sum(mask) - jnp.sum(wrong),
           "all_correct": jnp.sum(jnp.sum(wrong, axis=1) == 0)}
-
-
-# Config args of configs/*_adding.py and *_copy_memory.py: key=value options
-# (cell, lag) besides the "runlocal" flag.
-def _lag_arg(value: str) -> int:
-  if not value.isdigit() or int(value) < 1:
-    raise UserError(f"Config arg lag={value!r} must be a positive integer, "
-                    "e.g. lag=100.")
-  return int(value)
-
-
-def parse_arg(arg: str) -> tuple[set[str], dict[str, Any]]:
-  """"cell=rnn,lag=100,runlocal" -> ({"runlocal"}, {"cell": "rnn",
-  "lag": 100}); raises UserError naming a bad key or value."""
-  return base_config.parse_arg_options(
-      arg, {"cell": base_config.cell_arg, "lag": _lag_arg})
-
-
-def synthetic_config(problem: str, arg: str, *, cell: str = "lstm",
-                     lag: int = 100) -> ml_collections.ConfigDict:
-  """The shared recipe of configs/*_adding.py and *_copy_memory.py.
-
-  One recurrent layer of 64 units and a linear readout, no dropout, Adam
-  with warm-up and cosine decay, gradient clipping at global norm 1, 4,000
-  steps: experiments/lag_sweep.py runs 24 of these in about 40 minutes on
-  one core.
-  arg: comma-separated "cell=<rnn|lstm|gru>", "lag=<int>", "runlocal"; the
-  defaults are `cell` and `lag`. runlocal: a seconds-long smoke run (hidden
-  16, lag at most 10, 20 steps of 8 sequences, 64-example eval sets).
-  """
-  flags, options = parse_arg(arg)
-  c = base_config.get_config()
-  c.task, c.data.problem = "synthetic", problem
-  c.data.lag = options.get("lag", lag)
-  c.data.num_val, c.data.num_test = 1000, 2000
-  c.model.name = "sequence"
-  c.model.cell = options.get("cell", cell)
-  c.model.hidden_size, c.model.num_layers = 64, 1
-  c.model.dropout_rate = 0.0
-  c.train.batch_size = 64
-  c.train.steps = 4000
-  c.train.log_every = 100
-  c.train.eval_every = c.train.checkpoint_every = 250
-  c.train.sample_every = 0
-  c.optim.learning_rate = 2e-3
-  c.optim.warmup_steps = 100
-  c.optim.final_lr_fraction = 0.05
-  c.eval.batch_size = 1000
-  if "runlocal" in flags:
-    c.model.hidden_size = 16
-    c.data.lag = min(c.data.lag, 10)
-    c.data.num_val = c.data.num_test = 64
-    c.train.batch_size, c.train.steps, c.train.log_every = 8, 20, 5
-    c.train.eval_every = c.train.checkpoint_every = 10
-    c.optim.warmup_steps = 2
-  return c

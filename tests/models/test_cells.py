@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rnnlab.models import cells
+from rnnlab.models import implementations
 from rnnlab.models import layers
 from rnnlab.native import build as native_build
 from rnnlab.native import recurrence
@@ -97,10 +98,10 @@ def random_carry(cell, rng):
                       cell.initialize_carry((B,)))
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_cell_matches_numpy_equations(case):
-  cell, reference = make(case)
-  rng = np.random.default_rng(1)
+def assert_matches_numpy(cell, reference, seed: int):
+  """One step of `cell` on random inputs, carry and parameters equals
+  `reference(params, carry, x) -> (carry, y)` in float64 numpy."""
+  rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.normal(size=(B, D)), jnp.float32)
   carry = random_carry(cell, rng)
   params = randomize(cell.init(jax.random.key(0), carry, x)["params"])
@@ -110,6 +111,11 @@ def test_cell_matches_numpy_equations(case):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5,
                                                        rtol=1e-5),
                new_carry, ref_carry)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cell_matches_numpy_equations(case):
+  assert_matches_numpy(*make(case), seed=1)
 
 
 @pytest.mark.parametrize("case,shapes", [
@@ -259,9 +265,9 @@ def assert_native_ran(layer, variables, xs, carry, implementation, *,
   """That the layer's values and gradients run the native kernels of this
   variant (their custom calls are in the program), so that a comparison
   is not nn.scan against nn.scan."""
-  if not layers.is_native(implementation):
+  if not implementations.is_native(implementation):
     return
-  isa = layers.native_isa(implementation)
+  isa = implementations.native_isa(implementation)
   if expected:
     assert recurrence.unavailable(isa) is None  # CI has a compiler
   program = jax.jit(lambda v, x, c: _grads(layer, v, x, c)).lower(
@@ -283,13 +289,18 @@ def test_kernels_equal_scan_values_and_gradients(implementation, case,
                             implementation=implementation)
   rng = np.random.default_rng(4)
   xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
+  if not cell.supports_fused():
+    # The reset-before GRU has no fused form: asked for by name, refused.
+    with pytest.raises(layers.UserError, match=(
+        f"implementation='{implementation}' cannot run the 'gru' cell "
+        r"\(GRUCell: .*\)\. Implementations that can: 'auto', 'scan'\.")):
+      kernel.init(jax.random.key(0), xs)
+    return
   variables = randomize(scan.init(jax.random.key(0), xs))
   assert (jax.tree.map(jnp.shape, kernel.init(jax.random.key(0), xs)) ==
           jax.tree.map(jnp.shape, variables))
   carry = random_carry(cell, rng)
-  # The reset-before GRU is not a native cell: it must fall back.
-  assert_native_ran(kernel, variables, xs, carry, implementation,
-                    expected=layers.native_cell_code(cell) is not None)
+  assert_native_ran(kernel, variables, xs, carry, implementation)
   _assert_trees_close(scan.apply(variables, xs, carry),
                       kernel.apply(variables, xs, carry))
   _assert_trees_close(_grads(scan, variables, xs, carry),
@@ -361,15 +372,15 @@ def test_wavefront_dropout_is_on_in_training_only():
 
 
 def test_auto_implementation_on_the_cpu():
-  assert layers.resolve_implementation("auto", 256) == "native"
-  assert layers.resolve_implementation("scan", 1024) == "scan"
+  assert implementations.resolve_implementation("auto", 256) == "native"
+  assert implementations.resolve_implementation("scan", 1024) == "scan"
   # Without the native kernel: the per-step scan below hidden 512.
-  assert layers.cpu_fallback(256) == "scan"
-  assert layers.cpu_fallback(512) == "fused"
+  assert implementations.cpu_fallback(256) == "scan"
+  assert implementations.cpu_fallback(512) == "fused"
   with pytest.raises(ValueError, match=r"'auto', 'cudnn', 'fused', 'native',"
                      r" 'native_avx2', 'native_avx512', 'native_generic', "
                      r"'scan'"):
-    layers.resolve_implementation("cuda", 256)
+    implementations.resolve_implementation("cuda", 256)
 
 
 def _reference_lstm(x, h0, c0, packed, seq_lengths, *, input_size,
@@ -388,7 +399,7 @@ def _reference_lstm(x, h0, c0, packed, seq_lengths, *, input_size,
 def test_cudnn_packing_equals_scan_values_and_gradients(monkeypatch, reverse):
   """The cuDNN path's weight packing, run through JAX's reference LSTM on
   CPU (the kernel itself is checked on a GPU: benchmarks/gpu_check.py)."""
-  monkeypatch.setattr(layers, "CUDNN_LSTM_FN", _reference_lstm)
+  monkeypatch.setattr(implementations, "CUDNN_LSTM_FN", _reference_lstm)
   cell, _ = make("lstm")
   scan = layers.Recurrent(cell, reverse=reverse, implementation="scan")
   cudnn = layers.Recurrent(cell, reverse=reverse, implementation="cudnn")
@@ -405,10 +416,157 @@ def test_cudnn_packing_equals_scan_values_and_gradients(monkeypatch, reverse):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("gru_reset_after", r"runs only the LSTM cell .*; got a GRUCell"),
+    ("gru_reset_after", r"'cudnn' cannot run the 'gru' cell \(GRUCell: "
+     r"cuDNN runs the LSTM only\)\. Implementations that can: 'auto', "
+     r"'scan', 'fused', 'native'"),
     ("lstm", "needs a CUDA GPU, but JAX's backend is 'cpu'")])
 def test_cudnn_refuses_other_cells_and_cpu(case, message):
   cell, _ = make(case)
   layer = layers.Recurrent(cell, implementation="cudnn")
   with pytest.raises(layers.UserError, match=message):
     layer.init(jax.random.key(0), jnp.ones((B, T, D)))
+
+
+# --- Cells defined outside rnnlab: one definition, every implementation. ---
+
+
+class MinimalGatedCell(cells.RecurrentCell):
+  """U = σ(xp_u + hp_u); H_t = (1 - U) ∘ H_{t-1} + U ∘ tanh(xp_c + hp_c)."""
+
+  num_gates = 2
+  gate_names = ("u", "c")
+
+  def gate(self, h, xp, hp, extras):
+    del extras
+    xu, xc = jnp.split(xp, 2, axis=-1)
+    hu, hc = jnp.split(hp, 2, axis=-1)
+    u = jax.nn.sigmoid(xu + hu)
+    h = (1 - u) * h + u * jnp.tanh(xc + hc)
+    return h, h
+
+
+class ScaledRecurrenceLSTM(cells.LSTMCell):
+  """Overrides the general form: its step is not the LSTM gate any more."""
+
+  def recurrence(self, carry, xp):
+    carry, y = super().recurrence(carry, xp)
+    return carry, 0.5 * y
+
+
+class LeakyLSTM(cells.LSTMCell):
+  """A new gate on a built-in's parameters: fused form, no native kernel."""
+
+  def gate(self, carry, xp, hp, extras):
+    (c, h), _ = super().gate(carry, xp, hp, extras)
+    return (c, 0.9 * h), 0.9 * h
+
+
+def numpy_mgu(p, h, x):
+  wxu, wxc = blocks(p["input_proj"]["kernel"], 2)
+  bu, bc = blocks(p["input_proj"]["bias"], 2)
+  whu, whc = blocks(p["hidden_proj"]["kernel"], 2)
+  u = sigmoid(x @ wxu + h @ whu + bu)
+  h = (1 - u) * h + u * np.tanh(x @ wxc + h @ whc + bc)
+  return h, h
+
+
+def test_a_user_cell_in_the_fused_form_matches_its_equations():
+  assert_matches_numpy(MinimalGatedCell(H), numpy_mgu, seed=7)
+
+
+@pytest.mark.parametrize("cell_cls, fused", [
+    (MinimalGatedCell, True), (LeakyLSTM, True),
+    (ScaledRecurrenceLSTM, False)])
+def test_user_cells_run_where_their_structure_allows(cell_cls, fused):
+  """"fused" runs the cell's own gate (values and gradients equal scan's);
+  an implementation the structure rules out is refused by name."""
+  cell = cell_cls(H)
+  assert cell.supports_fused() == fused
+  assert implementations.native_cell_code(cell) is None  # no kernel of its own
+  expected = ("auto", "scan", "fused") if fused else ("auto", "scan")
+  assert implementations.implementations_for(cell) == expected
+  rng = np.random.default_rng(8)
+  xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
+  scan = layers.Recurrent(cell, implementation="scan")
+  variables = randomize(scan.init(jax.random.key(0), xs))
+  carry = random_carry(cell, rng)
+  # The step runs the override: scan differs from the parent cell's.
+  if cell_cls is not MinimalGatedCell:
+    parent = layers.Recurrent(cells.LSTMCell(H), implementation="scan")
+    assert not np.allclose(scan.apply(variables, xs, carry)[1],
+                           parent.apply(variables, xs, carry)[1])
+  for implementation in ["fused"] + NATIVE + ["cudnn"]:
+    layer = layers.Recurrent(cell, implementation=implementation)
+    if implementation in expected:
+      _assert_trees_close(scan.apply(variables, xs, carry),
+                          layer.apply(variables, xs, carry))
+      _assert_trees_close(_grads(scan, variables, xs, carry),
+                          _grads(layer, variables, xs, carry))
+      continue
+    with pytest.raises(layers.UserError, match=(
+        f"^model.implementation='{implementation}' cannot run the "
+        f"'{cell_cls.__name__}' cell .*Implementations that can: "
+        f"{', '.join(map(repr, expected))}\\.")):
+      layer.init(jax.random.key(0), xs)
+  # "auto" runs what the cell can: never a refusal.
+  assert implementations.implementation_for(cell, "auto") in expected
+  auto = layers.Recurrent(cell, implementation="auto")
+  _assert_trees_close(scan.apply(variables, xs, carry),
+                      auto.apply(variables, xs, carry))
+
+
+def test_auto_rule_picks_among_what_the_cell_can_run():
+  assert implementations.resolve_implementation(
+      "auto", 512, MinimalGatedCell(512)) == "fused"
+  assert implementations.resolve_implementation(
+      "auto", 64, MinimalGatedCell(64)) == "scan"
+  assert implementations.resolve_implementation(
+      "auto", 512, ScaledRecurrenceLSTM(512)) == "scan"
+  gru_before = cells.GRUCell(512, reset_after=False)
+  assert implementations.implementation_for(gru_before, "auto") == "scan"
+  assert implementations.implementation_for(cells.LSTMCell(8),
+                                            "auto") == "native"
+
+
+def test_native_where_unavailable_falls_back():
+  """bf16 is not a structural limit: the layer runs `cpu_fallback`'s
+  choice (with a warning), as without a compiler."""
+  lstm = cells.LSTMCell(8, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+  assert implementations.implementation_for(lstm, "native") == "scan"
+  wide = cells.LSTMCell(512, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+  assert implementations.implementation_for(wide, "native") == "fused"
+  # Regularised layers run the scan whatever was asked for.
+  assert implementations.implementation_for(cells.LSTMCell(8), "fused",
+                                            regularized=True) == "scan"
+
+
+def test_a_general_cell_without_hidden_mask_refuses_recurrent_dropout():
+  cell = ScaledRecurrenceLSTM(H)
+  layer = layers.Recurrent(cell)
+  xs = jnp.ones((B, T, D))
+  variables = layer.init(jax.random.key(0), xs)
+  with pytest.raises(layers.UserError, match=r"ScaledRecurrenceLSTM\.recurr"
+                     r"ence\(carry, xp\) takes no hidden_mask"):
+    layer.apply(variables, xs, hidden_mask=jnp.ones((B, H)))
+
+
+def test_cells_declare_their_gates_and_carry():
+  assert cells.LSTMCell.gate_names == ("i", "f", "g", "o")
+  assert cells.LSTMCell.carry_names == ("c", "h")
+  assert cells.GRUCell.gate_names == ("r", "z", "n")
+  lstm = cells.LSTMCell(H)
+  carry = lstm.initialize_carry((B,))
+  assert len(carry) == 2 and lstm.hidden_of(carry) is carry[1]
+  with pytest.raises(TypeError, match=r"Both defines both `gate`"):
+    class Both(cells.RecurrentCell):  # pylint: disable=unused-variable
+      num_gates = 1
+
+      def gate(self, carry, xp, hp, extras):
+        return carry, carry
+
+      def recurrence(self, carry, xp):
+        return carry, carry
+  with pytest.raises(TypeError, match=r"gate_names \('h',\) must name its "
+                     r"num_gates=2 gate blocks"):
+    class Unnamed(cells.RecurrentCell):  # pylint: disable=unused-variable
+      num_gates = 2

@@ -1,15 +1,15 @@
 """Cell comparison (exercise 7.3): Elman RNN, LSTM and GRU on the same task
 and budget, for char LM, forecasting and classification, over 3 seeds.
 
-  python -m rnnlab.compare --root=runs/compare --doc=docs/cell_comparison.md
-  python -m rnnlab.compare --root=/tmp/cmp --tasks=classify --seeds=0 --doc=/tmp/cmp/report.md
+  python -m experiments.compare --root=runs/compare --doc=docs/cell_comparison.md
+  python -m experiments.compare --root=/tmp/cmp --tasks=classify --seeds=0 --doc=/tmp/cmp/report.md
   # --config.<key>=<value> flags apply to every trial, e.g. a smaller budget.
 
 Every (task, cell, seed) is a trial of `rnnlab.sweep` (its own workdir
 <root>/<task>/cell=<cell>,seed=<seed>; finished trials are skipped on a
 rerun). Within a task only the cell and the seed change. The report
-(markdown table + a PNG of validation curves, mean over seeds) goes to
---doc and <root>/comparison.md.
+(markdown table + a PNG of validation curves, mean over seeds, drawn by the
+sweep's `draw_curves`) goes to --doc and <root>/comparison.md.
 """
 from __future__ import annotations
 
@@ -65,11 +65,6 @@ COMPARISONS = {
 
 def trials(cells, seeds) -> list[dict[str, Any]]:
   return [{"model.cell": c, "seed": s} for c in cells for s in seeds]
-
-
-def _flags(overrides: dict[str, Any]) -> list[str]:
-  return [f"--config.{k}={sweep._flag_value(v)}"  # pylint: disable=protected-access
-          for k, v in overrides.items()]
 
 
 def _median(values):
@@ -146,33 +141,12 @@ def _cores() -> int:
 
 
 def plot(results, path: pathlib.Path) -> pathlib.Path:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4),
-                           squeeze=False)
-  for ax, (task, (comp, rows)) in zip(axes[0], results.items()):
-    split, _, key = comp.curve.partition("/")
-    for r in rows:
-      by_step: dict[int, list[float]] = {}
-      for run in r["runs"]:
-        for x in run["records"]:
-          if x["split"] == split and key in x:
-            by_step.setdefault(x["step"], []).append(x[key])
-      if by_step:
-        steps = sorted(by_step)
-        ax.plot(steps, [statistics.mean(by_step[s]) for s in steps],
-                marker=".", label=r["cell"])
+  """One panel per task: each cell's validation curve, mean over seeds."""
+  fig, axes = sweep.figure(len(results), (5 * len(results), 4))
+  for ax, (task, (comp, rows)) in zip(axes, results.items()):
+    sweep.draw_curves(ax, {r["cell"]: r["runs"] for r in rows}, comp.curve)
     ax.set_title(task)
-    ax.set_xlabel("step")
-    ax.set_ylabel(comp.curve)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-      ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return sweep.save_figure(fig, path)
 
 
 def main(argv=None) -> int:
@@ -203,13 +177,13 @@ def main(argv=None) -> int:
     if not args.report_only:
       done = sweep.run(str(ROOT / comp.config), root / task,
                        trials(cells, seeds), args.parallel,
-                       _flags(comp.overrides) + extra)
+                       sweep.override_flags(comp.overrides) + extra)
       failed += [f"{task}/{r.name}: {r.status}" for r in done
                  if r.status != "done"]
     results[task] = (comp, summarise(task, comp, root, cells, seeds))
   doc = pathlib.Path(args.doc)
   doc.parent.mkdir(parents=True, exist_ok=True)
-  command = "python -m rnnlab.compare " + " ".join(argv or sys.argv[1:])
+  command = "python -m experiments.compare " + " ".join(argv or sys.argv[1:])
   png = plot(results, doc.with_suffix(".png"))
   text = markdown(results, seeds, command).replace(
       "cell_comparison.png", png.name)

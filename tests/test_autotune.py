@@ -1,8 +1,8 @@
 """implementation="auto" and the sampler's "auto": timed once per machine
 and shape, cached, kept by a resumed run, decided by process 0.
 
-The rest of the suite runs "auto" by its fixed rule (RNNLAB_AUTOTUNE=0 in
-conftest.py); these tests turn timing on.
+The rest of the suite runs "auto" by its fixed rule (RNNLAB_AUTOTUNE=0,
+tests/helpers.py use_suite_settings); these tests turn timing on.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +20,7 @@ from rnnlab import train
 from rnnlab.native import __main__ as native_cli
 from rnnlab.native import autotune
 from rnnlab.native import build
-from tests.conftest import ROOT, tiny_lm_config
-from tests.test_native import make_lm
+from tests.helpers import ROOT, make_lm, tiny_lm_config
 
 
 @pytest.fixture
@@ -208,21 +206,12 @@ def test_show_and_clear_list_and_forget_the_choices(timing, capsys):
   assert not autotune.list_choices()
 
 
-def test_build_command_compiles_and_times_the_named_configs(timing, tmp_path,
+def test_build_command_compiles_and_times_the_named_configs(timing,
                                                             corpus_path):
   """`python -m rnnlab.native build --config=...`, as launch.sh runs it
   before training: the choice lands in the cache and is printed."""
   del corpus_path
-  config = tmp_path / "tiny.py"
-  # (Not tests.conftest's tiny config: importing conftest turns timing off.)
-  config.write_text(textwrap.dedent("""
-      from rnnlab import base_config
-      def get_config(arg=""):
-        c = base_config.get_config()
-        c.model.cell, c.model.hidden_size, c.model.embed_dim = "lstm", 32, 16
-        c.train.batch_size, c.train.seq_len = 8, 32
-        return c
-      """))
+  config = "configs/lstm_shakespeare.py:runlocal"  # 2 x 32 LSTM, 8 x 32 batches
   out = subprocess.run(
       [sys.executable, "-m", "rnnlab.native", "build", f"--config={config}"],
       cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)

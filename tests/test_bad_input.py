@@ -24,7 +24,7 @@ from rnnlab import train
 from rnnlab.data import series
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, DataError, UserError
-from tests.conftest import ROOT, tiny_lm_config
+from tests.helpers import ROOT, tiny_lm_config
 
 # -- Config. ------------------------------------------------------------------
 

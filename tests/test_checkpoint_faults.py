@@ -28,21 +28,18 @@ from rnnlab import cli
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.errors import CheckpointError, CheckpointReadError, UserError
-from tests.conftest import ROOT, tiny_lm_config
+from tests.helpers import ROOT, tiny_lm_config
 
+# Checkpoints (and evaluations) at steps 10 and 20, both kept.
 OVERRIDES = dict(train__steps=20, train__eval_every=10,
                  train__checkpoint_every=10, train__max_to_keep=2)
-
-
-def _config(**overrides):
-  return tiny_lm_config(**{**OVERRIDES, **overrides})
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, corpus_path):
   del corpus_path  # only for its clear failure when the corpus is missing
   workdir = tmp_path_factory.mktemp("faults") / "run"
-  train.train_and_evaluate(_config(), workdir)
+  train.train_and_evaluate(tiny_lm_config(**OVERRIDES), workdir)
   return workdir
 
 
@@ -97,7 +94,7 @@ def test_truncated_newest_falls_back_and_run_resumes(run, caplog):
   victim.write_bytes(victim.read_bytes()[:truncated])
 
   caplog.set_level(logging.WARNING)
-  result = train.train_and_evaluate(_config(), run)
+  result = train.train_and_evaluate(tiny_lm_config(**OVERRIDES), run)
 
   assert result["step"] == 20
   assert any("truncated" in m for m in _damaged_warnings(caplog))
@@ -116,7 +113,7 @@ def test_flipped_bit_in_array_is_caught_by_the_manifest(run, caplog):
   data = bytearray(victim.read_bytes())
   data[len(data) // 2] ^= 0x01
   victim.write_bytes(bytes(data))
-  params, opt_state = _templates(_config())
+  params, opt_state = _templates(tiny_lm_config(**OVERRIDES))
   caplog.set_level(logging.WARNING)
 
   # Readers (sampling, evaluation) skip it without moving anything.
@@ -140,7 +137,7 @@ def test_flipped_bit_in_array_is_caught_by_the_manifest(run, caplog):
 def test_step_without_manifest_is_restored_unverified(run, caplog):
   ckpt_dir = run / "checkpoints"
   (ckpt_dir / "20" / checkpoint.MANIFEST).unlink()  # killed before writing
-  params, opt_state = _templates(_config())
+  params, opt_state = _templates(tiny_lm_config(**OVERRIDES))
   caplog.set_level(logging.WARNING)
   step, _, _, meta, _ = checkpoint.Checkpointer(
       ckpt_dir, read_only=True).restore_latest(params, opt_state)
@@ -154,7 +151,8 @@ def test_changed_shapes_stop_with_the_paths_and_shapes(run):
   (run / "config.json").unlink()
   before = _hashes(run / "checkpoints")
   with pytest.raises(CheckpointError) as info:
-    train.train_and_evaluate(_config(model__hidden_size=48), run)
+    train.train_and_evaluate(
+        tiny_lm_config(**OVERRIDES, model__hidden_size=48), run)
   message = str(info.value)
   assert str(run / "checkpoints" / "20") in message
   # GRU input kernel: saved (16, 3 * 32) vs (16, 3 * 48) for this config.
@@ -170,7 +168,7 @@ def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(run):
     victim.write_bytes(victim.read_bytes()[:10])
   before = _hashes(run / "checkpoints")
   with pytest.raises(CheckpointError, match="Every checkpoint") as info:
-    train.train_and_evaluate(_config(), run)
+    train.train_and_evaluate(tiny_lm_config(**OVERRIDES), run)
   assert "step 10:" in str(info.value) and "step 20:" in str(info.value)
   # Left in place (a rerun fails the same way), no fresh checkpoints.
   assert _hashes(run / "checkpoints") == before
@@ -185,7 +183,8 @@ def test_full_disk_at_save_names_directory_and_keeps_previous(run,
   monkeypatch.setattr(ocp.handlers.JsonCheckpointHandler, "_save_fn", full)
   before = _hashes(run)
   with pytest.raises(CheckpointError) as info:
-    train.train_and_evaluate(_config(train__steps=30), run)
+    train.train_and_evaluate(
+        tiny_lm_config(**{**OVERRIDES, "train__steps": 30}), run)
   message = str(info.value)
   assert "step 30" in message and "the disk is full" in message
   # Latest or best, whichever failed first: named, with its intact step.
@@ -204,14 +203,14 @@ def test_unwritable_workdir_fails_at_start(tmp_path, monkeypatch):
   blocker.write_text("not a directory")
   # Root ignores permissions, so a path under a regular file stands in.
   with pytest.raises(UserError, match="Cannot write to workdir .*a_file"):
-    train.train_and_evaluate(_config(), blocker / "run")
+    train.train_and_evaluate(tiny_lm_config(**OVERRIDES), blocker / "run")
 
   def full(self, *args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
   monkeypatch.setattr(pathlib.Path, "write_text", full)
   with pytest.raises(UserError, match="No space left on device"):
-    train.train_and_evaluate(_config(), tmp_path / "run")
+    train.train_and_evaluate(tiny_lm_config(**OVERRIDES), tmp_path / "run")
 
 
 # Read errors are not damage: retried, then a clear stop that keeps
@@ -291,7 +290,7 @@ def test_transient_read_error_is_retried_not_damage(run, where, monkeypatch,
                                                     fast_retries, caplog):
   ckpt_dir = run / "checkpoints"
   before = _hashes(ckpt_dir)
-  params, opt_state = _templates(_config())
+  params, opt_state = _templates(tiny_lm_config(**OVERRIDES))
   failing = _FailingReads(monkeypatch, where, ckpt_dir, times=1)
   caplog.set_level(logging.WARNING)
   ckpt = checkpoint.Checkpointer(ckpt_dir, max_to_keep=2)
@@ -316,7 +315,7 @@ def test_persistent_read_error_stops_and_keeps_everything(run, where,
   assert before["best"] and before["metrics.jsonl"]
   failing = _FailingReads(monkeypatch, where, run / "checkpoints", times=None)
   with pytest.raises(CheckpointReadError) as info:
-    train.train_and_evaluate(_config(), run)
+    train.train_and_evaluate(tiny_lm_config(**OVERRIDES), run)
   monkeypatch.undo()
   message = str(info.value)
   assert f"Cannot read checkpoint {failing.path}: " in message
@@ -328,7 +327,7 @@ def test_persistent_read_error_stops_and_keeps_everything(run, where,
   # Once the file system recovers, the newest step restores.
   step, _ = checkpoint.Checkpointer(
       run / "checkpoints", read_only=True).restore_params(
-          _templates(_config())[0])
+          _templates(tiny_lm_config(**OVERRIDES))[0])
   assert step == 20
 
 

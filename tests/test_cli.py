@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 RUNLOCAL = "--config=configs/gru_shakespeare.py:runlocal"
 

@@ -7,7 +7,7 @@ import pytest
 
 from rnnlab import base_config
 from rnnlab import config_check
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.py"))
 

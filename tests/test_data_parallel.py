@@ -13,13 +13,15 @@ import numpy as np
 
 from rnnlab import checkpoint
 from rnnlab import sampling
-from tests.conftest import ROOT
+from tests.helpers import ROOT
+from tests.helpers import tiny_config
 
 SCRIPT = textwrap.dedent("""
     import sys
     import jax
     from rnnlab import train
-    from tests.conftest import tiny_lm_config
+    from tests.helpers import tiny_lm_config, use_suite_settings
+    use_suite_settings()  # the tests' compilation cache and XLA options
     # One kernel on both sides ("auto" runs "native" on one device and
     # "fused" on several, equal only to rounding that Adam amplifies where
     # gradients are near zero): this test is about splitting the data.
@@ -64,22 +66,19 @@ def test_four_devices_match_one(tmp_path, corpus_path):
 
 
 def _configs():
-  """One small config per task and batch order."""
-  from rnnlab import recipes
-  from tests import test_forecast, test_synthetic
-  from tests.conftest import tiny_lm_config
-  seq2seq = []
-  for problem in ("addition", "dates"):
-    c = recipes.seq2seq_config(problem, "runlocal")
-    c.data.num_val, c.data.num_test = 20, 20
-    seq2seq.append(c)
-  return {"char_lm": tiny_lm_config("gru"),
-          "char_lm_stateful": tiny_lm_config("gru", train__order="stateful"),
-          "word_lm": tiny_lm_config("gru", task="word_lm"),
-          "classify": recipes.japanese_vowels_config("runlocal", cell="gru"),
-          "forecast": test_forecast.tiny_config(),
-          "synthetic": test_synthetic.tiny_config("copy_memory"),
-          "seq2seq_addition": seq2seq[0], "seq2seq_dates": seq2seq[1]}
+  """One small config per task and batch order: the configs' runlocal."""
+  # 20 seq2seq examples to hold out, not 40: fewer dates to render.
+  held_out = dict(data__num_val=20, data__num_test=20)
+  return {
+      "char_lm": tiny_config("gru_shakespeare"),
+      "char_lm_stateful": tiny_config("gru_shakespeare",
+                                      train__order="stateful"),
+      "word_lm": tiny_config("gru_word_shakespeare"),
+      "classify": tiny_config("gru_japanese_vowels"),
+      "forecast": tiny_config("gru_forecast_sine"),
+      "synthetic": tiny_config("lstm_copy_memory"),
+      "seq2seq_addition": tiny_config("gru_seq2seq_addition", **held_out),
+      "seq2seq_dates": tiny_config("gru_seq2seq_dates", **held_out)}
 
 
 def test_each_process_loads_exactly_its_rows(corpus_path):

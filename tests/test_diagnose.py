@@ -19,15 +19,18 @@ from rnnlab import models
 from rnnlab import rundir
 from rnnlab.errors import UserError
 from rnnlab.models import cells
-from tests.conftest import ROOT, tiny_lm_config
+from tests.helpers import ROOT, tiny_config, tiny_lm_config
 
 VOCAB = 11
 BATCH, STEPS = 3, 10
 
 
 def tiny_model(cell, **overrides):
-  config = tiny_lm_config(cell, model__hidden_size=8, model__embed_dim=4,
-                          **overrides)
+  """(config, model): gru_shakespeare:runlocal's LM of `cell`, shrunk to
+  8 units and a 4-dim embedding, no dropout."""
+  config = tiny_config(model__cell=cell, model__hidden_size=8,
+                       model__embed_dim=4, model__dropout_rate=0.0,
+                       **overrides)
   model = models.create_model(config.model, vocab_size=VOCAB)
   return config, model
 

@@ -15,7 +15,7 @@ import pytest
 
 from rnnlab import distributed
 from rnnlab.errors import UserError
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # Joins the runtime the way rnnlab.main does, says so, and stays up (its
 # sockets open) until the test closes stdin.

@@ -21,7 +21,7 @@ from rnnlab.errors import UserError
 from rnnlab.models import cells
 from rnnlab.models import layers
 from rnnlab.native import build
-from tests.conftest import ROOT, tiny_lm_config
+from tests.helpers import ROOT, tiny_lm_config
 
 # A cell in the general form: a matmul after its gate (on U_t ∘ H_{t-1}),
 # so there is no fused form.

@@ -10,25 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from rnnlab import recipes
 from rnnlab import train
 from rnnlab.data import series as series_lib
 from rnnlab.errors import DataError, UserError
 from rnnlab.tasks import forecast
-from tests.conftest import ROOT, apply_overrides
-
-
-def tiny_config(series="sine", **overrides):
-  """A seconds-long forecasting config (dotted keys as a__b)."""
-  c = recipes.make_forecast_runlocal(recipes.forecast_config(series, "gru"))
-  c.data.num_points = 400
-  c.data.season = 63
-  c.eval.arima_order, c.eval.arima_trend = (2, 0, 0), "n"
-  c.train.steps, c.train.log_every = 150, 10
-  c.train.eval_every = c.train.checkpoint_every = 150
-  c.train.progress_bar = False
-  c.optim.learning_rate = 1e-2
-  return apply_overrides(c, overrides)
+from tests.helpers import ROOT
+from tests.helpers import tiny_config
+from tests.helpers import tiny_forecast_config
 
 
 def write_csv(path, rows, header="date,value,note"):
@@ -40,7 +28,7 @@ def write_csv(path, rows, header="date,value,note"):
 
 
 def test_sine_is_seeded_noisy_and_keeps_the_clean_series():
-  c = tiny_config(data__num_points=2000)
+  c = tiny_config("gru_forecast_sine")  # 2,000 points
   s = series_lib.load(c.data)
   t = np.arange(2000)
   np.testing.assert_allclose(s.clean, np.sin(t / 10))
@@ -52,7 +40,8 @@ def test_sine_is_seeded_noisy_and_keeps_the_clean_series():
 
 
 def test_co2_missing_weeks_error_or_interpolate():
-  c = tiny_config("co2")
+  # gru_forecast_co2 interpolates its missing weeks; "error" is the default.
+  c = tiny_config("gru_forecast_co2", data__missing="error")
   with pytest.raises(DataError, match=r"59 missing value\(s\) of 2284.*"
                      r"index 6 .*'error', 'interpolate'"):
     series_lib.load(c.data)
@@ -72,7 +61,7 @@ def test_co2_missing_weeks_error_or_interpolate():
 
 
 def test_sunspots_yearly():
-  s = series_lib.load(tiny_config("sunspots").data)
+  s = series_lib.load(tiny_config("lstm_forecast_sunspots").data)
   assert len(s.values) == 309 and s.time[0] == 1700 and s.time[-1] == 2008
   assert s.time_step == 1.0
 
@@ -80,7 +69,8 @@ def test_sunspots_yearly():
 def test_csv_column_missing_cells_and_errors(tmp_path):
   path = write_csv(tmp_path / "s.csv", ["2020-01-01,1.5,a", "2020-01-02,,b",
                                         "2020-01-03,3.5,c"])
-  c = tiny_config("csv", data__csv=str(path), data__column="value")
+  c = tiny_forecast_config(data__series="csv", data__csv=str(path),
+                           data__column="value")
   with pytest.raises(DataError, match=r"1 missing value\(s\) of 3.*index 1"):
     series_lib.load(c.data)
   c.data.missing = "interpolate"
@@ -133,9 +123,9 @@ def test_scaling_uses_the_train_split_only(tmp_path, difference):
   # Through the task: a CSV whose later values change keeps its scaling.
   rows = [f"{i},{float(v)!r},x" for i, v in enumerate(values)]
   path = write_csv(tmp_path / "a.csv", rows)
-  c = tiny_config("csv", data__csv=str(path), data__column="value",
-                  data__difference=difference, data__val_fraction=0.15,
-                  data__test_fraction=0.15)
+  c = tiny_forecast_config(data__series="csv", data__csv=str(path),
+                           data__column="value", data__difference=difference,
+                           data__val_fraction=0.15, data__test_fraction=0.15)
   task = forecast.ForecastTask(c)
   assert task.split.train_end == 140 and task.scaler == scaler
   write_csv(path, [f"{i},{float(v)!r},x" for i, v in enumerate(changed)])
@@ -197,7 +187,7 @@ def test_arima_is_fitted_on_train_and_forecasts_one_step():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("forecast")
-  results = train.train_and_evaluate(tiny_config(), workdir)
+  results = train.train_and_evaluate(tiny_forecast_config(), workdir)
   return workdir, results
 
 
@@ -240,7 +230,7 @@ def test_predict_command_on_the_trained_workdir(trained, tmp_path):
 
 
 def test_direct_horizon_and_differencing_without_training():
-  c = tiny_config(data__horizon=3, data__difference=True)
+  c = tiny_forecast_config(data__horizon=3, data__difference=True)
   task = forecast.ForecastTask(c)
   params = train.init_params(task.model, task.init_inputs(), 0)
   batch = task.train_batch(5)
@@ -258,11 +248,11 @@ def test_direct_horizon_and_differencing_without_training():
 
 def test_config_errors_name_the_key():
   with pytest.raises(UserError, match="needs model.name='sequence'"):
-    forecast.ForecastTask(tiny_config(model__name="rnn_lm"))
+    forecast.ForecastTask(tiny_forecast_config(model__name="rnn_lm"))
   with pytest.raises(UserError, match="data.window=400 plus"):
-    forecast.ForecastTask(tiny_config(data__window=400))
+    forecast.ForecastTask(tiny_forecast_config(data__window=400))
   with pytest.raises(UserError, match="eval.arima_trend='x'.*'n', 'c'"):
-    forecast.ForecastTask(tiny_config(eval__arima_trend="x"))
+    forecast.ForecastTask(tiny_forecast_config(eval__arima_trend="x"))
   with pytest.raises(UserError, match=r"Bad ARIMA spec eval.arima_order="
                      r"\(-1, 0, 0\)"):
-    forecast.ForecastTask(tiny_config(eval__arima_order=(-1, 0, 0)))
+    forecast.ForecastTask(tiny_forecast_config(eval__arima_order=(-1, 0, 0)))

@@ -11,8 +11,8 @@ import pytest
 
 from rnnlab import distributed
 from rnnlab.errors import UserError
-from tests.conftest import ROOT
-from tests.test_sweep import _tiny_sweep
+from tests.helpers import ROOT
+from tests.helpers import tiny_sweep
 
 LAUNCH = str(ROOT / "launch.sh")
 
@@ -105,7 +105,7 @@ def test_distributed_flags_go_together(monkeypatch):
 
 
 def test_slurm_sweep_arrays_only_pending_trials(tmp_path):
-  config, root = _tiny_sweep(tmp_path)
+  config, root = tiny_sweep(tmp_path)
   done = root / "cell=rnn,learning_rate=0.01"  # trial 0
   done.mkdir(parents=True)
   (done / "status.json").write_text(json.dumps({"status": "done"}))

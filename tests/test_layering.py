@@ -16,13 +16,18 @@ Layers, bottom up (docs in README.md, "Layout"):
   train (the trainer)
   cli and the commands: main, sample, predict, diagnose, sweep,
   native/__main__
+
+And the tests' own: test modules import shared code from helper modules
+(tests/helpers.py, tests/models/helpers.py), never conftest.py (fixtures
+only) or another test module, also in the scripts they run.
 """
 from __future__ import annotations
 
 import ast
 import pathlib
+import textwrap
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PACKAGE = ROOT / "rnnlab"
 # Run as `python -m ...`; no rnnlab module may import one.
@@ -46,8 +51,14 @@ def modules(package: pathlib.Path) -> dict[str, tuple[pathlib.Path, bool]]:
   return found
 
 
-def import_graph(package: pathlib.Path = PACKAGE) -> dict[str, set[str]]:
-  """{module: the rnnlab modules it imports anywhere in its source}."""
+def import_graph(package: pathlib.Path = PACKAGE, *,
+                 scripts: bool = False) -> dict[str, set[str]]:
+  """{module: the modules of `package` it imports anywhere in its source}.
+
+  scripts: also the imports of each string constant that parses as Python
+  (a script or config file that a test runs in a subprocess), including a
+  script's import of the very module that holds it.
+  """
   mods = modules(package)
 
   def resolve(name: str) -> str | None:
@@ -55,10 +66,9 @@ def import_graph(package: pathlib.Path = PACKAGE) -> dict[str, set[str]]:
       name = name.rpartition(".")[0]
     return name or None
 
-  graph = {}
-  for name, (path, is_package) in mods.items():
+  def imports(tree: ast.AST, name: str, is_package: bool) -> set[str]:
     imported = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
       if isinstance(node, ast.Import):
         imported.update(resolve(a.name) for a in node.names)
       elif isinstance(node, ast.ImportFrom):
@@ -71,8 +81,38 @@ def import_graph(package: pathlib.Path = PACKAGE) -> dict[str, set[str]]:
         for alias in node.names:
           full = f"{base}.{alias.name}"
           imported.add(full if full in mods else resolve(base))
-    graph[name] = {m for m in imported if m and m != name}
+    return {m for m in imported if m}
+
+  graph = {}
+  for name, (path, is_package) in mods.items():
+    tree = ast.parse(path.read_text(), str(path))
+    graph[name] = imports(tree, name, is_package) - {name}
+    if scripts:
+      for script in _scripts(tree):
+        graph[name] |= imports(script, name, is_package)
   return graph
+
+
+def _scripts(tree: ast.AST):
+  """The string constants in `tree` that parse as Python with an import,
+  parsed (an f-string's replacement fields read as a name)."""
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+      text = node.value
+    elif isinstance(node, ast.JoinedStr):
+      text = "".join(v.value if isinstance(v, ast.Constant) else "_"
+                     for v in node.values)
+    else:
+      continue
+    if "import" not in text:
+      continue
+    try:
+      script = ast.parse(textwrap.dedent(text))
+    except SyntaxError:
+      continue
+    if any(isinstance(n, (ast.Import, ast.ImportFrom))
+           for n in ast.walk(script)):
+      yield script
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -160,3 +200,58 @@ def test_base_config_imports_no_registry():
   assert not extra, (f"rnnlab.base_config imports {sorted(extra)}: the "
                      "schema sits below the registries (registered names are "
                      "checked in rnnlab.config_check).")
+
+
+# --- the tests' own layering --------------------------------------------------
+
+def _is_test_module(name: str) -> bool:
+  last = name.rpartition(".")[2]
+  return last == "conftest" or last.startswith("test_")
+
+
+def test_imports_between_test_files_are_seen(tmp_path):
+  """Each kind of import is seen, in a test module's source or in a script
+  it runs. (The package is "suite", not "tests", so that this file's own
+  scripts import nothing of the real tests.)"""
+  suite = tmp_path / "suite"
+  (suite / "models").mkdir(parents=True)
+  for name in ("__init__", "conftest", "helpers", "test_a", "test_b",
+               "test_d", "models/__init__", "models/helpers", "models/test_c"):
+    (suite / f"{name}.py").write_text("")
+  (suite / "test_a.py").write_text(textwrap.dedent('''
+      import suite.test_b
+      from suite import helpers, conftest
+      from .models import test_c
+
+      def f():
+        from suite.test_d import make
+
+      SCRIPT = """
+          from suite.test_a import make
+          """
+      CONFIG = f"""
+      from suite.models.helpers import randomize
+      params = randomize({PARAMS!r})
+      """
+      '''))
+  in_source = {"suite.test_b", "suite.helpers", "suite.conftest",
+               "suite.models.test_c", "suite.test_d"}
+  assert import_graph(suite)["suite.test_a"] == in_source
+  assert import_graph(suite, scripts=True)["suite.test_a"] == in_source | {
+      "suite.test_a", "suite.models.helpers"}
+  assert not any(map(_is_test_module,
+                     ["suite.helpers", "suite.models.helpers"]))
+
+
+def test_test_modules_import_helpers_not_tests():
+  """Shared test code lives in helper modules (tests/helpers.py,
+  tests/models/helpers.py); conftest.py holds fixtures. A test module that
+  imports conftest or another test module (or runs a script that does)
+  makes one test's file the helper of another: moving or renaming a test
+  breaks tests elsewhere, and pytest may collect its tests twice."""
+  graph = import_graph(ROOT / "tests", scripts=True)
+  wrong = sorted(f"{m} imports {dep}" for m, deps in graph.items()
+                 for dep in deps if _is_test_module(dep))
+  assert not wrong, ("Test modules import helpers from tests/helpers.py or "
+                     "tests/models/helpers.py, never conftest.py or another "
+                     "test module:\n  " + "\n  ".join(wrong))

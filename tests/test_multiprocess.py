@@ -16,17 +16,18 @@ import numpy as np
 
 from rnnlab import checkpoint
 from rnnlab import sampling
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SCRIPT = textwrap.dedent("""
     import os, sys
     from absl import logging
     from rnnlab import distributed, train
     logging.set_verbosity(logging.INFO)  # as rnnlab.main: the choice is logged
-    from tests.conftest import tiny_lm_config
+    from tests.helpers import tiny_lm_config, use_suite_settings
+    use_suite_settings()  # the tests' compilation cache and XLA options
     workdir, port, implementation = sys.argv[1:4]
     pid, nproc, steps = map(int, sys.argv[4:])
-    os.environ["RNNLAB_AUTOTUNE"] = "1"  # conftest set the fixed rule
+    os.environ["RNNLAB_AUTOTUNE"] = "1"  # the suite runs the fixed rule
     if nproc > 1:
       distributed.init_distributed(f"127.0.0.1:{port}", nproc, pid)
     config = tiny_lm_config("gru", model__dropout_rate=0.2, train__steps=steps,

@@ -19,8 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab import base_config
-from rnnlab import models
 from rnnlab import sampling
 from rnnlab.errors import UserError
 from rnnlab.models import cells
@@ -29,45 +27,13 @@ from rnnlab.models import layers
 from rnnlab.native import build
 from rnnlab.native import recurrence
 from rnnlab.native import sampler as native_sampler
-from tests.conftest import ROOT
+from tests.helpers import LM_VOCAB_SIZE as VOCAB
+from tests.helpers import ROOT
+from tests.helpers import assert_close
+from tests.helpers import make_lm
+from tests.helpers import native_and_scan
 
-VOCAB = 29
 ISAS = build.supported_isas()
-
-
-def make_lm(cell, scale=2.0, **model):
-  c = base_config.get_config().model
-  c.cell, c.hidden_size, c.embed_dim, c.num_layers = cell, 32, 8, 2
-  c.dropout_rate = 0.0
-  for key, value in model.items():
-    c[key] = value
-  lm = models.create_model(c, vocab_size=VOCAB)
-  params = lm.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
-  # Larger weights than the init, so that the distributions are peaked and
-  # the carries saturate: a wrong gate or weight shows. Not much larger: the
-  # dynamics turn chaotic, and float32 rounding (which differs between any
-  # two summation orders) then grows over the steps.
-  return lm, jax.tree.map(lambda p: p * scale, params)
-
-
-def assert_close(got, want, tol=1e-5):
-  """max |got - want| / max(1, max |want|) <= tol."""
-  got, want = np.asarray(got), np.asarray(want)
-  err = np.abs(got - want).max() / max(1.0, np.abs(want).max())
-  assert err <= tol, f"relative error {err:.2e} > {tol:.0e}"
-
-
-def native_and_scan(cell_name, hidden, shape, fn):
-  """fn(layer, variables, xs) for a `cell_name` layer run by the native
-  kernel and by nn.scan, with the same parameters: (native, scan)."""
-  cell = cells.create_cell(cell_name, hidden, {})
-  xs = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
-  out = []
-  for implementation in ("native", "scan"):
-    layer = layers.Recurrent(cell, implementation=implementation)
-    out.append(fn(layer, layer.init(jax.random.key(0), xs), xs))
-  return tuple(out)
-
 
 CASES = {
     "rnn-tanh": ("rnn", {}),
@@ -507,7 +473,9 @@ def test_kernels_run_on_the_threads_openmp_allows(tmp_path):
   script = textwrap.dedent("""
       import jax, jax.numpy as jnp
       from rnnlab import sampling
-      from tests.test_native import assert_close, make_lm, native_and_scan
+      from tests.helpers import assert_close, make_lm, native_and_scan
+      from tests.helpers import use_suite_settings
+      use_suite_settings()  # the tests' compilation cache and XLA options
       grads = native_and_scan("gru", 40, (3, 6, 5), lambda layer, v, xs:
           jax.grad(lambda v: jnp.sum(layer.apply(v, xs)[1] ** 2))(v))
       jax.tree.map(assert_close, *grads)

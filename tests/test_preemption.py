@@ -33,7 +33,7 @@ from rnnlab import rundir
 from rnnlab import sampling
 from rnnlab import train
 from rnnlab.errors import Preempted
-from tests.conftest import ROOT, tiny_lm_config
+from tests.helpers import ROOT, tiny_lm_config
 
 OVERRIDES = dict(
     model__dropout_rate=0.2, train__order="stateful", train__steps=40,
@@ -44,18 +44,17 @@ OVERRIDES = dict(
     data__val_fraction=0.01)  # a small validation split: quick evaluations
 STOP = 36  # where the uninterrupted run stops early
 
-# Imports tests.conftest, so the subprocess compiles with the same XLA
-# options as this process (bitwise comparisons need the same programs).
+# The subprocess takes the suite's XLA options, so that it compiles the
+# same programs as this process (bitwise comparisons need them).
 CONFIG_FILE = f"""
-from tests.conftest import tiny_lm_config
+from tests.helpers import tiny_lm_config, use_suite_settings
+
+use_suite_settings()
+
 
 def get_config():
   return tiny_lm_config("gru", **{OVERRIDES!r})
 """
-
-
-def _config():
-  return tiny_lm_config("gru", **OVERRIDES)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def straight(tmp_path_factory, corpus_path):
   del corpus_path
   workdir = tmp_path_factory.mktemp("straight")
   before = signal.getsignal(signal.SIGTERM)
-  results = train.train_and_evaluate(_config(), workdir)
+  results = train.train_and_evaluate(tiny_lm_config(**OVERRIDES), workdir)
   return workdir, results, signal.getsignal(signal.SIGTERM) is before
 
 
@@ -156,7 +155,7 @@ def test_sigkill_mid_run_resumes_bitwise(straight, tmp_path):
   assert latest < STOP  # mid-run
   assert json.loads((workdir / "status.json").read_text())["status"] == (
       "running")
-  results = train.train_and_evaluate(_config(), workdir)
+  results = train.train_and_evaluate(tiny_lm_config(**OVERRIDES), workdir)
   assert results["step"] == STOP
   assert results["best"] == straight_results["best"]
   _assert_same_run(workdir, straight_dir)
@@ -177,7 +176,7 @@ def test_resume_after_a_kill_past_the_best_and_mid_write(straight, tmp_path):
   assert _steps(workdir / rundir.BEST_DIR) == [28]
   with (workdir / "metrics.jsonl").open("a") as f:
     f.write('{"step": 29, "split": "tr')
-  results = train.train_and_evaluate(_config(), workdir)
+  results = train.train_and_evaluate(tiny_lm_config(**OVERRIDES), workdir)
   assert results["step"] == STOP and results["stopped_early"]
   assert results["best"] == straight_results["best"]
   _assert_same_run(workdir, straight_dir)
@@ -203,7 +202,7 @@ def test_sigterm_saves_the_current_step_and_stops_preempted(straight,
   sender.start()
   try:
     with pytest.raises(Preempted) as stopped:
-      train.train_and_evaluate(_config(), workdir)
+      train.train_and_evaluate(tiny_lm_config(**OVERRIDES), workdir)
   finally:
     finished.set()
     sender.join()
@@ -213,7 +212,7 @@ def test_sigterm_saves_the_current_step_and_stops_preempted(straight,
   # The step it stopped at is saved, complete, and is what resumes.
   assert 10 <= status["step"] < STOP
   assert max(_steps(workdir / rundir.CHECKPOINT_DIR)) == status["step"]
-  train.train_and_evaluate(_config(), workdir)
+  train.train_and_evaluate(tiny_lm_config(**OVERRIDES), workdir)
   assert json.loads((workdir / "status.json").read_text())["status"] == "done"
   _assert_same_run(workdir, straight_dir)
 

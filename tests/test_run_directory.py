@@ -12,7 +12,7 @@ import pytest
 from rnnlab import cli
 from rnnlab import train
 from rnnlab.errors import UserError
-from tests.conftest import ROOT, tiny_lm_config
+from tests.helpers import ROOT, tiny_lm_config
 
 
 def test_default_workdir_names_config_arg_and_overrides():

@@ -20,7 +20,7 @@ from rnnlab.data import text
 from rnnlab.errors import UserError
 from rnnlab.tasks import char_lm
 from rnnlab.tasks import forecast
-from tests.conftest import ROOT, tiny_lm_config
+from tests.helpers import ROOT, tiny_lm_config
 
 # Each process builds the char LM's run files for one workdir (no training),
 # logging when it saves and loads the vocabulary. Process 0 sleeps 1 s
@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent("""
     distributed.init_distributed(f"127.0.0.1:{port}", 2, pid)
     from rnnlab.data import text
     from rnnlab.tasks import char_lm
-    from tests.conftest import tiny_lm_config
+    from tests.helpers import tiny_lm_config
     events = []
     save, load = text.Vocab.save, text.load_vocab
 

@@ -8,25 +8,32 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab import base_config
 from rnnlab import models
 from rnnlab import sampling
 from rnnlab.data import text
+from tests.helpers import assert_bfloat16_close
 from tests.helpers import assert_float32_close
 from tests.helpers import float32_atol
+from tests.helpers import tiny_config
 
 VOCAB = text.Vocab.from_text("abcdefghij klmnopqrstuvwxyz.\n")
 
 
-@pytest.fixture(scope="module")
-def lm():
-  c = base_config.get_config().model
-  c.cell, c.hidden_size, c.embed_dim = "lstm", 16, 8
-  model = models.create_model(c, vocab_size=len(VOCAB))
+def lstm_lm(dtype: str = "float32"):
+  """lstm_shakespeare:runlocal's LM at hidden 16, embedding 8, computing in
+  `dtype` (parameters float32: the same values for either dtype)."""
+  c = tiny_config("lstm_shakespeare", model__hidden_size=16,
+                  model__embed_dim=8, model__dtype=dtype)
+  model = models.create_model(c.model, vocab_size=len(VOCAB))
   params = model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))
   # Larger weights than the init so that distributions are far from uniform.
   params = jax.tree.map(lambda p: p * 3.0, params["params"])
   return model, params
+
+
+@pytest.fixture(scope="module")
+def lm():
+  return lstm_lm()
 
 
 draw = functools.partial(sampling.sample_text, vocab=VOCAB, length=40)
@@ -54,31 +61,50 @@ def test_temperature_to_zero_is_argmax(lm):
   np.testing.assert_array_equal(greedy[0], jnp.argmax(logits[0, 2:-1], -1))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("top_k", [0, 3])
-def test_sampler_equals_step_by_step_forward(lm, top_k):
-  model, params = lm
+def test_sampler_equals_step_by_step_forward(top_k, dtype):
+  """The sampler's logits are the model's, one call per character, and a
+  forward pass over prime + sample; also with a bfloat16 compute dtype."""
+  model, params = lstm_lm(dtype)
+  if dtype == "float32":
+    # Two programs. Logits reach ~5 (the weights are x3): atol scaled to
+    # them, for logits near zero.
+    assert_close = lambda a, e: assert_float32_close(a, e,
+                                                     atol=float32_atol(e))
+  else:
+    assert_close = assert_bfloat16_close
   rng = jax.random.key(7)
   prime = jnp.asarray(np.stack([VOCAB.encode("hello"),
                                 VOCAB.encode("world")]))
   tokens, step_logits = sampling.generate(model, params, prime, rng, length=25,
                                         temperature=0.9, top_k=top_k)
-  # Reference: one model call per character, in a Python loop.
+  # Reference: one model call per character, in a Python loop, fed the
+  # sampler's tokens (in bfloat16 two logits within rounding of each other
+  # could tip a draw the other way; the sequences would then part).
   apply = jax.jit(model.apply)
   logits, carry = apply({"params": params}, prime)
   last = logits[:, -1]
   seeds = sampling.step_seeds(rng, 25)
   for i in range(25):
-    # The sampler's loop vs model.apply: two programs. Logits reach ~5 (the
-    # weights are x3): atol scaled to them, for logits near zero.
-    assert_float32_close(step_logits[:, i], last, atol=float32_atol(last))
-    token = sampling.next_token(last, seeds[i], 0.9, top_k)
-    np.testing.assert_array_equal(tokens[:, i], token)
-    logits, carry = apply({"params": params}, token[:, None], carry)
+    assert_close(step_logits[:, i], last)
+    # Each token is the draw from the logits the sampler returns...
+    np.testing.assert_array_equal(
+        tokens[:, i], sampling.next_token(step_logits[:, i], seeds[i], 0.9,
+                                          top_k))
+    if dtype == "float32":  # ...and, in float32, from the reference's.
+      np.testing.assert_array_equal(
+          tokens[:, i], sampling.next_token(last, seeds[i], 0.9, top_k))
+    logits, carry = apply({"params": params}, tokens[:, i, None], carry)
     last = logits[:, 0]
+  assert {c.dtype for c in jax.tree.leaves(carry)} == {jnp.dtype(jnp.float32)}
   # And a single forward pass over prime + sample gives the same logits.
   full, _ = model.apply({"params": params},
                         jnp.concatenate([prime, tokens], axis=1))
-  np.testing.assert_allclose(full[:, 4:-1], step_logits, atol=1e-4)
+  if dtype == "float32":
+    np.testing.assert_allclose(full[:, 4:-1], step_logits, atol=1e-4)
+  else:
+    assert_close(step_logits, full[:, 4:-1])
 
 
 def test_top_k_restricts_choices(lm):

@@ -11,26 +11,7 @@ import pytest
 
 from rnnlab import sweep
 from rnnlab.errors import UserError
-
-CONFIG = """
-from rnnlab import base_config
-
-
-def get_config(arg=""):
-  c = base_config.get_config()
-  c.data.path = {corpus!r}
-  c.model.hidden_size, c.model.embed_dim, c.model.num_layers = 8, 8, 1
-  c.train.batch_size, c.train.seq_len, c.train.steps = 4, 16, 4
-  c.train.log_every = c.train.eval_every = c.train.checkpoint_every = 2
-  c.train.sample_every = 0
-  c.optim.warmup_steps = 0
-  c.eval.num_streams, c.eval.seq_len = 4, 16
-  return c
-
-
-def get_sweep(arg=""):
-  return {{"model.cell": ["rnn", "gru"], "optim.learning_rate": [0.01, 0.003]}}
-"""
+from tests.helpers import tiny_sweep
 
 
 def test_expand_grid_and_list():
@@ -45,11 +26,7 @@ def test_expand_grid_and_list():
 
 
 def test_two_by_two_sweep_runs_skips_done_and_reports(tmp_path, capsys):
-  corpus = tmp_path / "corpus.txt"
-  corpus.write_text("to be or not to be, that is the question.\n" * 200)
-  config = tmp_path / "tiny_sweep.py"
-  config.write_text(textwrap.dedent(CONFIG.format(corpus=str(corpus))))
-  root = tmp_path / "sweep"
+  config, root = tiny_sweep(tmp_path)
   assert sweep.main([f"--config={config}", f"--root={root}",
                      "--parallel=2"]) == 0
   names = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -91,25 +68,13 @@ def test_failed_trial_is_reported(tmp_path, capsys):
   assert "FAILED cell=gur: not started (exit" in capsys.readouterr().err
 
 
-def _tiny_sweep(tmp_path, get_sweep=None):
-  """The 2x2 tiny config (no training here); returns (config, root)."""
-  corpus = tmp_path / "corpus.txt"
-  corpus.write_text("to be or not to be, that is the question.\n" * 200)
-  text = textwrap.dedent(CONFIG.format(corpus=str(corpus)))
-  if get_sweep:
-    text = text[:text.index("def get_sweep")] + textwrap.dedent(get_sweep)
-  config = tmp_path / "tiny_sweep.py"
-  config.write_text(text)
-  return config, tmp_path / "sweep"
-
-
 def test_index_ranges_use_slurm_array_syntax():
   assert sweep.index_ranges([7, 0, 3, 2, 4]) == "0,2-4,7"
   assert sweep.index_ranges([5]) == "5" and sweep.index_ranges([]) == ""
 
 
 def test_pending_skips_done_trials_and_writes_the_manifest(tmp_path, capsys):
-  config, root = _tiny_sweep(tmp_path)
+  config, root = tiny_sweep(tmp_path)
   args = [f"--config={config}", f"--root={root}"]
   done = root / "cell=rnn,learning_rate=0.003"  # trial 1
   done.mkdir(parents=True)
@@ -128,7 +93,7 @@ def test_pending_skips_done_trials_and_writes_the_manifest(tmp_path, capsys):
       capsys.readouterr().err)
   # A sweep edited after trials.json was written (an array in flight would
   # run other trials than submitted) is refused.
-  _tiny_sweep(tmp_path, get_sweep="""
+  tiny_sweep(tmp_path, get_sweep="""
       def get_sweep(arg=""):
         return {"model.cell": ["lstm"], "optim.learning_rate": [0.01, 0.003]}
       """)
@@ -138,7 +103,7 @@ def test_pending_skips_done_trials_and_writes_the_manifest(tmp_path, capsys):
 
 
 def test_one_trial_by_index_then_report_lists_the_rest(tmp_path, capsys):
-  config, root = _tiny_sweep(tmp_path)
+  config, root = tiny_sweep(tmp_path)
   args = [f"--config={config}", f"--root={root}"]
   assert sweep.main([*args, "--trial=2"]) == 0
   assert "cell=gru,learning_rate=0.01: done in" in capsys.readouterr().out

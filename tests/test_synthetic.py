@@ -11,16 +11,13 @@ from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import synthetic as data
 from rnnlab.errors import UserError
+from tests.helpers import tiny_config
 
 
-def tiny_config(problem="adding", cell="gru", lag=10, **train_overrides):
-  c = recipes.synthetic_config(problem, f"cell={cell},lag={lag}")
-  c.model.hidden_size = 16
-  c.data.num_val, c.data.num_test = 40, 50
-  c.train.batch_size = 16
-  c.train.progress_bar = False
-  c.train.update(train_overrides)
-  return c
+# On lstm_<problem>:runlocal (16 units, lag 10): a GRU in batches of 16 (the
+# learning test's factors were set for these), held-out sets of 40 and 50.
+SMALL = dict(model__cell="gru", train__batch_size=16, data__num_val=40,
+             data__num_test=50)
 
 
 def test_adding_batch_has_one_marker_per_half_and_target_is_their_sum():
@@ -66,10 +63,9 @@ def test_copy_memory_layout():
 
 @pytest.mark.parametrize("problem", ["adding", "copy_memory"])
 def test_batches_are_a_pure_function_of_seed_and_step(problem):
-  c = tiny_config(problem)
+  c = tiny_config(f"lstm_{problem}", **SMALL)
   task, again = tasks.create_task(c), tasks.create_task(c)
-  c1 = tiny_config(problem)
-  c1.seed = 1
+  c1 = tiny_config(f"lstm_{problem}", **SMALL, seed=1)
   other_seed = tasks.create_task(c1)
   same = lambda a, b: all(np.array_equal(a[k], b[k]) for k in a)
   assert same(task.train_batch(5), again.train_batch(5))
@@ -86,7 +82,7 @@ def test_batches_are_a_pure_function_of_seed_and_step(problem):
 
 
 def test_evaluation_does_not_depend_on_the_eval_batch_size():
-  c = tiny_config("copy_memory")
+  c = tiny_config("lstm_copy_memory", **SMALL)
   task = tasks.create_task(c)
   params = task.model.init(jax.random.key(0), *task.init_inputs())["params"]
   whole = task.evaluate(params, "test")
@@ -103,7 +99,7 @@ def test_evaluation_does_not_depend_on_the_eval_batch_size():
 @pytest.mark.parametrize("problem,factor", [("adding", 0.5),
                                             ("copy_memory", 0.95)])
 def test_a_few_dozen_steps_lower_the_held_out_loss(problem, factor):
-  c = tiny_config(problem)
+  c = tiny_config(f"lstm_{problem}", **SMALL)
   task = tasks.create_task(c)
   params = task.model.init(jax.random.key(0), *task.init_inputs())["params"]
   tx = optax.adam(1e-2)
@@ -127,8 +123,7 @@ def test_a_few_dozen_steps_lower_the_held_out_loss(problem, factor):
 
 
 def test_train_and_evaluate_end_to_end(tmp_path):
-  c = recipes.synthetic_config("adding", "cell=rnn,runlocal")
-  c.train.progress_bar = False
+  c = tiny_config("lstm_adding", model__cell="rnn")
   results = train.train_and_evaluate(c, tmp_path)
   assert results["step"] == c.train.steps
   test = results["eval"]["test"]
@@ -147,14 +142,14 @@ def test_config_args_and_bad_names():
     recipes.synthetic_config("adding", "cell=gur")
   with pytest.raises(UserError, match="lag='-3' must be a positive"):
     recipes.synthetic_config("adding", "lag=-3")
-  bad = tiny_config()
+  bad = tiny_config("lstm_adding")
   bad.data.problem = "addition"
   with pytest.raises(UserError, match="Unknown synthetic problem.*'adding'"):
     tasks.create_task(bad)
-  bad = tiny_config()
+  bad = tiny_config("lstm_adding")
   bad.model.name = "rnn_lm"
   with pytest.raises(UserError, match="model.name='sequence'"):
     tasks.create_task(bad)
-  bad = tiny_config(lag=1)
+  bad = tiny_config("lstm_adding", data__lag=1)
   with pytest.raises(UserError, match="data.lag >= 2"):
     tasks.create_task(bad)

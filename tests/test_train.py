@@ -11,7 +11,7 @@ from rnnlab import checkpoint
 from rnnlab import sampling
 from rnnlab import train
 from rnnlab.data import text
-from tests.conftest import tiny_lm_config
+from tests.helpers import tiny_lm_config
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from rnnlab import train
 from rnnlab.data import text
 from rnnlab.errors import TrainingDiverged
 from rnnlab.tasks import char_lm
-from tests.conftest import tiny_lm_config
+from tests.helpers import tiny_lm_config
 
 
 def test_stateful_chunks_continue_streams_and_reset_per_epoch():

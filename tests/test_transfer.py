@@ -15,7 +15,7 @@ from rnnlab import train
 from rnnlab import transfer
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, UserError
-from tests.conftest import tiny_lm_config
+from tests.helpers import tiny_lm_config
 
 # B drops "z", "Z" and ";" from A and adds "!", "0", "1" and "@".
 A_TEXT = ("the quick brown fox jumps over the lazy dog.\n"
@@ -26,11 +26,10 @@ VOCAB_PARAMS = {"embed/embedding", "readout/kernel", "readout/bias"}
 TOKENS = (jnp.zeros((1, 1), jnp.int32),)
 
 
-def _config(path, **overrides):
-  return tiny_lm_config(
-      "gru", data__path=str(path), train__steps=5, train__checkpoint_every=5,
-      train__eval_every=5, train__log_every=5, eval__num_streams=4,
-      eval__seq_len=16, **overrides)
+# Five steps on a small corpus file, checkpointed and evaluated at the end.
+SHORT_RUN = dict(train__steps=5, train__checkpoint_every=5,
+                 train__eval_every=5, train__log_every=5,
+                 eval__num_streams=4, eval__seq_len=16)
 
 
 def _flat(params) -> dict[str, np.ndarray]:
@@ -50,7 +49,7 @@ def source(tmp_path_factory):
   root = tmp_path_factory.mktemp("transfer")
   (root / "a.txt").write_text(A_TEXT, encoding="utf-8")
   workdir = root / "source"
-  config = _config(root / "a.txt")
+  config = tiny_lm_config(data__path=str(root / "a.txt"), **SHORT_RUN)
   train.train_and_evaluate(config, workdir)
   vocab = text.Vocab.load(workdir / "vocab.json")
   model = models.create_model(config.model, vocab_size=len(vocab))
@@ -289,8 +288,9 @@ def test_fine_tune_run_with_frozen_layers(source, tmp_path):
   workdir, _, vocab_a, source_params = source
   (tmp_path / "b.txt").write_text(B_TEXT, encoding="utf-8")
   target = tmp_path / "target"
-  config = _config(tmp_path / "b.txt", init_from=str(workdir),
-                   optim__freeze=("rnn/layers_0/",))
+  config = tiny_lm_config(data__path=str(tmp_path / "b.txt"), **SHORT_RUN,
+                          init_from=str(workdir),
+                          optim__freeze=("rnn/layers_0/",))
   train.train_and_evaluate(config, target)
   report = json.loads((target / "init_from.json").read_text())
   assert report["vocab"]["remapped"] == len(vocab_a) - len(DROPPED)

@@ -11,7 +11,7 @@ from rnnlab import sampling
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import text
-from tests.conftest import tiny_lm_config
+from tests.helpers import tiny_lm_config
 
 TEXT = "the cat sat.\nthe dog sat on the cat's mat!\nO, the dog 'tis\n"
 

@@ -12,6 +12,8 @@ from rnnlab.models import implementations
 from rnnlab.models import layers
 from rnnlab.native import build as native_build
 from rnnlab.native import recurrence
+from tests.helpers import BFLOAT16_RTOL
+from tests.helpers import assert_bfloat16_close
 from tests.models.helpers import randomize
 
 # The native kernels' instruction-set variants this CPU executes: only
@@ -83,10 +85,11 @@ CASES = {
 }
 
 
-def make(case):
+def make(case, dtype="float32"):
   spec, reference = CASES[case]
   options = {k: v for k, v in spec.items() if k != "name"}
-  return cells.create_cell(spec["name"], H, options), reference
+  return cells.create_cell(spec["name"], H, options,
+                           dtype=jnp.dtype(dtype)), reference
 
 
 def to_np(tree):
@@ -277,13 +280,19 @@ def assert_native_ran(layer, variables, xs, carry, implementation, *,
     assert (target in program) == expected, (target, expected)
 
 
-@pytest.mark.parametrize("reverse", [False, True])
+# bfloat16 forward in time only: reversing is a flip of the inputs,
+# whatever the dtype.
+@pytest.mark.parametrize("reverse,dtype", [(False, "float32"),
+                                           (True, "float32"),
+                                           (False, "bfloat16")])
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("implementation", ["fused"] + NATIVE)
 def test_kernels_equal_scan_values_and_gradients(implementation, case,
-                                                 reverse):
-  """The custom-VJP kernels against nn.scan + XLA autodiff, to 1e-5."""
-  cell, _ = make(case)
+                                                 reverse, dtype):
+  """The custom-VJP kernels against nn.scan + XLA autodiff, to 1e-5; with
+  a bfloat16 compute dtype (float32 parameters and carries) to the
+  bfloat16 tolerance, where native (float32 kernels) falls back."""
+  cell, _ = make(case, dtype)
   scan = layers.Recurrent(cell, reverse=reverse, implementation="scan")
   kernel = layers.Recurrent(cell, reverse=reverse,
                             implementation=implementation)
@@ -300,11 +309,31 @@ def test_kernels_equal_scan_values_and_gradients(implementation, case,
   assert (jax.tree.map(jnp.shape, kernel.init(jax.random.key(0), xs)) ==
           jax.tree.map(jnp.shape, variables))
   carry = random_carry(cell, rng)
+  if dtype == "bfloat16" and implementations.is_native(implementation):
+    # The native kernels are float32: the layer runs the scan instead (with
+    # a warning), so there is nothing to compare.
+    assert implementations.implementation_for(cell, implementation) == "scan"
+    assert_native_ran(kernel, variables, xs, carry, implementation,
+                      expected=False)
+    return
   assert_native_ran(kernel, variables, xs, carry, implementation)
-  _assert_trees_close(scan.apply(variables, xs, carry),
-                      kernel.apply(variables, xs, carry))
-  _assert_trees_close(_grads(scan, variables, xs, carry),
-                      _grads(kernel, variables, xs, carry))
+  if dtype == "float32":
+    _assert_trees_close(scan.apply(variables, xs, carry),
+                        kernel.apply(variables, xs, carry))
+    _assert_trees_close(_grads(scan, variables, xs, carry),
+                        _grads(kernel, variables, xs, carry))
+    return
+  values = kernel.apply(variables, xs, carry)
+  assert {c.dtype for c in jax.tree.leaves(values[0])} == {
+      jnp.dtype(jnp.float32)}
+  assert_bfloat16_close(values, scan.apply(variables, xs, carry))
+  # The weight gradients are sums over T*B steps and examples, which the
+  # kernel rounds to bfloat16 once and the scan step by step (its bias
+  # gradient is the less accurate): with their cancellations they differ
+  # by a few percent of their largest element.
+  assert_bfloat16_close(_grads(kernel, variables, xs, carry),
+                        _grads(scan, variables, xs, carry),
+                        rtol=4 * BFLOAT16_RTOL)
 
 
 @pytest.mark.parametrize("case", ["rnn_relu", "lstm", "gru_reset_after"])

@@ -30,7 +30,7 @@ def get_config(arg: str = ""):
   c = base_config.get_config()
   c.model.cell = "gru"
   c.model.name = "attention_lm"
-  c.model.attention = "scaled_dot"
+  c.model.attention_score = "scaled_dot"
   c.model.attention_window = 128
   c.train.steps = STEPS
   if arg.runlocal:

@@ -5,7 +5,7 @@
   python -m rnnlab.predict --workdir=runs/co2 --steps=52
   python -m rnnlab.main --config=configs/gru_forecast_co2.py:runlocal --workdir=/tmp/co2
 
-The 59 missing weeks are interpolated linearly (data.missing="interpolate").
+The 59 missing weeks are interpolated linearly (forecast.missing="interpolate").
 The upward trend takes the test range (1995-2001) above every training value,
 so the model forecasts first differences x_t - x_{t-1}, standardised with
 train statistics, and adds them to the last observed value. Split 70/15/15
@@ -28,14 +28,14 @@ from rnnlab import recipes
 def get_config(arg: str = ""):
   arg = recipes.parse_arg(arg, runlocal=False)
   c = recipes.forecast_config("co2", "gru")
-  c.data.missing = "interpolate"
-  c.data.difference = True
-  c.data.window, c.data.loss_positions = 104, 52
-  c.data.season = 52
+  c.forecast.missing = "interpolate"
+  c.forecast.difference = True
+  c.forecast.window, c.forecast.loss_positions = 104, 52
+  c.forecast.season = 52
   c.model.hidden_size = 16
   c.train.steps = 1500
   c.optim.learning_rate = 1e-3
-  c.eval.arima_order, c.eval.arima_trend = (2, 1, 2), "t"
+  c.forecast.arima_order, c.forecast.arima_trend = (2, 1, 2), "t"
   if arg.runlocal:
     recipes.make_forecast_runlocal(c)
   return c

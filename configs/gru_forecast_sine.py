@@ -26,13 +26,13 @@ from rnnlab import recipes
 def get_config(arg: str = ""):
   arg = recipes.parse_arg(arg, runlocal=False)
   c = recipes.forecast_config("sine", "gru")
-  c.data.num_points, c.data.noise, c.data.noise_seed = 2000, 0.2, 0
-  c.data.window, c.data.loss_positions = 64, 32
-  c.data.season = 63
+  c.forecast.num_points, c.forecast.noise, c.forecast.noise_seed = 2000, 0.2, 0
+  c.forecast.window, c.forecast.loss_positions = 64, 32
+  c.forecast.season = 63
   c.model.hidden_size = 16
   c.train.steps = 2000
   c.optim.learning_rate = 3e-3
-  c.eval.arima_order, c.eval.arima_trend = (2, 0, 2), "n"
+  c.forecast.arima_order, c.forecast.arima_trend = (2, 0, 2), "n"
   if arg.runlocal:
     recipes.make_forecast_runlocal(c)
   return c

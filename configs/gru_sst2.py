@@ -6,11 +6,11 @@ masked) -> last state of each direction -> positive / negative.
   python -m rnnlab.main --config=configs/gru_sst2.py:runlocal --workdir=/tmp/sst2
   # Any TFDS text classification set, e.g. IMDB reviews:
   python -m rnnlab.main --config=configs/gru_sst2.py --workdir=runs/imdb_gru \
-      --config.data.name=imdb_reviews --config.data.text_feature=text \
-      --config.data.test_split=test --config.data.max_tokens=256
+      --config.classify.tfds_name=imdb_reviews --config.classify.text_feature=text \
+      --config.classify.test_split=test --config.classify.max_tokens=256
 
 Data: tfds.data_source("glue/sst2") (ArrayRecord; no TensorFlow needed, but
-`importlib_resources` is). A prepared copy under data.tfds_data_dir (default
+`importlib_resources` is). A prepared copy under classify.tfds_data_dir (default
 $TFDS_DATA_DIR or ~/tensorflow_datasets) is used as is; otherwise TFDS
 downloads and prepares it, after a 10 s reachability check that fails with
 instructions when there is no network (RNNLAB_OFFLINE=1: no download at

@@ -34,7 +34,7 @@ def get_config(arg: str = ""):
   arg = recipes.parse_arg(arg, runlocal=False, adam=False)
   c = base_config.get_config()
   c.task = "word_lm"
-  c.data.vocab_size = 5000
+  c.text.vocab_size = 5000
   c.model.cell = "gru"
   c.model.hidden_size, c.model.num_layers = 256, 2
   c.model.embed_dim = 128
@@ -51,5 +51,5 @@ def get_config(arg: str = ""):
   c.sample.length = 100
   if arg.runlocal:
     recipes.make_runlocal(c)
-    c.data.vocab_size = 500
+    c.text.vocab_size = 500
   return c

@@ -25,12 +25,12 @@ from rnnlab import recipes
 def get_config(arg: str = ""):
   arg = recipes.parse_arg(arg, runlocal=False)
   c = recipes.forecast_config("sunspots", "lstm")
-  c.data.window, c.data.loss_positions = 32, 32
-  c.data.season = 11
+  c.forecast.window, c.forecast.loss_positions = 32, 32
+  c.forecast.season = 11
   c.model.hidden_size = 16
   c.train.steps = 1500
   c.optim.learning_rate = 1e-3
-  c.eval.arima_order, c.eval.arima_trend = (9, 0, 0), "c"
+  c.forecast.arima_order, c.forecast.arima_trend = (9, 0, 0), "c"
   if arg.runlocal:
     recipes.make_forecast_runlocal(c)
   return c

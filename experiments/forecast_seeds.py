@@ -104,7 +104,7 @@ def table(config, runs: list[dict[str, Any]]) -> str:
   on the seed)."""
   tests = [r["test"] for r in runs]
   clean = "rmse_clean" in tests[0]
-  e = config.eval
+  e = config.forecast
   arima = (f"ARIMA{tuple(e.arima_order)}"
            + (f"x{tuple(e.arima_seasonal_order)}"
               if any(e.arima_seasonal_order) else "")
@@ -114,11 +114,12 @@ def table(config, runs: list[dict[str, Any]]) -> str:
   header += ["MAE / ARIMA MAE"]
   rows = []
   names = [("", f"{config.model.cell.upper()} (hidden "
-                f"{config.model.hidden_size}, window {config.data.window})")]
+                f"{config.model.hidden_size}, window "
+                f"{config.forecast.window})")]
   names += [(f"{k}_", arima if k == "arima" else label)
             for k, label in BASELINES if f"{k}_mae" in tests[0]]
-  if config.data.season:
-    names = [(p, f"{n} ({config.data.season})" if p == "snaive_" else n)
+  if config.forecast.season:
+    names = [(p, f"{n} ({config.forecast.season})" if p == "snaive_" else n)
              for p, n in names]
   for prefix, name in names:
     seeded = not prefix  # the model; baselines do not depend on the seed

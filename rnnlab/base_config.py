@@ -1,17 +1,34 @@
-"""The base config: every key rnnlab reads, with its default and meaning.
+"""The base config: every key rnnlab reads, its default, meaning and rule.
 
 Experiment configs under `configs/` start from `get_config()` (or a shared
 recipe in `rnnlab/recipes.py`) and override what they need; code never calls
 `config.get(key, default)`. Any key can be overridden on the command line,
 e.g. `--config.train.steps=100`; a key that is not here is an error (configs
-are locked). This module imports no registry: `rnnlab.config_check` checks
-the registered names.
+are locked).
+
+Sections. `model`, `train`, `optim`, `eval` and `sample` are shared: each
+of their keys means the same thing for every task that reads it. Keys of
+one data family or task live in its own section, named for it: `text`
+(char_lm, word_lm), `classify`, `forecast`, `seq2seq` and `synthetic`. So
+no key changes meaning between tasks (docs/config.md lists them all).
+
+Rules. Each key is declared with its default and a `Rule` (range, choices)
+on one line; its type is the default's. A key without a rule must be a
+free-form string listed in UNCHECKED. Choices kept in a table of a module
+above this one (registered cells, models, data sources, ...) are `table`
+rules, checked by `rnnlab.config_check`: this module imports no registry.
+Checks that relate several keys of one task belong to that task's
+`check_config` hook (rnnlab/tasks/base.py), called before any data is read.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import math
 import pathlib
+import re
+from typing import Any, Callable
 
 import ml_collections
 
@@ -19,62 +36,226 @@ from rnnlab import registry
 from rnnlab.errors import CheckpointError, UserError
 
 
-def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0                      # params init, data order, dropout, sampling
-  c.task = "char_lm"              # rnnlab.tasks.TASKS
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """What a valid value of one key is, beyond its type.
+
+  `text` completes "must be ..." in errors and docs. `test` is None for a
+  `table` rule: the value must be a key of the table named `table`, which
+  rnnlab.config_check resolves (config_check.TABLES).
+  """
+  text: str
+  test: Callable[[Any], bool] | None = None
+  table: str = ""
+  choices: tuple[Any, ...] = ()
+
+
+def _check(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+  """`test`, False instead of an exception (NaN, odd items)."""
+  def safe(value) -> bool:
+    try:
+      return bool(test(value))
+    except (TypeError, ValueError, re.error):
+      return False
+  return safe
+
+
+positive = Rule("> 0", _check(lambda v: v > 0))
+non_negative = Rule(">= 0", _check(lambda v: v >= 0))
+fraction = Rule("in [0, 1]", _check(lambda v: 0 <= v <= 1))
+# A dropout or zoneout probability, or a share of data that must leave
+# something: 1 would drop everything (and divide by zero in inverted
+# dropout).
+rate = Rule("in [0, 1)", _check(lambda v: 0 <= v < 1))
+finite = Rule("a finite number", _check(math.isfinite))
+flag = Rule("True or False", lambda v: True)  # the type check is the rule
+
+
+def one_of(*choices) -> Rule:
+  return Rule("one of " + ", ".join(map(repr, choices)),
+              _check(lambda v: v in choices), choices=choices)
+
+
+def table(name: str) -> Rule:
+  """A name registered in (or listed by) the module that owns `name`'s
+  table; config_check.TABLES maps `name` to it."""
+  return Rule(f"a registered {name}", table=name)
+
+
+def items(text: str, test: Callable[[Any], bool], length: int | None = None
+          ) -> Rule:
+  """A tuple whose items each pass `test` (and of `length` items)."""
+  size = f"{length} " if length is not None else ""
+  return Rule(f"a tuple of {size}{text}",
+              _check(lambda v: (length is None or len(v) == length) and
+                     all(test(x) for x in v)))
+
+
+non_empty_strings = items("non-empty strings",
+                          lambda x: isinstance(x, str) and x != "")
+regexes = items("regular expressions",
+                lambda x: isinstance(x, str) and re.compile(x) is not None)
+
+
+def _int(x) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+class _Section:
+  """Collects one section's keys: defaults into a ConfigDict, rules into
+  a dict, side by side at each `add`."""
+
+  def __init__(self, prefix: str, rules: dict[str, Rule | None]):
+    self.config = ml_collections.ConfigDict()
+    self.prefix = prefix
+    self.rules = rules
+
+  def add(self, key: str, default, rule: Rule | None = None):
+    self.config[key] = default
+    self.rules[self.prefix + key] = rule
+
+
+def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
+  rules: dict[str, Rule | None] = {}
+  c = _Section("", rules)
+  c.add("seed", 0, non_negative)  # params init, data order, dropout, sampling
+  c.add("task", "char_lm", table("task"))  # rnnlab.tasks.TASKS
   # Start from another run's newest checkpoint (rnnlab/transfer.py):
   # parameters matched by name and shape; a char LM's embedding and output
   # rows are remapped by character. "" = fresh initialisation.
-  c.init_from = ""
+  c.add("init_from", "")
   # Modules to import before any registry is read, for the cells, models,
   # tasks or optimizers they register (docs/extending.md): module names on
   # sys.path, or .py files relative to the working directory.
-  c.imports = ()
+  c.add("imports", (), non_empty_strings)
+  config = c.config
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "tinyshakespeare"  # corpus name: $RNNLAB_DATA_DIR/<name>/input.txt
-  c.data.path = ""                # explicit UTF-8 text file; overrides name
-  c.data.source = "file"          # "file" or "tfds" (needs the tfds extra)
-  c.data.val_fraction = 0.1       # nanoGPT split: first 90% train, last 10% val
-  c.data.test_fraction = 0.0      # carved from the end, after val; 0 = no test
-  c.data.vocab_size = 10000       # task="word_lm": most frequent words + <unk>
-  # task="seq2seq" (rnnlab/data/seq2seq.py): generated problems.
-  c.data.problem = "addition"     # "addition" or "dates"
-  c.data.max_digits = 3           # addition: operands below 10**max_digits
-  c.data.locales = ("en_US", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR",
-                    "nl_NL")      # dates: babel locales
-  c.data.formats = ("full", "long", "medium", "numeric")  # dates
-  c.data.max_source_len = 48      # dates: longest rendering accepted
-  c.data.num_val = 1000           # held-out examples (dates: held-out days)
-  c.data.num_test = 2000
-  # task="synthetic" (rnnlab/data/synthetic.py): data.problem "adding" or
-  # "copy_memory", long-range memory tests; num_val/num_test size their sets.
-  c.data.lag = 100                # adding: sequence length; copy_memory:
+  # task="char_lm" / "word_lm" (rnnlab/tasks/char_lm.py, data/text.py).
+  s = _Section("text.", rules)
+  # source "file": $RNNLAB_DATA_DIR/<corpus>/input.txt, then the cache, then
+  # a download; source "tfds": the TFDS dataset tiny_shakespeare (tfds extra).
+  s.add("corpus", "tinyshakespeare")
+  s.add("path", "")               # explicit UTF-8 text file; overrides corpus
+  s.add("source", "file", one_of("file", "tfds"))
+  s.add("val_fraction", 0.1, rate)   # nanoGPT split: first 90% train, last
+                                     # 10% val
+  s.add("test_fraction", 0.0, rate)  # carved from the end, after val; 0 =
+                                     # no test split
+  s.add("vocab_size", 10000, positive)  # word_lm: most frequent words + <unk>
+  config.text = s.config
+
+  # task="classify" (rnnlab/tasks/classify.py, data/classification.py).
+  s = _Section("classify.", rules)
+  # "japanese_vowels" (sktime's package data) or "tfds" (dataset tfds_name,
+  # e.g. "imdb_reviews" or "glue/sst2", via tfds.data_source).
+  s.add("source", "japanese_vowels", table("classification source"))
+  s.add("tfds_name", "imdb_reviews")
+  s.add("train_split", "train")   # tfds split names
+  s.add("val_split", "")          # "" = carved from train_split
+  s.add("test_split", "test")     # glue/sst2: "validation" (test unlabelled)
+  s.add("text_feature", "text")   # tfds feature names (glue/sst2: "sentence")
+  s.add("label_feature", "label")
+  s.add("tfds_data_dir", "")      # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  # Validation carved from the training split (stratified, seeded by
+  # config.seed) when val_split is "".
+  s.add("val_fraction", 0.1, rate)
+  # "word" (lower-cased words, punctuation) or "char"; the vocabulary is the
+  # vocab_size most frequent training tokens, <pad> and <unk> included.
+  s.add("tokenization", "word", table("tokenization"))
+  s.add("vocab_size", 10000, positive)
+  s.add("max_tokens", 256, positive)  # longer texts are truncated
+  s.add("pad_multiple", 16, positive)  # batch length rounded up: fewer
+                                       # compiles
+  s.add("bucket", True, flag)     # training batches of similar lengths
+  # The classifier's head: "last" state of each direction, "mean", "max".
+  s.add("pooling", "last", table("pooling"))
+  # Real-valued frames: "dense" (to model.embed_dim) or "identity".
+  s.add("input_projection", "dense", table("input projection"))
+  config.classify = s.config
+
+  # task="forecast" (rnnlab/data/series.py, rnnlab/tasks/forecast.py): one
+  # univariate series split in time order, train first, then val, then
+  # test; scaling fitted on the train split only.
+  s = _Section("forecast.", rules)
+  s.add("series", "sine", table("series"))  # "sine", "co2", "sunspots", "csv"
+  s.add("csv", "")                # series "csv": path of the file
+  s.add("column", "")             # series "csv": the numeric column
+  s.add("missing", "error", table("missing-value policy"))  # or "interpolate"
+  s.add("num_points", 2000, positive)  # sine: x_t = sin(t/10) + U[-a, a]
+  s.add("noise", 0.2, non_negative)    # sine: a
+  s.add("noise_seed", 0, non_negative)  # sine: fixed across config.seed
+  s.add("val_fraction", 0.15, rate)
+  s.add("test_fraction", 0.15, rate)
+  s.add("difference", False, flag)  # model x_t - x_{t-1} (trending series)
+  s.add("window", 64, positive)   # input window (context) length
+  s.add("horizon", 1, positive)   # forecasts per origin (direct multi-output)
+  s.add("loss_positions", 1, positive)  # train on each window's last N
+                                        # outputs (<= window)
+  s.add("season", 0, non_negative)  # seasonal naive's period; 0 = none
+  # ARIMA baseline (p, d, q)(P, D, Q, s), fitted on the train split.
+  s.add("arima_order", (1, 0, 0),
+        items("integers >= 0", lambda x: _int(x) and x >= 0, length=3))
+  s.add("arima_seasonal_order", (0, 0, 0, 0),
+        items("integers >= 0", lambda x: _int(x) and x >= 0, length=4))
+  s.add("arima_trend", "c", table("arima trend"))  # "n", "c", "t", "ct"
+  s.add("mase_lag", 1, positive)  # MASE scale: train MAE of x_{t-lag}
+  config.forecast = s.config
+
+  # task="seq2seq" (rnnlab/data/seq2seq.py, rnnlab/tasks/seq2seq.py):
+  # generated problems, held-out sets disjoint from training.
+  s = _Section("seq2seq.", rules)
+  s.add("problem", "addition", table("seq2seq problem"))  # or "dates"
+  s.add("max_digits", 3, positive)  # addition: operands below 10**max_digits
+  s.add("locales", ("en_US", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR",
+                    "nl_NL"), non_empty_strings)  # dates: babel locales
+  s.add("formats", ("full", "long", "medium", "numeric"),
+        items("date formats", lambda x: x in ("full", "long", "medium",
+                                               "numeric")))  # dates
+  s.add("max_source_len", 48, positive)  # dates: longest rendering accepted
+  s.add("num_val", 1000, non_negative)  # held-out examples (dates: days)
+  s.add("num_test", 2000, non_negative)
+  # The decoder's attention over the encoder states (models/attention.py):
+  # "none", "additive", "dot", "general", "scaled_dot".
+  s.add("attention", "additive", table("seq2seq attention"))
+  s.add("beam_size", 1, positive)  # >1 also reports beam-search accuracy
+  s.add("attention_plots", 4, non_negative)  # test heatmaps in
+                                             # <workdir>/attention
+  config.seq2seq = s.config
+
+  # task="synthetic" (rnnlab/data/synthetic.py): long-range memory tests.
+  s = _Section("synthetic.", rules)
+  s.add("problem", "adding", table("synthetic problem"))  # or "copy_memory"
+  s.add("lag", 100, positive)     # adding: sequence length; copy_memory:
                                   # blanks between the symbols and delimiter
-  c.data.copy_length = 10         # copy_memory: symbols to recall (S)
-  c.data.alphabet = 8             # copy_memory: distinct symbols (A)
+  s.add("copy_length", 10, positive)  # copy_memory: symbols to recall (S)
+  s.add("alphabet", 8, positive)  # copy_memory: distinct symbols (A)
+  s.add("num_val", 1000, non_negative)  # held-out sequences
+  s.add("num_test", 2000, non_negative)
+  config.synthetic = s.config
 
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "rnn_lm"         # rnnlab.models.MODELS
-  c.model.cell = "gru"            # rnnlab.models.cells.CELLS: rnn, lstm, gru
-  c.model.hidden_size = 256
-  c.model.num_layers = 2
-  c.model.embedding = "learned"   # "learned" table or "one_hot" (char-rnn)
-  c.model.embed_dim = 64          # ignored for one_hot
+  # The model's architecture: every key means the same for each model that
+  # reads it; a key of one cell or model says so.
+  s = _Section("model.", rules)
+  s.add("name", "rnn_lm", table("model"))  # rnnlab.models.MODELS
+  s.add("cell", "gru", table("cell"))  # rnnlab.models.cells.CELLS
+  s.add("hidden_size", 256, positive)
+  s.add("num_layers", 2, positive)
+  s.add("embedding", "learned", table("embedding"))  # "learned" table or
+                                                     # "one_hot" (char-rnn)
+  s.add("embed_dim", 64, positive)  # ignored for one_hot
   # N(0, std²) table, as PyTorch's nn.Embedding. Flax's default (std
   # 1/sqrt(E) = 0.125) learned slower here: val loss after 400 steps, GRU
   # 1.766 vs 1.666, LSTM 2.017 vs 1.749 (std 1.0).
-  c.model.embed_init_std = 1.0
-  c.model.dropout_rate = 0.1      # between layers and before the readout
-  c.model.activation = "tanh"     # rnn only: "tanh" or "relu"
-  c.model.forget_bias = 1.0       # lstm only: forget-gate bias init
-  # seq2seq only: "none", "additive", "dot", "general", "scaled_dot"
-  # (rnnlab/models/attention.py).
-  c.model.attention = "additive"
-  # attention_lm only: its attention span, in hidden states (current included).
-  c.model.attention_window = 128
-  c.model.reset_after = True      # gru only: True = PyTorch/cuDNN, False = chapter
+  s.add("embed_init_std", 1.0, non_negative)
+  s.add("dropout_rate", 0.1, rate)  # between layers and before the readout
+  s.add("activation", "tanh", table("activation"))  # rnn only: tanh, relu
+  s.add("forget_bias", 1.0, finite)  # lstm only: forget-gate bias init
+  s.add("reset_after", True, flag)  # gru only: True = PyTorch/cuDNN, False =
+                                    # chapter
+  # attention_lm only: the score of its attention over its own last
+  # attention_window hidden states (current included); models/attention.py.
+  s.add("attention_score", "additive", table("attention score"))
+  s.add("attention_window", 128, positive)
   # How the recurrence runs; each choice computes the same function (to
   # float32 rounding). "scan" (nn.scan, XLA autodiff), "fused" (custom-VJP
   # kernel, weight gradients as single matmuls after the loop;
@@ -85,193 +266,227 @@ def get_config() -> ml_collections.ConfigDict:
   # fused, scan and native on this machine's real training step, timed
   # once per machine and shape and cached (rnnlab/native/autotune.py,
   # `python -m rnnlab.native`); a resumed run keeps its first choice.
-  c.model.implementation = "auto"
+  s.add("implementation", "auto", table("implementation"))
   # "scan" implementation only (so not under "auto" on one CPU device):
   # "wavefront" runs all layers in one loop, layer l one step behind layer
   # l-1, so their steps can run on separate cores; or "layer_by_layer".
-  c.model.layer_schedule = "wavefront"
+  s.add("layer_schedule", "wavefront", table("layer schedule"))
   # scan only: one matmul for all steps' input terms before the loop (True),
   # or the whole cell per step (False: faster here at hidden 256).
-  c.model.hoist_input_projection = False
-  c.model.unroll = 1              # time steps per loop iteration
+  s.add("hoist_input_projection", False, flag)
+  s.add("unroll", 1, positive)    # time steps per loop iteration
   # Deep and regularised stacks (models/layers.py RecurrentStack); the
   # defaults are the plain stack, which keeps the wavefront fast path.
-  c.model.hidden_sizes = ()        # per-layer sizes, e.g. (512, 256); () =
-                                   # hidden_size for all num_layers layers
-  c.model.residual = False         # add each layer's input to its output
-                                   # (layers > 0 of equal width)
-  c.model.layer_norm = False       # LayerNorm on each layer's output
-  c.model.bidirectional = False    # encoders only: refused by language models
-  c.model.bidirectional_merge = "concat"  # or "sum"
+  s.add("hidden_sizes", (),       # per-layer sizes, e.g. (512, 256); () =
+        items("integers > 0",     # hidden_size for all num_layers layers
+              lambda x: _int(x) and x > 0))
+  s.add("residual", False, flag)  # add each layer's input to its output
+                                  # (layers > 0 of equal width)
+  s.add("layer_norm", False, flag)  # LayerNorm on each layer's output
+  s.add("bidirectional", False, flag)  # encoders only: refused by language
+                                       # models
+  s.add("bidirectional_merge", "concat", table("bidirectional merge"))
   # Variational dropout (Gal & Ghahramani: one mask per sequence, shared
   # over time) of each layer's input, output, and H_{t-1} in the recurrent
   # matmuls; zoneout keeps each carry unit with this probability per step.
-  c.model.input_dropout = 0.0
-  c.model.output_dropout = 0.0
-  c.model.recurrent_dropout = 0.0
-  c.model.zoneout = 0.0
+  s.add("input_dropout", 0.0, rate)
+  s.add("output_dropout", 0.0, rate)
+  s.add("recurrent_dropout", 0.0, rate)
+  s.add("zoneout", 0.0, rate)
   # Compute dtype ("bfloat16" for mixed precision on GPU/TPU): carries, gate
   # pre-activations and logits stay float32. param_dtype is the stored
   # parameters' (keep float32 so that Adam's updates are not rounded away).
-  c.model.dtype = "float32"
-  c.model.param_dtype = "float32"
-  # task="classify" (rnnlab/tasks/classify.py, data/classification.py):
-  # data.source "japanese_vowels" (sktime's package data) or "tfds" (dataset
-  # data.name, e.g. "imdb_reviews" or "glue/sst2", via tfds.data_source).
-  # Validation is carved from the training split (data.val_fraction,
-  # stratified, seeded by config.seed) unless data.val_split names a split.
-  c.data.train_split = "train"    # tfds split names
-  c.data.val_split = ""           # "" = carved from train_split
-  c.data.test_split = "test"      # glue/sst2: "validation" (test unlabelled)
-  c.data.text_feature = "text"    # tfds feature names (glue/sst2: "sentence")
-  c.data.label_feature = "label"
-  c.data.tfds_data_dir = ""       # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
-  # "word" (lower-cased words, punctuation) or "char"; the vocabulary is the
-  # data.vocab_size most frequent training tokens, <pad> and <unk> included.
-  c.data.tokenization = "word"
-  c.data.max_tokens = 256         # longer texts are truncated
-  c.data.pad_multiple = 16        # batch length rounded up: fewer compiles
-  c.data.bucket = True            # training batches of similar lengths
-  c.model.pooling = "last"        # "last" state of each direction, "mean", "max"
-  c.model.input_projection = "dense"  # real-valued frames: "dense" (to
-                                      # model.embed_dim) or "identity"
+  s.add("dtype", "float32", table("dtype"))
+  s.add("param_dtype", "float32", table("dtype"))
+  config.model = s.config
 
-  c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 64
-  c.train.seq_len = 128           # BPTT length of each window / chunk
-  # char_lm batches: "random" windows (full BPTT within each), or
+  s = _Section("train.", rules)
+  s.add("batch_size", 64, positive)
+  s.add("seq_len", 128, positive)  # language models: BPTT length of each
+                                   # window / chunk
+  # Language models' batches: "random" windows (full BPTT within each), or
   # "stateful" truncated BPTT (char-rnn): the training text is cut into
   # batch_size contiguous streams, step k reads the k-th chunk of each, and
   # the hidden state carries across chunks (gradient stopped), reset at each
   # epoch boundary.
-  c.train.order = "random"
-  c.train.steps = 2000
-  c.train.log_every = 50          # steps between metrics.jsonl/console lines
-  c.train.eval_every = 500        # steps between validation passes
-  c.train.checkpoint_every = 500  # steps between checkpoints
-  c.train.max_to_keep = 2         # checkpoints kept on disk
-  c.train.sample_every = 1000     # steps between text samples; 0 = never
-  c.train.progress_bar = True
-  c.train.profile_steps = 0       # >0: JAX profiler trace of that many steps
+  s.add("order", "random", one_of("random", "stateful"))
+  s.add("steps", 2000, positive)
+  s.add("log_every", 50, positive)  # steps between metrics.jsonl/console
+                                    # lines
+  s.add("eval_every", 500, positive)  # steps between validation passes
+  s.add("checkpoint_every", 500, positive)  # steps between checkpoints
+  s.add("max_to_keep", 2, positive)  # checkpoints kept on disk
+  s.add("sample_every", 1000, non_negative)  # steps between text samples
+                                             # (language models); 0 = never
+  s.add("progress_bar", True, flag)
+  s.add("profile_steps", 0, non_negative)  # >0: JAX profiler trace of that
+                                           # many steps
   # Early stopping on the first eval split's loss: stop after this many
   # evaluations without improvement; 0 = never. The best step is kept in
   # <workdir>/best/ whether or not early stopping is on.
-  c.train.patience = 0
-  c.train.min_delta = 0.0         # improvement smaller than this does not count
+  s.add("patience", 0, non_negative)
+  s.add("min_delta", 0.0, non_negative)  # improvement smaller than this
+                                         # does not count
   # A non-finite loss or gradient: "stop" (status diverged, last good
   # checkpoint kept) or "skip" the step (parameters and optimizer unchanged).
-  c.train.on_nonfinite = "stop"
+  s.add("on_nonfinite", "stop", one_of("stop", "skip"))
+  config.train = s.config
 
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adam"           # rnnlab.optim.OPTIMIZERS
-  c.optim.learning_rate = 2e-3    # peak learning rate
-  c.optim.schedule = "warmup_cosine"  # rnnlab.optim.SCHEDULES
-  c.optim.warmup_steps = 100
-  c.optim.final_lr_fraction = 0.1  # cosine decays to this fraction of peak
+  s = _Section("optim.", rules)
+  s.add("name", "adam", table("optimizer"))  # rnnlab.optim.OPTIMIZERS
+  s.add("learning_rate", 2e-3, positive)  # peak learning rate
+  s.add("schedule", "warmup_cosine", table("schedule"))  # optim.SCHEDULES
+  s.add("warmup_steps", 100, non_negative)
+  s.add("final_lr_fraction", 0.1, fraction)  # cosine decays to this
+                                             # fraction of peak
   # exponential: x decay_rate per epoch once decay_after_epochs have passed
   # (char-rnn: 0.97 after 10).
-  c.optim.decay_rate = 0.97
-  c.optim.decay_after_epochs = 10
+  s.add("decay_rate", 0.97, fraction)
+  s.add("decay_after_epochs", 10, non_negative)
   # reduce_on_plateau: x plateau_factor when the validation loss has not
   # improved by plateau_threshold (relative) for plateau_patience evals.
-  c.optim.plateau_factor = 0.5
-  c.optim.plateau_patience = 2
-  c.optim.plateau_threshold = 1e-4
-  c.optim.plateau_min_scale = 1e-3  # never below this fraction of the peak
-  c.optim.b1 = 0.9                # adam family; also sgd's momentum if > 0
-  c.optim.b2 = 0.999
-  c.optim.eps = 1e-8
-  c.optim.momentum = 0.0          # sgd (0 = plain SGD)
-  c.optim.nesterov = False        # sgd
-  c.optim.decay = 0.95            # rmsprop: squared-gradient average (char-rnn)
+  s.add("plateau_factor", 0.5, fraction)
+  s.add("plateau_patience", 2, non_negative)
+  s.add("plateau_threshold", 1e-4, non_negative)
+  s.add("plateau_min_scale", 1e-3, fraction)  # never below this fraction of
+                                              # the peak
+  s.add("b1", 0.9, fraction)      # adam family; also sgd's momentum if > 0
+  s.add("b2", 0.999, fraction)
+  s.add("eps", 1e-8, non_negative)
+  s.add("momentum", 0.0, non_negative)  # sgd (0 = plain SGD)
+  s.add("nesterov", False, flag)  # sgd
+  s.add("decay", 0.95, fraction)  # rmsprop: squared-gradient average
+                                  # (char-rnn)
   # Decoupled weight decay (adamw; other optimizers add it as a separate
   # decoupled term), never applied to biases, norms or other 1-D parameters.
-  c.optim.weight_decay = 0.0
-  c.optim.clip = "global_norm"    # "global_norm" or "value"
-  c.optim.clip_norm = 1.0         # global-norm threshold; 0 = off
-  c.optim.clip_value = 0.0        # clip="value": per-element bound
+  s.add("weight_decay", 0.0, non_negative)
+  s.add("clip", "global_norm", one_of("global_norm", "value"))
+  s.add("clip_norm", 1.0, non_negative)  # global-norm threshold; 0 = off
+  s.add("clip_value", 0.0, non_negative)  # clip="value": per-element bound
   # sparse_adam only: which parameters get the sparse (lazy) update; the
   # rest get plain Adam. Regexes on "/"-joined parameter paths.
-  c.optim.sparse_params = ("embed",)
+  s.add("sparse_params", ("embed",), regexes)
   # Parameters held fixed (zero update), regexes on "/"-joined paths, e.g.
   # ("embed", "rnn/layers_0/") to freeze the embedding and the first layer.
-  c.optim.freeze = ()
+  s.add("freeze", (), regexes)
+  config.optim = s.config
 
-  c.eval = ml_collections.ConfigDict()
-  c.eval.num_streams = 32         # parallel contiguous streams over a split
-  c.eval.seq_len = 256            # chunk length; state carries across chunks
-  c.eval.batch_size = 500         # seq2seq: examples per decoding batch
-  c.eval.beam_size = 1            # seq2seq: >1 also reports beam accuracy
-  c.eval.attention_plots = 4      # seq2seq: test heatmaps in <workdir>/attention
-  # task="forecast" (rnnlab/data/series.py, rnnlab/tasks/forecast.py): one
-  # univariate series split in time order by data.val_fraction and
-  # data.test_fraction; scaling fitted on the train split only.
-  c.data.series = "sine"          # "sine", "co2", "sunspots" or "csv"
-  c.data.csv = ""                 # csv: path of the file
-  c.data.column = ""              # csv: the numeric column to forecast
-  c.data.missing = "error"        # missing values: "error" or "interpolate"
-  c.data.num_points = 2000        # sine: x_t = sin(t/10) + U[-noise, noise]
-  c.data.noise = 0.2
-  c.data.noise_seed = 0           # sine: fixed across config.seed
-  c.data.difference = False       # model x_t - x_{t-1} (trending series)
-  c.data.window = 64              # input window (context) length
-  c.data.horizon = 1              # forecasts per origin (direct multi-output)
-  c.data.loss_positions = 1       # train on each window's last N outputs
-  c.data.season = 0               # seasonal naive's period; 0 = none
-  c.eval.arima_order = (1, 0, 0)  # ARIMA baseline (p, d, q), fitted on train
-  c.eval.arima_seasonal_order = (0, 0, 0, 0)  # (P, D, Q, s)
-  c.eval.arima_trend = "c"        # statsmodels trend: "n", "c", "t", "ct"
-  c.eval.mase_lag = 1             # MASE scale: train MAE of x_{t-lag}
+  s = _Section("eval.", rules)
+  # Language models: parallel contiguous streams over a split, read in
+  # chunks of seq_len with the state carried across chunks.
+  s.add("num_streams", 32, positive)
+  s.add("seq_len", 256, positive)
+  # Tasks of separate examples (classify, forecast, seq2seq, synthetic):
+  # examples per evaluation (seq2seq: decoding) batch.
+  s.add("batch_size", 500, positive)
+  config.eval = s.config
 
-  c.sample = ml_collections.ConfigDict()
-  c.sample.prime = "\n"
-  c.sample.length = 500
-  c.sample.temperature = 0.8      # 0 = greedy (argmax)
-  c.sample.top_k = 0              # 0 = whole vocabulary
-  return c
+  # Language models' text samples (during training and rnnlab.sample).
+  s = _Section("sample.", rules)
+  s.add("prime", "\n")
+  s.add("length", 500, non_negative)
+  s.add("temperature", 0.8, non_negative)  # 0 = greedy (argmax)
+  s.add("top_k", 0, non_negative)  # 0 = whole vocabulary
+  config.sample = s.config
+  return config, rules
 
 
-POSITIVE_KEYS = (
-    "model.hidden_size", "model.num_layers", "model.embed_dim", "model.unroll",
-    "model.attention_window", "data.vocab_size",
-    "train.batch_size", "train.seq_len", "train.log_every", "train.eval_every",
-    "train.checkpoint_every", "train.max_to_keep", "eval.num_streams",
-    "eval.seq_len", "eval.batch_size", "eval.beam_size",
-    "optim.learning_rate", "train.steps", "data.window", "data.horizon",
-    "data.loss_positions", "data.num_points", "data.max_digits",
-    "data.max_source_len", "data.lag", "data.copy_length", "data.alphabet",
-    "data.max_tokens", "data.pad_multiple", "eval.mase_lag")
-NON_NEGATIVE_KEYS = (
-    "train.sample_every", "train.profile_steps",
-    "eval.attention_plots",
-    "optim.warmup_steps",
-    "optim.clip_norm", "optim.clip_value", "optim.weight_decay",
-    "optim.momentum", "optim.decay_after_epochs", "optim.plateau_patience",
-    "optim.plateau_threshold", "train.patience", "train.min_delta",
-    "sample.temperature",
-    "sample.top_k", "sample.length", "data.num_val", "data.num_test",
-    "data.season", "data.noise", "model.embed_init_std", "optim.eps")
-FRACTION_KEYS = ("model.dropout_rate", "model.input_dropout",
-                 "model.output_dropout", "model.recurrent_dropout",
-                 "model.zoneout", "optim.final_lr_fraction", "optim.decay_rate",
-                 "optim.plateau_factor", "optim.plateau_min_scale",
-                 "optim.decay", "optim.b1", "optim.b2", "data.val_fraction",
-                 "data.test_fraction")
+def get_config() -> ml_collections.ConfigDict:
+  """The defaults, locked: a config that sets a key not here (a typo, or a
+  key that moved) fails at once instead of adding a key nothing reads."""
+  config = _build()[0]
+  config.lock()
+  return config
 
 
-# Keys with a fixed set of values.
-CHOICE_KEYS = {
-    "train.order": ("random", "stateful"),
-    "train.on_nonfinite": ("stop", "skip"),
-    "optim.clip": ("global_norm", "value"),
+# Every key's rule (None for the free-form strings of UNCHECKED).
+RULES: dict[str, Rule | None] = _build()[1]
+
+# Free-form strings: any value is accepted here, and what reads them says
+# what is wrong (a missing file, an unknown TFDS name or split, ...).
+UNCHECKED = (
+    "init_from",                # a workdir path ("" = none)
+    "text.corpus",              # a corpus name: a directory, cache or URL
+    "text.path",                # a file path
+    "classify.tfds_name",       # a TFDS dataset name (TFDS checks it)
+    "classify.train_split",     # TFDS split names (TFDS checks them)
+    "classify.val_split",
+    "classify.test_split",
+    "classify.text_feature",    # TFDS feature names (checked on read)
+    "classify.label_feature",
+    "classify.tfds_data_dir",   # a directory path
+    "forecast.csv",             # a file path
+    "forecast.column",          # a CSV column name (checked on read)
+    "sample.prime",             # any text to start samples from
+)
+
+# Keys of configs written before the sections (rnnlab up to commit
+# dcfea1a): old name -> new name, or {task: new name} where the old key
+# meant a different thing per task (an old key a task did not read is
+# dropped). `from_saved` applies it to old runs; on the command line an old
+# name is an error naming the new one (`renamed_key_error`).
+MOVED: dict[str, str | dict[str, str]] = {
+    "data.val_fraction": {"char_lm": "text.val_fraction",
+                          "word_lm": "text.val_fraction",
+                          "classify": "classify.val_fraction",
+                          "forecast": "forecast.val_fraction"},
+    "data.name": {"char_lm": "text.corpus", "word_lm": "text.corpus",
+                  "classify": "classify.tfds_name"},
+    "data.path": {"char_lm": "text.path", "word_lm": "text.path"},
+    "data.source": {"char_lm": "text.source", "word_lm": "text.source",
+                    "classify": "classify.source"},
+    "data.test_fraction": {"char_lm": "text.test_fraction",
+                           "word_lm": "text.test_fraction",
+                           "forecast": "forecast.test_fraction"},
+    "data.vocab_size": {"word_lm": "text.vocab_size",
+                        "classify": "classify.vocab_size"},
+    "data.problem": {"seq2seq": "seq2seq.problem",
+                     "synthetic": "synthetic.problem"},
+    "data.num_val": {"seq2seq": "seq2seq.num_val",
+                     "synthetic": "synthetic.num_val"},
+    "data.num_test": {"seq2seq": "seq2seq.num_test",
+                      "synthetic": "synthetic.num_test"},
+    **{f"data.{k}": f"seq2seq.{k}"
+       for k in ("max_digits", "locales", "formats", "max_source_len")},
+    **{f"data.{k}": f"synthetic.{k}" for k in ("lag", "copy_length",
+                                               "alphabet")},
+    **{f"data.{k}": f"classify.{k}"
+       for k in ("train_split", "val_split", "test_split", "text_feature",
+                 "label_feature", "tfds_data_dir", "tokenization",
+                 "max_tokens", "pad_multiple", "bucket")},
+    **{f"data.{k}": f"forecast.{k}"
+       for k in ("series", "csv", "column", "missing", "num_points", "noise",
+                 "noise_seed", "difference", "window", "horizon",
+                 "loss_positions", "season")},
+    **{f"eval.{k}": f"forecast.{k}"
+       for k in ("arima_order", "arima_seasonal_order", "arima_trend",
+                 "mase_lag")},
+    "eval.beam_size": "seq2seq.beam_size",
+    "eval.attention_plots": "seq2seq.attention_plots",
+    "model.pooling": "classify.pooling",
+    "model.input_projection": "classify.input_projection",
+    "model.attention": {"seq2seq": "seq2seq.attention",
+                        "char_lm": "model.attention_score",
+                        "word_lm": "model.attention_score"},
 }
 
-# Tuple-valued keys: the type of their items (an empty default says none).
-TUPLE_ITEM_TYPES = {
-    "data.locales": str, "data.formats": str, "eval.arima_order": int,
-    "eval.arima_seasonal_order": int, "model.hidden_sizes": int,
-    "optim.sparse_params": str, "optim.freeze": str, "imports": str,
-}
+
+def renamed_key_error(old: str) -> UserError | None:
+  """The error for an old key name ("data.window"), or None if `old` was
+  not renamed: one line naming the key(s) that replace it."""
+  new = MOVED.get(old)
+  if new is None:
+    return None
+  if isinstance(new, str):
+    where = f"config.{new}"
+  else:
+    targets: dict[str, list[str]] = {}
+    for task, key in new.items():
+      targets.setdefault(key, []).append(task)
+    where = " or ".join(f"config.{key} (task {', '.join(tasks)})"
+                        for key, tasks in targets.items())
+  return UserError(f"config.{old} was renamed: use {where} (the config "
+                   "moved task-specific keys into sections; docs/config.md).")
 
 
 def _get(config, dotted: str):
@@ -280,15 +495,17 @@ def _get(config, dotted: str):
     try:
       node = node[part]
     except (KeyError, TypeError, AttributeError):
-      raise UserError(f"The config has no key config.{dotted} (start from "
-                      "rnnlab.base_config.get_config()).") from None
+      raise (renamed_key_error(dotted) or UserError(
+          f"The config has no key config.{dotted} (start from "
+          "rnnlab.base_config.get_config()).")) from None
   return node
 
 
-def _leaves(node, prefix: str = ""):
+def leaves(node, prefix: str = ""):
+  """(dotted key, value) of every leaf of a config, in order."""
   for key, value in node.items():
     if isinstance(value, ml_collections.ConfigDict):
-      yield from _leaves(value, f"{prefix}{key}.")
+      yield from leaves(value, f"{prefix}{key}.")
     else:
       yield f"{prefix}{key}", value
 
@@ -298,7 +515,7 @@ def _type_ok(value, default) -> bool:
   if isinstance(default, bool):
     return isinstance(value, bool)
   if isinstance(default, int):
-    return isinstance(value, int) and not isinstance(value, bool)
+    return _int(value)
   if isinstance(default, float):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
   if isinstance(default, (tuple, list)):
@@ -317,53 +534,45 @@ def _type_name(default) -> str:
                                                    type(default).__name__)
 
 
+def _rule_error(key: str, value, rule: Rule) -> UserError:
+  shown = tuple(value) if isinstance(value, list) else value
+  if rule.choices:
+    return UserError(f"Unknown config.{key}={shown!r}. Valid choices: "
+                     f"{', '.join(map(repr, rule.choices))}.")
+  return UserError(f"config.{key}={shown!r} must be {rule.text}.")
+
+
 def check_types(config: ml_collections.ConfigDict):
   """Raises UserError naming the first key whose value has the wrong type
   (ml_collections lets None, and True for an int, through)."""
-  for key, default in _leaves(get_config()):
+  for key, default in leaves(get_config()):
     value = _get(config, key)
     if not _type_ok(value, default):
       raise UserError(f"config.{key}={value!r} must be {_type_name(default)} "
                       f"(default {default!r}).")
-    item_type = TUPLE_ITEM_TYPES.get(key)
-    if item_type is not None:
-      for item in value:
-        if not (isinstance(item, item_type) and not isinstance(item, bool)):
-          raise UserError(f"config.{key}={tuple(value)!r}: every item must be "
-                          f"{_type_name(item_type())}; got {item!r}.")
 
 
 def validate(config: ml_collections.ConfigDict):
-  """Raises UserError naming the first key of the wrong type, an
-  out-of-range size or rate, or a value outside CHOICE_KEYS. Registered
-  names (task, model, cell, optimizer, schedule) are checked above the
-  registries, by `rnnlab.config_check.validate`."""
+  """Raises UserError naming the first key of the wrong type or against its
+  rule. `table` rules (registered names) and each task's own checks are
+  applied above the registries, by `rnnlab.config_check.validate`."""
   check_types(config)
   registry.import_modules(config.imports)  # before a registry is read
-  for key in POSITIVE_KEYS:
-    if not _get(config, key) > 0:
-      raise UserError(f"config.{key}={_get(config, key)!r} must be > 0.")
-  for key in NON_NEGATIVE_KEYS:
-    if not _get(config, key) >= 0:
-      raise UserError(f"config.{key}={_get(config, key)!r} must be >= 0.")
-  for key in FRACTION_KEYS:
-    if not 0 <= _get(config, key) <= 1:
-      raise UserError(f"config.{key}={_get(config, key)!r} must be in "
-                       "[0, 1].")
-  if not config.data.val_fraction + config.data.test_fraction < 1:
-    raise UserError(f"config.data.val_fraction={config.data.val_fraction!r} "
-                    f"plus config.data.test_fraction="
-                    f"{config.data.test_fraction!r} must be below 1 (the "
-                    "rest is the training split).")
-  for size in config.model.hidden_sizes:
-    if size < 1:
-      raise UserError(f"config.model.hidden_sizes="
-                      f"{tuple(config.model.hidden_sizes)!r}: every size must "
-                      "be > 0.")
-  for key, choices in CHOICE_KEYS.items():
-    if _get(config, key) not in choices:
-      raise UserError(f"Unknown config.{key}={_get(config, key)!r}. Valid "
-                      f"choices: {', '.join(map(repr, choices))}.")
+  for key, rule in RULES.items():
+    if rule is not None and rule.test is not None:
+      value = _get(config, key)
+      if not rule.test(value):
+        raise _rule_error(key, value, rule)
+
+
+def check_table(config: ml_collections.ConfigDict, key: str, what: str,
+                choices) -> None:
+  """UserError unless config.<key> is one of `choices` (the keys of the
+  table of `what`, e.g. the registered cells)."""
+  value = _get(config, key)
+  if not isinstance(value, str) or value not in choices:
+    raise UserError(f"Unknown {what} {value!r} (config.{key}). Valid "
+                    f"choices: {', '.join(map(repr, sorted(choices)))}.")
 
 
 def load_file(spec: str) -> ml_collections.ConfigDict:
@@ -372,7 +581,8 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
   file = pathlib.Path(path)
   if not file.is_file():
     raise UserError(f"Config file {path!r} not found. Configs are Python "
-                    "files with get_config(arg), e.g. configs/gru_shakespeare.py.")
+                    "files with get_config(arg), e.g. "
+                    "configs/gru_shakespeare.py.")
   module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}",
                                                        file)
   module = importlib.util.module_from_spec(module_spec)
@@ -386,7 +596,7 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
 RESUMABLE_KEYS = (
     "train.steps", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.max_to_keep", "train.sample_every",
-    "train.progress_bar", "train.profile_steps", "eval.attention_plots",
+    "train.progress_bar", "train.profile_steps", "seq2seq.attention_plots",
     "model.implementation", "model.layer_schedule",
     "model.hoist_input_projection", "model.unroll", "init_from",
     "sample.prime", "sample.length", "sample.temperature", "sample.top_k")
@@ -400,18 +610,44 @@ def resume_conflicts(saved: dict, config: ml_collections.ConfigDict
                      ) -> list[str]:
   """"key: saved -> new" for each key outside RESUMABLE_KEYS in which
   `config` differs from a run's saved config.json (`saved`)."""
-  old = dict(_leaves(from_saved(saved)))
+  old = dict(leaves(from_saved(saved)))
   return [f"{key}: {old[key]!r} -> {value!r}"
-          for key, value in _leaves(config)
+          for key, value in leaves(config)
           if key in old and key not in RESUMABLE_KEYS and
           _as_json(old[key]) != _as_json(value)]
+
+
+def upgrade_saved(saved: dict) -> dict:
+  """A config.json written before the sections (flat data.* keys), with
+  each old key moved to its new name (MOVED) for the run's task; keys the
+  run's task did not read are dropped. Newer files come back unchanged."""
+  if not isinstance(saved, dict):
+    return saved
+  task = saved.get("task")
+  upgraded = {k: dict(v) if isinstance(v, dict) else v
+              for k, v in saved.items()}
+  for old, new in MOVED.items():
+    section, _, key = old.partition(".")
+    values = upgraded.get(section)
+    if not isinstance(values, dict) or key not in values:
+      continue
+    value = values.pop(key)
+    target = new if isinstance(new, str) else new.get(task)
+    if target is None:
+      continue
+    new_section, _, new_key = target.partition(".")
+    upgraded.setdefault(new_section, {})[new_key] = value
+  if upgraded.get("data") == {}:
+    del upgraded["data"]
+  return upgraded
 
 
 def from_saved(saved: dict) -> ml_collections.ConfigDict:
   """A run's config.json on top of today's defaults.
 
-  Keys added to rnnlab after the run was made take their defaults, so older
-  runs stay loadable; keys rnnlab no longer has are dropped.
+  Keys added to rnnlab after the run was made take their defaults, keys
+  that moved are read from their old names (`upgrade_saved`), so older runs
+  stay loadable; keys rnnlab no longer has are dropped.
   """
   config = get_config()
 
@@ -433,6 +669,6 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
             f"Saved config: config.{prefix}{key}={value!r} must be "
             f"{_type_name(node[key])} (default {node[key]!r}).") from None
 
-  merge(config, saved, "")
+  merge(config, upgrade_saved(saved), "")
   registry.import_modules(config.imports)  # a saved run names its cells
   return config

@@ -13,6 +13,7 @@ from typing import Any
 
 from absl import logging
 
+from rnnlab import base_config
 from rnnlab.errors import CheckpointReadError, Preempted
 from rnnlab.errors import TrainingDiverged, UserError
 
@@ -73,9 +74,17 @@ def parse_flags(argv):
   """absl's flag parsing (app.run's flags_parser), except that a config that
   cannot be loaded is one clear line and exit 2, like a UserError: a missing
   config file, or a UserError from its get_config (e.g. an unknown arg),
-  which config_flags would wrap in a traceback."""
+  which config_flags would wrap in a traceback; and a key renamed when the
+  config got its task sections, named with its new key."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  for arg in argv[1:]:
+    if arg == "--":
+      break
+    match = re.match(r"--config\.([\w.]+)(=|$)", arg)
+    renamed = match and base_config.renamed_key_error(match.group(1))
+    if renamed:  # before absl, whose message would not name the new key
+      _exit_user_error(renamed)
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:

@@ -1,12 +1,15 @@
 """A config checked against what rnnlab has registered, before any data is
-read: the schema (`base_config.validate`), every registered name, and that
-the model fits the task.
+read: the schema (`base_config.validate`), every `table` rule (registered
+names and the choices the modules above base_config define), that the
+model fits the task (`Task.models`), and the task's own `check_config`.
 
-base_config knows the keys, their types and ranges, and imports no
+base_config knows the keys, their types and rules, and imports no
 registry; the registries (tasks, models, cells, optimizers, schedules) sit
 above it, and this module above them.
 """
 from __future__ import annotations
+
+from typing import Collection
 
 import ml_collections
 
@@ -14,29 +17,55 @@ from rnnlab import base_config
 from rnnlab import models
 from rnnlab import optim
 from rnnlab import tasks
-from rnnlab.errors import UserError
+from rnnlab.data import classification
+from rnnlab.data import seq2seq as seq2seq_data
+from rnnlab.data import series
+from rnnlab.models import attention
 from rnnlab.models import cells
+from rnnlab.models import classifier
+from rnnlab.models import implementations
+from rnnlab.models import layers
+from rnnlab.models import lm
+from rnnlab.models import seq2seq as seq2seq_model
+from rnnlab.tasks import forecast
+from rnnlab.tasks import synthetic
 
-
-def registry_keys() -> dict[str, tuple[str, dict]]:
-  """Keys naming a registry entry: key -> (what, registry)."""
-  return {"task": ("task", tasks.TASKS),
-          "model.name": ("model", models.MODELS),
-          "model.cell": ("cell", cells.CELLS),
-          "optim.name": ("optimizer", optim.OPTIMIZERS),
-          "optim.schedule": ("schedule", optim.SCHEDULES)}
+# The table of each base_config `table(name)` rule. Registries are the
+# dicts themselves, so that entries a user module registers count.
+TABLES: dict[str, Collection[str]] = {
+    "task": tasks.TASKS,
+    "model": models.MODELS,
+    "cell": cells.CELLS,
+    "optimizer": optim.OPTIMIZERS,
+    "schedule": optim.SCHEDULES,
+    "embedding": lm.EMBEDDINGS,
+    "activation": cells.ACTIVATIONS,
+    "attention score": attention.SCORES,
+    "implementation": implementations.IMPLEMENTATIONS,
+    "layer schedule": layers.SCHEDULES,
+    "bidirectional merge": layers.MERGES,
+    "dtype": layers.DTYPES,
+    "classification source": classification.SOURCES,
+    "tokenization": classification.TOKENIZATIONS,
+    "pooling": classifier.POOLINGS,
+    "input projection": classifier.INPUT_PROJECTIONS,
+    "series": series.SOURCES,
+    "missing-value policy": series.MISSING_CHOICES,
+    "arima trend": forecast.TREND_CHOICES,
+    "seq2seq problem": seq2seq_data.PROBLEMS,
+    "seq2seq attention": seq2seq_model.ATTENTION_CHOICES,
+    "synthetic problem": synthetic.LOSSES,
+}
 
 
 def validate(config: ml_collections.ConfigDict):
-  """Raises UserError naming the first key of the wrong type, an
-  out-of-range size or rate, an unknown name (with the valid choices), or a
-  model that does not fit the task."""
+  """Raises UserError naming the first key of the wrong type, against its
+  rule, or with an unknown name (with the valid choices); or a model that
+  does not fit the task; or what the task's own check refuses."""
   base_config.validate(config)
-  for key, (what, registry) in registry_keys().items():
-    value = config
-    for part in key.split("."):
-      value = value[part]
-    if value not in registry:
-      raise UserError(f"Unknown {what} {value!r} (config.{key}). Valid "
-                      f"choices: {', '.join(map(repr, sorted(registry)))}.")
-  tasks.check_model(config)
+  for key, rule in base_config.RULES.items():
+    if rule is not None and rule.table:
+      base_config.check_table(config, key, rule.table, TABLES[rule.table])
+  task = tasks.TASKS[config.task]
+  task.check_model(config)
+  task.check_config(config)

@@ -9,7 +9,7 @@ config states only its own keys:
     def get_config(arg: str = ""):
       arg = recipes.parse_arg(arg, runlocal=False)
       c = recipes.forecast_config("sine", "gru")
-      c.data.window = 64
+      c.forecast.window = 64
       if arg.runlocal:
         recipes.make_forecast_runlocal(c)
       return c
@@ -143,16 +143,16 @@ def seq2seq_config(problem: str, arg: str, batch_size: int = 64
   arg = parse_arg(arg, runlocal=False,
                   **{kind: False for kind in seq2seq.ATTENTION_CHOICES})
   c = base_config.get_config()
-  c.task, c.data.problem = "seq2seq", problem
+  c.task, c.seq2seq.problem = "seq2seq", problem
   c.model.name, c.model.cell = "seq2seq", "gru"
   c.model.hidden_size, c.model.num_layers, c.model.embed_dim = 128, 1, 32
   c.model.bidirectional = True
   c.model.dropout_rate = 0.0
-  c.model.attention = "additive"
+  c.seq2seq.attention = "additive"
   for kind in seq2seq.ATTENTION_CHOICES:
     if arg[kind]:
-      c.model.attention = kind
-  if c.model.attention in ("dot", "scaled_dot"):
+      c.seq2seq.attention = kind
+  if c.seq2seq.attention in ("dot", "scaled_dot"):
     c.model.bidirectional = False
   c.train.batch_size = batch_size
   c.train.steps = 3000
@@ -160,13 +160,13 @@ def seq2seq_config(problem: str, arg: str, batch_size: int = 64
   c.train.eval_every = c.train.checkpoint_every = c.train.sample_every = 1000
   c.optim.learning_rate = 3e-3
   c.optim.final_lr_fraction = 0.05
-  c.eval.beam_size = 4
+  c.seq2seq.beam_size = 4
   if arg.runlocal:
     c.model.hidden_size, c.model.embed_dim = 16, 8
-    c.data.num_val = c.data.num_test = 40
+    c.seq2seq.num_val = c.seq2seq.num_test = 40
     _smoke_schedule(c)
     c.train.sample_every = 20
-    c.eval.beam_size = 2
+    c.seq2seq.beam_size = 2
   return c
 
 
@@ -192,14 +192,14 @@ def japanese_vowels_config(arg: str, cell: str = "gru"
   arg = _classify_arg(arg, cell)
   c = base_config.get_config()
   c.task = "classify"
-  c.data.source = "japanese_vowels"
-  c.data.val_fraction = 0.2
-  c.data.pad_multiple = 8
-  c.data.bucket = False  # lengths 7-26: little padding to save
+  c.classify.source = "japanese_vowels"
+  c.classify.val_fraction = 0.2
+  c.classify.pad_multiple = 8
+  c.classify.bucket = False  # lengths 7-26: little padding to save
   c.model.name = "classifier"
   c.model.cell = arg.cell
-  c.model.pooling = arg.pooling
-  c.model.input_projection = "identity"
+  c.classify.pooling = arg.pooling
+  c.classify.input_projection = "identity"
   c.model.bidirectional = True
   c.model.hidden_size, c.model.num_layers = 64, 1
   c.model.dropout_rate = 0.2
@@ -228,15 +228,15 @@ def text_config(name: str, arg: str, cell: str = "gru", *,
   arg = _classify_arg(arg, cell)
   c = base_config.get_config()
   c.task = "classify"
-  c.data.source, c.data.name = "tfds", name
-  c.data.text_feature, c.data.test_split = text_feature, test_split
-  c.data.val_fraction = 0.05
-  c.data.tokenization = "word"
-  c.data.vocab_size = 20000
-  c.data.max_tokens = 128
+  c.classify.source, c.classify.tfds_name = "tfds", name
+  c.classify.text_feature, c.classify.test_split = text_feature, test_split
+  c.classify.val_fraction = 0.05
+  c.classify.tokenization = "word"
+  c.classify.vocab_size = 20000
+  c.classify.max_tokens = 128
   c.model.name = "classifier"
   c.model.cell = arg.cell
-  c.model.pooling = arg.pooling
+  c.classify.pooling = arg.pooling
   c.model.bidirectional = True
   c.model.hidden_size, c.model.num_layers, c.model.embed_dim = 128, 1, 64
   c.model.embed_init_std = 0.1
@@ -250,7 +250,7 @@ def text_config(name: str, arg: str, cell: str = "gru", *,
   c.optim.learning_rate = 2e-3
   c.eval.batch_size = 500
   if arg.runlocal:
-    c.data.vocab_size, c.data.max_tokens = 500, 32
+    c.classify.vocab_size, c.classify.max_tokens = 500, 32
     c.model.hidden_size, c.model.embed_dim = 16, 8
     _smoke_schedule(c)
     c.train.patience = 0
@@ -265,8 +265,8 @@ def forecast_config(series: str, cell: str) -> ml_collections.ConfigDict:
   one recurrent layer of 64, no dropout, a 70/15/15 split, batches of 64,
   Adam 3e-3 with 100 warm-up steps and cosine decay to 5%, clip 1.0."""
   c = base_config.get_config()
-  c.task, c.data.series = "forecast", series
-  c.data.val_fraction, c.data.test_fraction = 0.15, 0.15
+  c.task, c.forecast.series = "forecast", series
+  c.forecast.val_fraction, c.forecast.test_fraction = 0.15, 0.15
   c.model.name, c.model.cell = "sequence", cell
   c.model.hidden_size, c.model.num_layers = 64, 1
   c.model.dropout_rate = 0.0
@@ -287,8 +287,8 @@ def make_forecast_runlocal(c: ml_collections.ConfigDict
   """Shrinks a forecasting config to a seconds-long smoke run (the ARIMA
   baseline stays: its fit takes a second or two)."""
   c.model.hidden_size = 8
-  c.data.window = min(c.data.window, 32)
-  c.data.loss_positions = min(c.data.loss_positions, c.data.window)
+  c.forecast.window = min(c.forecast.window, 32)
+  c.forecast.loss_positions = min(c.forecast.loss_positions, c.forecast.window)
   _smoke_schedule(c)
   return c
 
@@ -310,9 +310,9 @@ def synthetic_config(problem: str, arg: str, *, cell: str = "lstm",
   arg = parse_arg(arg, runlocal=False, cell=(cell, cell_name),
                   lag=(lag, _lag))
   c = base_config.get_config()
-  c.task, c.data.problem = "synthetic", problem
-  c.data.lag = arg.lag
-  c.data.num_val, c.data.num_test = 1000, 2000
+  c.task, c.synthetic.problem = "synthetic", problem
+  c.synthetic.lag = arg.lag
+  c.synthetic.num_val, c.synthetic.num_test = 1000, 2000
   c.model.name = "sequence"
   c.model.cell = arg.cell
   c.model.hidden_size, c.model.num_layers = 64, 1
@@ -328,7 +328,7 @@ def synthetic_config(problem: str, arg: str, *, cell: str = "lstm",
   c.eval.batch_size = 1000
   if arg.runlocal:
     c.model.hidden_size = 16
-    c.data.lag = min(c.data.lag, 10)
-    c.data.num_val = c.data.num_test = 64
+    c.synthetic.lag = min(c.synthetic.lag, 10)
+    c.synthetic.num_val = c.synthetic.num_test = 64
     _smoke_schedule(c)
   return c

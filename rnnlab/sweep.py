@@ -47,6 +47,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from rnnlab import base_config
 from rnnlab.errors import UserError
 
 Overrides = dict[str, Any]
@@ -82,6 +83,10 @@ def expand(sweep: dict[str, Sequence[Any]] | Sequence[Overrides]
     trials = [dict(t) for t in sweep]
   if not trials:
     raise UserError("The sweep has no trials.")
+  for key in {k for t in trials for k in t}:
+    renamed = base_config.renamed_key_error(key)
+    if renamed:  # before any trial runs
+      raise renamed
   names = [trial_name(t) for t in trials]
   if len(set(names)) != len(names):
     raise UserError(f"The sweep repeats a trial: {sorted(names)}.")

@@ -119,8 +119,8 @@ def tiny_lm_config(cell: str = "gru", **overrides) -> ml_collections.ConfigDict:
 # baseline (quicker to fit than the config's (2, 0, 2)), and 150 steps at
 # 1e-2, enough to halve the loss and beat the naive forecast.
 FORECAST_TEST_OVERRIDES = dict(
-    data__num_points=400,
-    eval__arima_order=(2, 0, 0),
+    forecast__num_points=400,
+    forecast__arima_order=(2, 0, 0),
     train__steps=150, train__log_every=10, train__eval_every=150,
     train__checkpoint_every=150,
     optim__learning_rate=1e-2)
@@ -141,7 +141,7 @@ from rnnlab import base_config
 
 def get_config(arg=""):
   c = base_config.load_file({runlocal!r})
-  c.data.path = {corpus!r}
+  c.text.path = {corpus!r}
   c.model.hidden_size, c.model.embed_dim, c.model.num_layers = 8, 8, 1
   c.train.batch_size, c.train.seq_len, c.train.steps = 4, 16, 4
   c.train.log_every = c.train.eval_every = c.train.checkpoint_every = 2

@@ -24,7 +24,7 @@ from rnnlab import train
 from rnnlab.data import series
 from rnnlab.data import text
 from rnnlab.errors import CheckpointError, DataError, UserError
-from tests.helpers import ROOT, tiny_lm_config
+from tests.helpers import ROOT, tiny_config, tiny_lm_config
 
 # -- Config. ------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ def test_unknown_names_list_the_valid_choices(key, value, message):
     ("model.hidden_size", 0), ("model.hidden_size", -3),
     ("model.num_layers", 0), ("model.embed_dim", -1),
     ("train.batch_size", 0), ("train.seq_len", -128), ("train.steps", 0),
-    ("eval.seq_len", 0), ("data.window", 0), ("optim.learning_rate", -1e-3),
+    ("eval.seq_len", 0), ("forecast.window", 0), ("optim.learning_rate", -1e-3),
 ])
 def test_zero_or_negative_sizes_name_the_key(key, value):
   c = base_config.get_config()
@@ -69,8 +69,8 @@ def test_zero_or_negative_sizes_name_the_key(key, value):
 def test_zero_in_per_layer_sizes():
   c = base_config.get_config()
   c.model.hidden_sizes = (64, 0)
-  with pytest.raises(UserError, match=r"hidden_sizes=\(64, 0\): every size "
-                     "must be > 0"):
+  with pytest.raises(UserError, match=r"hidden_sizes=\(64, 0\) must be a "
+                     "tuple of integers > 0"):
     base_config.validate(c)
 
 
@@ -80,8 +80,8 @@ def test_zero_in_per_layer_sizes():
      r"integer \(default 256\)"),
     ("train.batch_size", True, r"config.train.batch_size=True must be an "
      "integer"),
-    ("model.hidden_sizes", ("64",), r"hidden_sizes=\('64',\): every item "
-     "must be an integer; got '64'"),
+    ("model.hidden_sizes", ("64",), r"hidden_sizes=\('64',\) must be a "
+     "tuple of integers > 0"),
 ])
 def test_wrong_types_in_a_config(key, value, message):
   c = base_config.get_config()
@@ -116,13 +116,15 @@ def test_a_model_that_does_not_fit_the_task(task, model, message):
     tasks.create_task(c)
 
 
-def test_create_model_refuses_fields_a_model_does_not_take():
-  c = base_config.get_config().model
-  c.name = "sequence"
-  with pytest.raises(UserError, match=r"model.name='sequence' does not fit "
-                     r"this task \(it gives the model vocab_size\)\. Valid "
-                     r"choices: 'attention_lm', 'rnn_lm', 'seq2seq'\."):
-    models.create_model(c, vocab_size=10)
+def test_a_model_that_does_not_fit_the_task_is_refused():
+  # Task.models is the one pairing: checked before any data is read, and
+  # again when a task builds its model.
+  c = tiny_config("gru_forecast_sine", model__name="rnn_lm")
+  message = (r"task='forecast' needs model.name='sequence', got 'rnn_lm'\.")
+  with pytest.raises(UserError, match=message):
+    config_check.validate(c)
+  with pytest.raises(UserError, match=message):
+    tasks.create_task(c)
 
 
 def _cli(*args, cwd):
@@ -181,7 +183,7 @@ def _small_corpus(tmp_path, content="hello world, hello rnn.\n" * 5):
 
 
 def test_sequence_longer_than_the_text(tmp_path):
-  c = tiny_lm_config(data__path=str(_small_corpus(tmp_path)),
+  c = tiny_lm_config(text__path=str(_small_corpus(tmp_path)),
                      train__seq_len=200)
   with pytest.raises(UserError, match=r"train.seq_len=200 is longer than the "
                      r"training split \(108 characters\)"):
@@ -190,11 +192,11 @@ def test_sequence_longer_than_the_text(tmp_path):
 
 def test_window_longer_than_the_series():
   c = base_config.get_config()
-  c.task, c.model.name, c.data.series = "forecast", "sequence", "sine"
-  c.data.num_points, c.data.window = 50, 64
-  c.data.val_fraction = c.data.test_fraction = 0.15
+  c.task, c.model.name, c.forecast.series = "forecast", "sequence", "sine"
+  c.forecast.num_points, c.forecast.window = 50, 64
+  c.forecast.val_fraction = c.forecast.test_fraction = 0.15
   with pytest.raises(UserError, match=r"train split of 'sine' has 34 points; "
-                     r"data.window=64 plus data.horizon=1 need at least 66"):
+                     r"forecast.window=64 plus forecast.horizon=1 need at least 66"):
     tasks.create_task(c)
 
 
@@ -213,11 +215,11 @@ def test_unreadable_text_files_through_the_task(tmp_path, content, error,
   path = tmp_path / "input.txt"
   path.write_bytes(content)
   with pytest.raises(error, match=message):
-    tasks.create_task(tiny_lm_config(data__path=str(path)))
+    tasks.create_task(tiny_lm_config(text__path=str(path)))
 
 
 def _csv_config(path, column):
-  c = base_config.get_config().data
+  c = base_config.get_config().forecast
   c.series, c.csv, c.column = "csv", str(path), column
   return c
 
@@ -225,7 +227,7 @@ def _csv_config(path, column):
 def test_csv_without_the_column_names_the_columns(tmp_path):
   path = tmp_path / "s.csv"
   path.write_text("date,price,volume\n2020,1.5,3\n2021,1.7,4\n")
-  with pytest.raises(DataError, match=r"data.column='close' is not a column "
+  with pytest.raises(DataError, match=r"forecast.column='close' is not a column "
                      r"of .*s.csv. Valid choices: 'date', 'price', "
                      r"'volume'\."):
     series.load(_csv_config(path, "close"))
@@ -235,7 +237,7 @@ def test_nans_in_a_series_say_where(tmp_path):
   path = tmp_path / "s.csv"
   path.write_text("x\n1.0\n2.0\nnan\n4.0\n\n6.0\n")  # the blank line: skipped
   with pytest.raises(DataError, match=r"has 1 missing value\(s\) of 5, e.g. "
-                     r"at index 2 \(time 2\)\. Set data.missing to one of "
+                     r"at index 2 \(time 2\)\. Set forecast.missing to one of "
                      r"'error', 'interpolate'"):
     series.load(_csv_config(path, "x"))
   path.write_text("x,y\n1.0,1\n,2\n3.0,3\n")

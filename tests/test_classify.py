@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from rnnlab import base_config
+from rnnlab import config_check
 from rnnlab import metrics
 from rnnlab import recipes
 from rnnlab import tasks
@@ -18,6 +19,7 @@ from rnnlab import train
 from rnnlab.data import classification as data
 from rnnlab.errors import DataError, UserError
 from rnnlab.models import classifier
+from tests.helpers import tiny_config
 from rnnlab.tasks import classify
 
 
@@ -99,9 +101,9 @@ def test_epoch_batches_cover_each_example_once_and_bucket_by_length():
       bucketed, data.epoch_batches(lengths, 10, seed=0, epoch=4, bucket=True))
 
 
-def _model_config(cell, bidirectional, pooling, **overrides):
+def _model_config(cell, bidirectional, **overrides):
   c = base_config.get_config().model
-  c.name, c.cell, c.pooling = "classifier", cell, pooling
+  c.name, c.cell = "classifier", cell
   c.bidirectional = bidirectional
   c.hidden_size, c.num_layers, c.embed_dim = 8, 2, 6
   for key, value in overrides.items():
@@ -117,10 +119,10 @@ def _model_config(cell, bidirectional, pooling, **overrides):
 ])
 def test_more_padding_does_not_change_logits(cell, bidirectional, pooling,
                                              tokens, num_layers):
-  c = _model_config(cell, bidirectional, pooling, layer_norm=True,
+  c = _model_config(cell, bidirectional, layer_norm=True,
                     num_layers=num_layers)
   model = classifier.SequenceClassifier.from_config(
-      c, num_classes=5, vocab_size=20 if tokens else 0)
+      c, num_classes=5, vocab_size=20 if tokens else 0, pooling=pooling)
   rng = np.random.default_rng(0)
   lengths = np.array([3, 7, 1, 5], np.int32)
   width, extra = 7, 6
@@ -140,7 +142,12 @@ def test_more_padding_does_not_change_logits(cell, bidirectional, pooling,
 def test_unknown_pooling_names_the_choices():
   with pytest.raises(UserError, match="'last', 'max', 'mean'"):
     classifier.SequenceClassifier.from_config(
-        _model_config("gru", True, "first"), num_classes=2)
+        _model_config("gru", True), num_classes=2, pooling="first")
+  c = tiny_config("gru_japanese_vowels", classify__pooling="first")
+  with pytest.raises(UserError, match=r"Unknown pooling 'first' "
+                     r"\(config.classify.pooling\)\. Valid choices: 'last', "
+                     "'max', 'mean'"):
+    config_check.validate(c)
 
 
 def test_vocab_json_roundtrip_and_unknowns(tmp_path):
@@ -165,8 +172,8 @@ def test_vocab_json_roundtrip_and_unknowns(tmp_path):
 def _tfds_config(tokenization, **overrides):
   c = recipes.text_config("glue/sst2", "runlocal", text_feature="sentence",
                            test_split="validation")
-  c.data.tokenization = tokenization
-  c.data.tfds_data_dir = "/nonexistent/tfds"  # never a real dataset
+  c.classify.tokenization = tokenization
+  c.classify.tfds_data_dir = "/nonexistent/tfds"  # never a real dataset
   c.train.progress_bar = False
   for dotted, value in overrides.items():
     section, key = dotted.split("__")
@@ -183,7 +190,7 @@ def _mock_tfds(num_examples=40):
 def test_tfds_text_loads_and_tokenises_under_mock_data(tokenization):
   c = _tfds_config(tokenization)
   with _mock_tfds():
-    dataset = data.load_dataset(c.data, seed=0)
+    dataset = data.load_dataset(c.classify, seed=0)
   assert dataset.classes == ["negative", "positive"]
   sizes = {k: len(v) for k, v in dataset.splits.items()}
   assert sizes["val"] >= 2 and sizes["train"] + sizes["val"] == 40
@@ -191,10 +198,10 @@ def test_tfds_text_loads_and_tokenises_under_mock_data(tokenization):
   vocab = dataset.vocab
   assert vocab.tokens[:2] == ["<pad>", "<unk>"]
   assert vocab.tokenization == tokenization
-  assert len(vocab) <= c.data.vocab_size
+  assert len(vocab) <= c.classify.vocab_size
   train = dataset.splits["train"]
   assert train.inputs.dtype == np.int32 and train.lengths.min() >= 1
-  assert train.inputs.shape[1] <= c.data.max_tokens
+  assert train.inputs.shape[1] <= c.classify.max_tokens
   if tokenization == "char":
     assert all(len(t) == 1 for t in vocab.tokens[2:])
 
@@ -239,14 +246,14 @@ def test_unlabelled_split_is_refused():
     m.setattr(data, "tfds_split", lambda *a: [
         {**ex, "label": np.array(-1)} for ex in real(*a)])
     with pytest.raises(DataError, match="unlabelled"):
-      data.load_dataset(c.data, seed=0)
+      data.load_dataset(c.classify, seed=0)
 
 
 def test_japanese_vowels_training_lowers_the_loss(tmp_path):
   c = recipes.japanese_vowels_config("runlocal")
   c.train.steps, c.train.eval_every, c.train.checkpoint_every = 30, 15, 15
   c.model.hidden_size = 16
-  c.data.pad_multiple = 32  # every batch 32 steps long: one compilation
+  c.classify.pad_multiple = 32  # every batch 32 steps long: one compilation
   c.optim.learning_rate = 1e-2
   c.train.progress_bar = False
   task = tasks.create_task(c)
@@ -258,17 +265,17 @@ def test_japanese_vowels_training_lowers_the_loss(tmp_path):
   best = json.loads((tmp_path / classify.BEST_EVAL_FILE).read_text())
   assert best["eval"]["test"]["examples"] == 370
   assert best["step"] == results["best"]["step"]
-  # The trainer's batches: padded to a multiple of data.pad_multiple,
+  # The trainer's batches: padded to a multiple of classify.pad_multiple,
   # a pure function of (seed, step).
   batch = task.train_batch(7)
-  assert batch["inputs"].shape[1] % c.data.pad_multiple == 0
+  assert batch["inputs"].shape[1] % c.classify.pad_multiple == 0
   np.testing.assert_array_equal(batch["labels"],
                                 tasks.create_task(c).train_batch(7)["labels"])
 
 
 def test_config_args():
   c = recipes.japanese_vowels_config("cell=lstm,pooling=mean")
-  assert (c.model.cell, c.model.pooling) == ("lstm", "mean")
+  assert (c.model.cell, c.classify.pooling) == ("lstm", "mean")
   with pytest.raises(UserError, match="Valid keys: cell, pooling"):
     recipes.japanese_vowels_config("layers=2")
   with pytest.raises(UserError, match="Unknown pooling 'avg'"):

@@ -81,7 +81,7 @@ def test_missing_corpus_offline_gives_how_to_not_a_hang(tmp_path):
              env=env, timeout=60)
   assert proc.returncode == 2
   assert "Cannot find the 'tinyshakespeare' corpus" in proc.stderr
-  assert "--config.data.path" in proc.stderr
+  assert "--config.text.path" in proc.stderr
   assert "Traceback" not in proc.stderr
 
 

@@ -68,7 +68,7 @@ def test_four_devices_match_one(tmp_path, corpus_path):
 def _configs():
   """One small config per task and batch order: the configs' runlocal."""
   # 20 seq2seq examples to hold out, not 40: fewer dates to render.
-  held_out = dict(data__num_val=20, data__num_test=20)
+  held_out = dict(seq2seq__num_val=20, seq2seq__num_test=20)
   return {
       "char_lm": tiny_config("gru_shakespeare"),
       "char_lm_stateful": tiny_config("gru_shakespeare",

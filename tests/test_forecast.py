@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from rnnlab import config_check
 from rnnlab import train
 from rnnlab.data import series as series_lib
 from rnnlab.errors import DataError, UserError
@@ -29,25 +30,25 @@ def write_csv(path, rows, header="date,value,note"):
 
 def test_sine_is_seeded_noisy_and_keeps_the_clean_series():
   c = tiny_config("gru_forecast_sine")  # 2,000 points
-  s = series_lib.load(c.data)
+  s = series_lib.load(c.forecast)
   t = np.arange(2000)
   np.testing.assert_allclose(s.clean, np.sin(t / 10))
   noise = s.values - s.clean
   assert np.abs(noise).max() <= 0.2 and np.abs(noise).max() > 0.19
-  np.testing.assert_array_equal(s.values, series_lib.load(c.data).values)
-  c.data.noise_seed = 1
-  assert not np.array_equal(s.values, series_lib.load(c.data).values)
+  np.testing.assert_array_equal(s.values, series_lib.load(c.forecast).values)
+  c.forecast.noise_seed = 1
+  assert not np.array_equal(s.values, series_lib.load(c.forecast).values)
 
 
 def test_co2_missing_weeks_error_or_interpolate():
   # gru_forecast_co2 interpolates its missing weeks; "error" is the default.
-  c = tiny_config("gru_forecast_co2", data__missing="error")
+  c = tiny_config("gru_forecast_co2", forecast__missing="error")
   with pytest.raises(DataError, match=r"59 missing value\(s\) of 2284.*"
                      r"index 6 .*'error', 'interpolate'"):
-    series_lib.load(c.data)
-  c.data.missing = "interpolate"
-  s = series_lib.load(c.data)
-  raw = series_lib.co2(c.data).values
+    series_lib.load(c.forecast)
+  c.forecast.missing = "interpolate"
+  s = series_lib.load(c.forecast)
+  raw = series_lib.co2(c.forecast).values
   assert len(s.values) == 2284 and np.isfinite(s.values).all()
   # Week 6 is missing, weeks 5 and 7 are not: their midpoint.
   assert np.isnan(raw[6]) and np.isfinite(raw[[5, 7]]).all()
@@ -55,13 +56,13 @@ def test_co2_missing_weeks_error_or_interpolate():
   np.testing.assert_array_equal(s.values[np.isfinite(raw)],
                                 raw[np.isfinite(raw)])
   assert 1958 < s.time[0] < s.time[-1] < 2002
-  c.data.missing = "drop"
+  c.forecast.missing = "drop"
   with pytest.raises(UserError, match="Valid choices: 'error', 'interpolate'"):
-    series_lib.load(c.data)
+    series_lib.load(c.forecast)
 
 
 def test_sunspots_yearly():
-  s = series_lib.load(tiny_config("lstm_forecast_sunspots").data)
+  s = series_lib.load(tiny_config("lstm_forecast_sunspots").forecast)
   assert len(s.values) == 309 and s.time[0] == 1700 and s.time[-1] == 2008
   assert s.time_step == 1.0
 
@@ -69,27 +70,27 @@ def test_sunspots_yearly():
 def test_csv_column_missing_cells_and_errors(tmp_path):
   path = write_csv(tmp_path / "s.csv", ["2020-01-01,1.5,a", "2020-01-02,,b",
                                         "2020-01-03,3.5,c"])
-  c = tiny_forecast_config(data__series="csv", data__csv=str(path),
-                           data__column="value")
+  c = tiny_forecast_config(forecast__series="csv", forecast__csv=str(path),
+                           forecast__column="value")
   with pytest.raises(DataError, match=r"1 missing value\(s\) of 3.*index 1"):
-    series_lib.load(c.data)
-  c.data.missing = "interpolate"
-  np.testing.assert_allclose(series_lib.load(c.data).values, [1.5, 2.5, 3.5])
-  c.data.column = "price"
-  with pytest.raises(DataError, match=r"data.column='price' is not a column"
+    series_lib.load(c.forecast)
+  c.forecast.missing = "interpolate"
+  np.testing.assert_allclose(series_lib.load(c.forecast).values, [1.5, 2.5, 3.5])
+  c.forecast.column = "price"
+  with pytest.raises(DataError, match=r"forecast.column='price' is not a column"
                      r".*Valid choices: 'date', 'value', 'note'"):
-    series_lib.load(c.data)
-  c.data.column = "note"
+    series_lib.load(c.forecast)
+  c.forecast.column = "note"
   with pytest.raises(DataError, match=r"3 non-numeric value\(s\) \(row 2: "
                      "'a'"):
-    series_lib.load(c.data)
-  c.data.csv = str(tmp_path / "nope.csv")
+    series_lib.load(c.forecast)
+  c.forecast.csv = str(tmp_path / "nope.csv")
   with pytest.raises(DataError, match="nope.csv.*no such file"):
-    series_lib.load(c.data)
-  c.data.series = "csvv"
+    series_lib.load(c.forecast)
+  c.forecast.series = "csvv"
   with pytest.raises(UserError, match="Valid choices: 'co2', 'csv', 'sine', "
                      "'sunspots'"):
-    series_lib.load(c.data)
+    series_lib.load(c.forecast)
 
 
 # -- Split and scaling. -------------------------------------------------------
@@ -123,9 +124,9 @@ def test_scaling_uses_the_train_split_only(tmp_path, difference):
   # Through the task: a CSV whose later values change keeps its scaling.
   rows = [f"{i},{float(v)!r},x" for i, v in enumerate(values)]
   path = write_csv(tmp_path / "a.csv", rows)
-  c = tiny_forecast_config(data__series="csv", data__csv=str(path),
-                           data__column="value", data__difference=difference,
-                           data__val_fraction=0.15, data__test_fraction=0.15)
+  c = tiny_forecast_config(forecast__series="csv", forecast__csv=str(path),
+                           forecast__column="value", forecast__difference=difference,
+                           forecast__val_fraction=0.15, forecast__test_fraction=0.15)
   task = forecast.ForecastTask(c)
   assert task.split.train_end == 140 and task.scaler == scaler
   write_csv(path, [f"{i},{float(v)!r},x" for i, v in enumerate(changed)])
@@ -230,7 +231,7 @@ def test_predict_command_on_the_trained_workdir(trained, tmp_path):
 
 
 def test_direct_horizon_and_differencing_without_training():
-  c = tiny_forecast_config(data__horizon=3, data__difference=True)
+  c = tiny_forecast_config(forecast__horizon=3, forecast__difference=True)
   task = forecast.ForecastTask(c)
   params = train.init_params(task.model, task.init_inputs(), 0)
   batch = task.train_batch(5)
@@ -248,11 +249,17 @@ def test_direct_horizon_and_differencing_without_training():
 
 def test_config_errors_name_the_key():
   with pytest.raises(UserError, match="needs model.name='sequence'"):
-    forecast.ForecastTask(tiny_forecast_config(model__name="rnn_lm"))
-  with pytest.raises(UserError, match="data.window=400 plus"):
-    forecast.ForecastTask(tiny_forecast_config(data__window=400))
-  with pytest.raises(UserError, match="eval.arima_trend='x'.*'n', 'c'"):
-    forecast.ForecastTask(tiny_forecast_config(eval__arima_trend="x"))
-  with pytest.raises(UserError, match=r"Bad ARIMA spec eval.arima_order="
-                     r"\(-1, 0, 0\)"):
-    forecast.ForecastTask(tiny_forecast_config(eval__arima_order=(-1, 0, 0)))
+    config_check.validate(tiny_forecast_config(model__name="rnn_lm"))
+  with pytest.raises(UserError, match="forecast.window=400 plus"):
+    forecast.ForecastTask(tiny_forecast_config(forecast__window=400))
+  with pytest.raises(UserError, match=r"Unknown arima trend 'x' "
+                     r"\(config.forecast.arima_trend\).*'c', 'ct', 'n'"):
+    config_check.validate(tiny_forecast_config(forecast__arima_trend="x"))
+  with pytest.raises(UserError, match=r"config.forecast.arima_order="
+                     r"\(-1, 0, 0\) must be a tuple of 3 integers >= 0"):
+    config_check.validate(tiny_forecast_config(
+        forecast__arima_order=(-1, 0, 0)))
+  with pytest.raises(UserError, match=r"config.forecast.loss_positions=9 "
+                     r"must be <= config.forecast.window=8"):
+    config_check.validate(tiny_forecast_config(forecast__window=8,
+                                               forecast__loss_positions=9))

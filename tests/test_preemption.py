@@ -41,7 +41,7 @@ OVERRIDES = dict(
     train__max_to_keep=10, train__patience=2, train__min_delta=0.1,
     optim__schedule="reduce_on_plateau", optim__plateau_patience=1,
     optim__plateau_threshold=0.03, optim__plateau_factor=0.7,
-    data__val_fraction=0.01)  # a small validation split: quick evaluations
+    text__val_fraction=0.01)  # a small validation split: quick evaluations
 STOP = 36  # where the uninterrupted run stops early
 
 # The subprocess takes the suite's XLA options, so that it compiles the

@@ -62,7 +62,7 @@ def test_random_bytes_into_the_text_loader_and_char_lm(data, seq_len):
   assert vocab.decode(vocab.encode(corpus)) == corpus
   # ...and the task built on it either works or says why not.
   c = _tiny(task="char_lm")
-  c.data.path, c.train.seq_len = str(path), seq_len
+  c.text.path, c.train.seq_len = str(path), seq_len
   try:
     config_check.validate(c)
     task = tasks.create_task(c)
@@ -89,7 +89,7 @@ _csv_text = st.builds(
        column=st.sampled_from(["x", "y", "", "0", "Unnamed: 0"]),
        missing=st.sampled_from(["error", "interpolate", "skip"]))
 def test_random_bytes_into_the_csv_series_loader(data, column, missing):
-  c = base_config.get_config().data
+  c = base_config.get_config().forecast
   c.series, c.csv, c.column, c.missing = "csv", str(_file(data, "s.csv")), \
       column, missing
   try:
@@ -140,11 +140,12 @@ def _tiny(task: str):
   """Small sizes everywhere, so that each example constructs in ms."""
   c = base_config.get_config()
   c.task = task
-  c.data.path = str(_CORPUS_PATH)
-  c.data.vocab_size = 20
-  c.data.num_points, c.data.window = 200, 8
-  c.data.lag, c.data.copy_length, c.data.alphabet = 10, 3, 4
-  c.data.max_digits, c.data.num_val, c.data.num_test = 2, 8, 8
+  c.text.path = str(_CORPUS_PATH)
+  c.text.vocab_size = 20
+  c.forecast.num_points, c.forecast.window = 200, 8
+  c.synthetic.lag, c.synthetic.copy_length, c.synthetic.alphabet = 10, 3, 4
+  c.seq2seq.max_digits, c.seq2seq.num_val, c.seq2seq.num_test = 2, 8, 8
+  c.synthetic.num_val = c.synthetic.num_test = 8
   c.model.hidden_size, c.model.embed_dim, c.model.num_layers = 8, 4, 1
   c.model.attention_window = 4
   c.train.batch_size, c.train.seq_len, c.train.steps = 4, 8, 10
@@ -152,24 +153,20 @@ def _tiny(task: str):
   c.optim.warmup_steps = 2
   if task in ("forecast", "synthetic"):
     c.model.name = "sequence"
-  if task == "forecast":
-    c.data.val_fraction = c.data.test_fraction = 0.15
   if task == "seq2seq":
-    c.model.name, c.data.problem = "seq2seq", "addition"
-  if task == "synthetic":
-    c.data.problem = "adding"
+    c.model.name = "seq2seq"
   return c
 
 
-LEAF_KEYS = [k for k, _ in base_config._leaves(base_config.get_config())]  # pylint: disable=protected-access
+LEAF_KEYS = [k for k, _ in base_config.leaves(base_config.get_config())]
 SIZE_KEYS = ["model.hidden_size", "model.num_layers", "model.embed_dim",
              "model.attention_window", "model.unroll", "train.batch_size",
              "train.seq_len", "train.steps", "eval.seq_len",
-             "eval.num_streams", "eval.batch_size", "data.vocab_size",
-             "data.window", "data.horizon", "data.loss_positions",
-             "data.num_points", "data.lag", "data.copy_length",
-             "data.alphabet", "data.max_digits", "data.season",
-             "optim.warmup_steps", "eval.mase_lag"]
+             "eval.num_streams", "eval.batch_size", "text.vocab_size",
+             "forecast.window", "forecast.horizon", "forecast.loss_positions",
+             "forecast.num_points", "synthetic.lag", "synthetic.copy_length",
+             "synthetic.alphabet", "seq2seq.max_digits", "forecast.season",
+             "optim.warmup_steps", "forecast.mase_lag"]
 # Key -> (valid names, invalid ones).
 NAME_CHOICES = {
     "model.name": (["rnn_lm", "attention_lm", "sequence", "seq2seq",
@@ -181,17 +178,21 @@ NAME_CHOICES = {
     "model.layer_schedule": (["wavefront", "layer_by_layer"], ["diagonal"]),
     "model.activation": (["tanh", "relu"], ["gelu"]),
     "model.dtype": (["float32", "bfloat16"], ["float8"]),
-    "model.attention": (["additive", "dot", "scaled_dot", "none"],
-                        ["cosine"]),
+    "seq2seq.attention": (["additive", "dot", "scaled_dot", "none"],
+                          ["cosine"]),
+    "model.attention_score": (["additive", "dot", "scaled_dot"],
+                              ["none", "cosine"]),
     "optim.name": (["adam", "adamw", "sgd", "rmsprop", "sparse_adam"],
                    ["adamm"]),
     "optim.schedule": (["constant", "warmup_cosine", "exponential",
                         "reduce_on_plateau"], ["cosine"]),
     "optim.clip": (["global_norm", "value"], ["norm"]),
     "train.order": (["random", "stateful"], ["shuffled"]),
-    "data.problem": (["adding", "copy_memory", "addition"], ["sorting"]),
-    "data.series": (["sine", "csv"], ["tides"]),
-    "data.missing": (["error", "interpolate"], ["drop"]),
+    "synthetic.problem": (["adding", "copy_memory"], ["sorting",
+                                                      "addition"]),
+    "seq2seq.problem": (["addition"], ["sorting", "adding"]),
+    "forecast.series": (["sine", "csv"], ["tides"]),
+    "forecast.missing": (["error", "interpolate"], ["drop"]),
 }
 ODD_VALUES = [None, True, False, "abc", "", 1.5, -1, 0, 10**9, [1], [],
               {"a": 1}, ["a", 2], float("nan"), float("inf")]

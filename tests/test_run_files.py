@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent("""
       return load(path)
 
     text.Vocab.save, text.load_vocab = logged_save, logged_load
-    task = char_lm.CharLMTask(tiny_lm_config(data__path=corpus))
+    task = char_lm.CharLMTask(tiny_lm_config(text__path=corpus))
     task.save_metadata(workdir)
     print(json.dumps(events))
     """)
@@ -160,7 +160,7 @@ def test_forecast_scaler_is_written_atomically(tmp_path, monkeypatch):
 def test_a_damaged_vocabulary_says_what_to_do(tmp_path):
   corpus = tmp_path / "corpus.txt"
   corpus.write_text(CORPUS)
-  task = char_lm.CharLMTask(tiny_lm_config(data__path=str(corpus)))
+  task = char_lm.CharLMTask(tiny_lm_config(text__path=str(corpus)))
   (tmp_path / rundir.VOCAB_FILE).write_text('{"type": "char", "cha')
   with pytest.raises(UserError, match=r"vocab.json is damaged or not this "
                      r"run's file \(.*\). .* delete it and rerun to resume"):

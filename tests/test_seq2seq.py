@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rnnlab import base_config
+from rnnlab import config_check
 from rnnlab import decode
 from rnnlab.data import seq2seq as data
 from rnnlab.errors import UserError
@@ -20,11 +21,11 @@ from tests.helpers import float32_atol
 def config(problem="addition", attention="additive", **model):
   c = base_config.get_config()
   c.task, c.model.name = "seq2seq", "seq2seq"
-  c.data.problem = problem
-  c.data.num_val, c.data.num_test = 30, 60
+  c.seq2seq.problem = problem
+  c.seq2seq.num_val, c.seq2seq.num_test = 30, 60
+  c.seq2seq.attention = attention
   c.model.update(dict(hidden_size=16, embed_dim=8, num_layers=1,
-                      bidirectional=True, dropout_rate=0.0,
-                      attention=attention))
+                      bidirectional=True, dropout_rate=0.0))
   c.model.update(model)
   c.train.batch_size = 8
   return c
@@ -156,7 +157,7 @@ def test_beam_search_finds_at_least_the_greedy_score(addition_task):
 @pytest.mark.parametrize("attention", ["additive", "none"])
 def test_tiny_run_lowers_held_out_loss(attention):
   c = config(attention=attention, hidden_size=32)
-  c.data.max_digits, c.data.num_val, c.data.num_test = 2, 10, 50
+  c.seq2seq.max_digits, c.seq2seq.num_val, c.seq2seq.num_test = 2, 10, 50
   task = task_lib.Seq2SeqTask(c)
   from rnnlab import train  # pylint: disable=g-import-not-at-top
   c.train.batch_size, c.optim.learning_rate = 32, 1e-2
@@ -174,11 +175,17 @@ def test_tiny_run_lowers_held_out_loss(attention):
 
 
 def test_bad_names_are_clear_errors():
-  with pytest.raises(UserError, match=r"Unknown seq2seq problem 'sums'.*"
+  with pytest.raises(UserError, match=r"Unknown seq2seq problem 'sums' "
+                     r"\(config.seq2seq.problem\)\. Valid choices: "
                      r"'addition', 'dates'"):
-    task_lib.Seq2SeqTask(config(problem="sums"))
-  with pytest.raises(UserError, match=r"Unknown attention 'luong'.*'none'"):
-    task_lib.Seq2SeqTask(config(attention="luong"))
+    config_check.validate(config(problem="sums"))
+  with pytest.raises(UserError, match=r"Unknown seq2seq attention 'luong' "
+                     r"\(config.seq2seq.attention\).*'none'"):
+    config_check.validate(config(attention="luong"))
+  with pytest.raises(UserError, match=r"Too many held-out pairs \(seq2seq"):
+    c = config()  # 30 + 60 held out of 10 x 10 pairs
+    c.seq2seq.max_digits = 1
+    config_check.validate(c)
   with pytest.raises(UserError, match="same width"):
     c = config(attention="dot")  # bidirectional: keys twice as wide
     task = task_lib.Seq2SeqTask(c)

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from rnnlab import config_check
 from rnnlab import recipes
 from rnnlab import tasks
 from rnnlab import train
@@ -16,8 +17,8 @@ from tests.helpers import tiny_config
 
 # On lstm_<problem>:runlocal (16 units, lag 10): a GRU in batches of 16 (the
 # learning test's factors were set for these), held-out sets of 40 and 50.
-SMALL = dict(model__cell="gru", train__batch_size=16, data__num_val=40,
-             data__num_test=50)
+SMALL = dict(model__cell="gru", train__batch_size=16, synthetic__num_val=40,
+             synthetic__num_test=50)
 
 
 def test_adding_batch_has_one_marker_per_half_and_target_is_their_sum():
@@ -127,14 +128,14 @@ def test_train_and_evaluate_end_to_end(tmp_path):
   results = train.train_and_evaluate(c, tmp_path)
   assert results["step"] == c.train.steps
   test = results["eval"]["test"]
-  assert test["examples"] == c.data.num_test
+  assert test["examples"] == c.synthetic.num_test
   assert test["loss"] == test["mse"] and np.isfinite(test["mse"])
   assert (tmp_path / "status.json").exists()
 
 
 def test_config_args_and_bad_names():
   c = recipes.synthetic_config("copy_memory", "cell=rnn,lag=37")
-  assert (c.model.cell, c.data.lag, c.task) == ("rnn", 37, "synthetic")
+  assert (c.model.cell, c.synthetic.lag, c.task) == ("rnn", 37, "synthetic")
   assert recipes.synthetic_config("adding", "").model.cell == "lstm"
   with pytest.raises(UserError, match="Unknown config arg key 'cel'"):
     recipes.synthetic_config("adding", "cel=rnn")
@@ -143,13 +144,13 @@ def test_config_args_and_bad_names():
   with pytest.raises(UserError, match="lag='-3' must be a positive"):
     recipes.synthetic_config("adding", "lag=-3")
   bad = tiny_config("lstm_adding")
-  bad.data.problem = "addition"
+  bad.synthetic.problem = "addition"
   with pytest.raises(UserError, match="Unknown synthetic problem.*'adding'"):
-    tasks.create_task(bad)
+    config_check.validate(bad)
   bad = tiny_config("lstm_adding")
   bad.model.name = "rnn_lm"
   with pytest.raises(UserError, match="model.name='sequence'"):
-    tasks.create_task(bad)
-  bad = tiny_config("lstm_adding", data__lag=1)
-  with pytest.raises(UserError, match="data.lag >= 2"):
-    tasks.create_task(bad)
+    config_check.validate(bad)
+  bad = tiny_config("lstm_adding", synthetic__lag=1)
+  with pytest.raises(UserError, match="synthetic.lag >= 2"):
+    config_check.validate(bad)

@@ -109,7 +109,7 @@ def test_unknown_names_fail_before_training(tmp_path):
 def test_any_utf8_text_file_works(tmp_path):
   corpus = tmp_path / "tiny.txt"
   corpus.write_text("ab\u00e7" * 2000, encoding="utf-8")
-  config = tiny_lm_config("lstm", data__path=str(corpus), train__steps=40,
+  config = tiny_lm_config("lstm", text__path=str(corpus), train__steps=40,
                           train__eval_every=40)
   results = train.train_and_evaluate(config, tmp_path / "run")
   vocab = text.Vocab.load(tmp_path / "run" / "vocab.json")

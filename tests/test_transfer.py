@@ -49,7 +49,7 @@ def source(tmp_path_factory):
   root = tmp_path_factory.mktemp("transfer")
   (root / "a.txt").write_text(A_TEXT, encoding="utf-8")
   workdir = root / "source"
-  config = tiny_lm_config(data__path=str(root / "a.txt"), **SHORT_RUN)
+  config = tiny_lm_config(text__path=str(root / "a.txt"), **SHORT_RUN)
   train.train_and_evaluate(config, workdir)
   vocab = text.Vocab.load(workdir / "vocab.json")
   model = models.create_model(config.model, vocab_size=len(vocab))
@@ -288,7 +288,7 @@ def test_fine_tune_run_with_frozen_layers(source, tmp_path):
   workdir, _, vocab_a, source_params = source
   (tmp_path / "b.txt").write_text(B_TEXT, encoding="utf-8")
   target = tmp_path / "target"
-  config = tiny_lm_config(data__path=str(tmp_path / "b.txt"), **SHORT_RUN,
+  config = tiny_lm_config(text__path=str(tmp_path / "b.txt"), **SHORT_RUN,
                           init_from=str(workdir),
                           optim__freeze=("rnn/layers_0/",))
   train.train_and_evaluate(config, target)

@@ -49,9 +49,9 @@ def test_decode_restores_spacing_and_json_round_trips(tmp_path):
 
 
 def _word_config(corpus, **overrides):
-  overrides = {"data__vocab_size": 50, "eval__num_streams": 4,
+  overrides = {"text__vocab_size": 50, "eval__num_streams": 4,
                "eval__seq_len": 16, **overrides}
-  return tiny_lm_config("gru", task="word_lm", data__path=str(corpus),
+  return tiny_lm_config("gru", task="word_lm", text__path=str(corpus),
                         **overrides)
 
 
@@ -71,7 +71,7 @@ def test_word_split_follows_the_char_split(tmp_path):
 
 def test_tiny_word_lm_lowers_loss_and_reports_perplexity(tmp_path,
                                                          corpus_path):
-  config = _word_config(corpus_path, data__vocab_size=300, train__steps=40,
+  config = _word_config(corpus_path, text__vocab_size=300, train__steps=40,
                         train__eval_every=40, train__log_every=10,
                         optim__name="sparse_adam")
   results = train.train_and_evaluate(config, tmp_path)

@@ -2,7 +2,7 @@
 
 Shape legend: N examples, B batch, T time (padded), D features per frame.
 
-Sources (`config.data.source`):
+Sources (`config.classify.source`):
   japanese_vowels  UEA JapaneseVowels (Kudo et al. 1999), read from sktime's
                    package data, so no network is needed: 9 speakers saying
                    the vowels /ae/, 12 LPC cepstrum coefficients per frame,
@@ -86,8 +86,9 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int
   examples go to the held-out part (at least 1 if fraction > 0 and the
   class has 2 or more), chosen by `np.random.default_rng([seed, c])`."""
   if not 0 < fraction < 1:
-    raise UserError(f"data.val_fraction={fraction!r} must be in (0, 1): the "
-                    "validation split is carved from the training split.")
+    raise UserError(f"classify.val_fraction={fraction!r} must be in (0, 1): "
+                    "the validation split is carved from the training "
+                    "split.")
   kept, held = [], []
   for c in np.unique(labels):
     index = np.flatnonzero(labels == c)
@@ -137,7 +138,7 @@ def load_japanese_vowels() -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
   try:
     from sktime.datasets import load_japanese_vowels as load  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise DataError("data.source='japanese_vowels' reads sktime's package "
+    raise DataError("classify.source='japanese_vowels' reads sktime's package "
                     "data: pip install sktime.") from None
   out = {}
   for split in ("train", "test"):
@@ -161,7 +162,7 @@ def tokenize(text: str, tokenization: str) -> list[str]:
     return _WORD_RE.findall(text.lower())
   if tokenization == "char":
     return list(text)
-  raise UserError(f"Unknown data.tokenization {tokenization!r}. Valid "
+  raise UserError(f"Unknown classify.tokenization {tokenization!r}. Valid "
                   f"choices: {', '.join(map(repr, TOKENIZATIONS))}.")
 
 
@@ -181,7 +182,7 @@ class TokenVocab:
             max_size: int) -> "TokenVocab":
     """The max_size - 2 most frequent training tokens (ties: token order)."""
     if max_size < 3:
-      raise UserError(f"data.vocab_size={max_size} must be >= 3 (<pad>, "
+      raise UserError(f"classify.vocab_size={max_size} must be >= 3 (<pad>, "
                       "<unk> and one token).")
     counts = collections.Counter(
         t for text in texts for t in tokenize(text, tokenization))
@@ -222,7 +223,7 @@ def _import_tfds():
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise DataError("data.source='tfds' needs tensorflow-datasets: "
+    raise DataError("classify.source='tfds' needs tensorflow-datasets: "
                     "pip install 'rnnlab[tfds]'.") from None
   return tfds
 
@@ -261,7 +262,8 @@ def _data_source(tfds, name: str, **kwargs):
     try:
       return tfds.data_source(name, **kwargs)
     except tfds.core.registered.DatasetNotFoundError as e:
-      raise DataError(f"Unknown TFDS dataset data.name={name!r}: {e}") from None
+      raise DataError(f"Unknown TFDS dataset classify.tfds_name={name!r}: "
+                      f"{e}") from None
 
 
 def _how_to_prepare(name: str, data_dir: str) -> str:
@@ -270,7 +272,7 @@ def _how_to_prepare(name: str, data_dir: str) -> str:
           f"  python -c \"import tensorflow_datasets as tfds; "
           f"tfds.data_source('{name}', data_dir='<dir>')\"\n"
           f"and copy <dir> here as {where} (or set "
-          "--config.data.tfds_data_dir=<dir>).")
+          "--config.classify.tfds_data_dir=<dir>).")
 
 
 def tfds_split(name: str, split: str, data_dir: str = ""):
@@ -319,7 +321,7 @@ def read_tfds_examples(name: str, split: str, text_feature: str,
       if key not in example:
         raise UserError(f"TFDS dataset {name!r} has no feature {key!r}. Its "
                         f"features: {', '.join(sorted(example))}. Set "
-                        "data.text_feature / data.label_feature.")
+                        "classify.text_feature / classify.label_feature.")
     text = example[text_feature]
     texts.append(text.decode("utf-8") if isinstance(text, bytes)
                  else str(text))
@@ -328,7 +330,7 @@ def read_tfds_examples(name: str, split: str, text_feature: str,
   if len(labels) and labels.min() < 0:
     raise DataError(f"Split {split!r} of {name!r} holds unlabelled examples "
                     f"(label {labels.min()}); GLUE's test splits are "
-                    "unlabelled, so use e.g. data.test_split='validation'.")
+                    "unlabelled, so use e.g. classify.test_split='validation'.")
   names = None
   features = getattr(getattr(source, "dataset_info", None), "features", None)
   if features is not None and label_feature in features:
@@ -406,10 +408,10 @@ def japanese_vowels_dataset(val_fraction: float, seed: int) -> Dataset:
 
 
 def tfds_dataset(d, seed: int) -> Dataset:
-  """`d` is config.data: name, train/val/test_split, text/label_feature,
+  """`d` is config.classify: name, train/val/test_split, text/label_feature,
   tfds_data_dir, tokenization, vocab_size, max_tokens, val_fraction."""
   read = lambda split: read_tfds_examples(
-      d.name, split, d.text_feature, d.label_feature, d.tfds_data_dir)
+      d.tfds_name, split, d.text_feature, d.label_feature, d.tfds_data_dir)
   texts, labels, names = read(d.train_split)
   if d.val_split:
     val_texts, val_labels, _ = read(d.val_split)
@@ -437,12 +439,12 @@ def tfds_dataset(d, seed: int) -> Dataset:
 
 
 def load_dataset(d, seed: int) -> Dataset:
-  """The Dataset of config.data `d` (data.source picks the loader)."""
+  """The Dataset of config.classify `d` (classify.source picks the loader)."""
   if d.source == "japanese_vowels":
     return japanese_vowels_dataset(d.val_fraction, seed)
   if d.source == "tfds":
     return tfds_dataset(d, seed)
-  raise UserError(f"Unknown data.source {d.source!r} for task='classify'. "
+  raise UserError(f"Unknown classify.source {d.source!r} for task='classify'. "
                   f"Valid choices: {', '.join(map(repr, SOURCES))}.")
 
 

@@ -60,7 +60,7 @@ class Seq2SeqVocab:
         [EOS] if eos else [])
     if len(ids) > length:
       raise UserError(f"{text!r} needs {len(ids)} positions; the maximum is "
-                      f"{length}. Raise data.max_source_len/max_target_len.")
+                      f"{length}. Raise seq2seq.max_source_len/max_target_len.")
     return np.array(ids + [PAD] * (length - len(ids)), np.int32)
 
   def decode(self, ids) -> str:
@@ -102,14 +102,22 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 class Addition:
   """"a+b" -> "c" with 0 <= a, b < 10**max_digits."""
 
+  @staticmethod
+  def check_args(max_digits: int, num_val: int, num_test: int) -> None:
+    """UserError for arguments the constructor cannot honour."""
+    if max_digits <= 0:
+      raise UserError(f"seq2seq.max_digits must be positive, got "
+                      f"{max_digits}.")
+    if num_val + num_test > (10**max_digits)**2 // 2:
+      raise UserError(f"Too many held-out pairs (seq2seq.num_val={num_val} "
+                      f"+ seq2seq.num_test={num_test}) for max_digits="
+                      f"{max_digits}: at most half of the "
+                      f"{(10**max_digits)**2} pairs.")
+
   def __init__(self, seed: int, max_digits: int = 3, num_val: int = 1000,
                num_test: int = 2000):
-    if max_digits <= 0:
-      raise UserError(f"data.max_digits must be positive, got {max_digits}.")
+    self.check_args(max_digits, num_val, num_test)
     self.seed, self.limit = seed, 10**max_digits
-    if num_val + num_test > self.limit**2 // 2:
-      raise UserError("Too many held-out pairs for max_digits="
-                      f"{max_digits}.")
     rng = _rng(seed, 0)
     held = []
     seen = set()
@@ -173,19 +181,33 @@ def render_date(date: datetime.date, locale: str, fmt: str) -> str:
 class Dates:
   """A date in one of several locales and formats -> "YYYY-MM-DD"."""
 
-  def __init__(self, seed: int, num_val: int = 1000, num_test: int = 2000,
-               locales: Sequence[str] = DATE_LOCALES,
-               formats: Sequence[str] = DATE_FORMATS,
-               max_source_len: int = 48):
+  @staticmethod
+  def check_args(locales: Sequence[str], formats: Sequence[str],
+                 num_val: int, num_test: int) -> None:
+    """UserError for arguments the constructor cannot honour."""
     from babel import Locale  # pylint: disable=g-import-not-at-top
+    if not locales or not formats:
+      raise UserError("seq2seq.locales and seq2seq.formats must each name "
+                      "at least one.")
     for loc in locales:
       try:
         Locale.parse(loc)
       except Exception:  # babel raises several types
-        raise UserError(f"Unknown locale {loc!r} for data.locales; e.g. "
+        raise UserError(f"Unknown locale {loc!r} for seq2seq.locales; e.g. "
                         f"{', '.join(DATE_LOCALES)}.") from None
     for f in formats:
       lookup({f: f for f in DATE_FORMATS}, f, "date format")
+    days = (LAST_DATE - FIRST_DATE).days + 1
+    if num_val + num_test >= days:
+      raise UserError(f"seq2seq.num_val={num_val} + seq2seq.num_test="
+                      f"{num_test} held-out days leave none of the {days} "
+                      "for training.")
+
+  def __init__(self, seed: int, num_val: int = 1000, num_test: int = 2000,
+               locales: Sequence[str] = DATE_LOCALES,
+               formats: Sequence[str] = DATE_FORMATS,
+               max_source_len: int = 48):
+    self.check_args(locales, formats, num_val, num_test)
     self.seed, self.locales, self.formats = seed, tuple(locales), tuple(formats)
     days = (LAST_DATE - FIRST_DATE).days + 1
     order = _rng(seed, 0).permutation(days)

@@ -1,24 +1,24 @@
 """Univariate time series for forecasting: sources, splits, scaling, windows,
 and the classical baselines (naive, seasonal naive, ARIMA).
 
-Sources (`SOURCES`, config key data.series):
+Sources (`SOURCES`, config key forecast.series):
   sine      the chapter's noisy sine x_t = sin(t / 10) + u_t, u_t ~ U[-a, a]
-            (a = data.noise), t = 0 .. data.num_points - 1, noise drawn from
-            data.noise_seed (fixed across config.seed, so seeds vary only the
-            model). The noise-free sin(t / 10) is kept as `Series.clean`.
+            (a = forecast.noise), t = 0 .. forecast.num_points - 1, noise
+            drawn from forecast.noise_seed (fixed across config.seed, so seeds
+            vary only the model). The noise-free sin(t / 10) is kept as `Series.clean`.
   co2       statsmodels.datasets.co2: weekly Mauna Loa CO2 (ppm), 1958-2001,
             2,284 weeks of which 59 are missing.
   sunspots  statsmodels.datasets.sunspots: yearly sunspot activity,
             1700-2008 (309 years).
-  csv       one numeric column (data.column) of the user's CSV (data.csv);
-            empty cells count as missing.
+  csv       one numeric column (forecast.column) of the user's CSV
+            (forecast.csv); empty cells count as missing.
 
-Missing values (data.missing): "error" refuses them, naming how many and
+Missing values (forecast.missing): "error" refuses them, naming how many and
 where; "interpolate" fills them linearly in position (and the nearest value
 at either end).
 
-Split: chronological, train first, then validation (data.val_fraction), then
-test (data.test_fraction) at the end. Everything fitted from data (scaling,
+Split: chronological, train first, then validation (forecast.val_fraction),
+then test (forecast.test_fraction) at the end. Everything fitted from data (scaling,
 ARIMA, the MASE scale) uses the train split only.
 
 Shape legend: N series length, B batch, W window (context) length,
@@ -56,19 +56,19 @@ class Series:
     return float(np.median(np.diff(self.time))) if len(self.time) > 1 else 1.0
 
 
-def sine(data_config) -> Series:
-  n = data_config.num_points
+def sine(forecast_config) -> Series:
+  n = forecast_config.num_points
   if n < 2:
-    raise UserError(f"data.num_points={n} must be >= 2.")
+    raise UserError(f"forecast.num_points={n} must be >= 2.")
   t = np.arange(n, dtype=np.float64)
   clean = np.sin(t / 10.0)
-  rng = np.random.default_rng(data_config.noise_seed)
-  noise = rng.uniform(-data_config.noise, data_config.noise, n)
+  rng = np.random.default_rng(forecast_config.noise_seed)
+  noise = rng.uniform(-forecast_config.noise, forecast_config.noise, n)
   return Series("sine", clean + noise, t, clean=clean)
 
 
-def co2(data_config) -> Series:
-  del data_config
+def co2(forecast_config) -> Series:
+  del forecast_config
   import statsmodels.api as sm  # pylint: disable=g-import-not-at-top
   frame = sm.datasets.co2.load_pandas().data
   dates = frame.index
@@ -78,46 +78,48 @@ def co2(data_config) -> Series:
                 np.asarray(years, np.float64), unit="ppm")
 
 
-def sunspots(data_config) -> Series:
-  del data_config
+def sunspots(forecast_config) -> Series:
+  del forecast_config
   import statsmodels.api as sm  # pylint: disable=g-import-not-at-top
   frame = sm.datasets.sunspots.load_pandas().data
   return Series("sunspots", frame["SUNACTIVITY"].to_numpy(np.float64),
                 frame["YEAR"].to_numpy(np.float64), unit="sunspot activity")
 
 
-def csv(data_config) -> Series:
+def csv(forecast_config) -> Series:
   import pandas as pd  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(data_config.csv).expanduser()
-  if not data_config.csv:
-    raise UserError("data.series='csv' needs data.csv, the path of a CSV "
-                    "file, and data.column, the column to forecast.")
+  path = pathlib.Path(forecast_config.csv).expanduser()
+  if not forecast_config.csv:
+    raise UserError("forecast.series='csv' needs forecast.csv, the path of "
+                    "a CSV file, and forecast.column, the column to "
+                    "forecast.")
   if not path.is_file():
-    raise DataError(f"data.csv={str(path)!r}: no such file.")
+    raise DataError(f"forecast.csv={str(path)!r}: no such file.")
   try:
     # round_trip: the values exactly as written (the default parser may be
     # off in the last bit).
     frame = pd.read_csv(path, float_precision="round_trip")
   except (ValueError, OSError) as e:  # pandas' ParserError is a ValueError
-    raise DataError(f"data.csv={str(path)!r} is not a readable CSV file: "
+    raise DataError(f"forecast.csv={str(path)!r} is not a readable CSV file: "
                     f"{e}") from None
   columns = [str(c) for c in frame.columns]
-  if data_config.column not in columns:
+  if forecast_config.column not in columns:
     raise DataError(
-        f"data.column={data_config.column!r} is not a column of {path}. "
+        f"forecast.column={forecast_config.column!r} is not a column of "
+        f"{path}. "
         f"Valid choices: {', '.join(map(repr, columns))}.")
-  raw = frame[data_config.column]
+  raw = frame[forecast_config.column]
   values = pd.to_numeric(raw, errors="coerce")
   # Cells that were present but did not parse as numbers (empty cells are
-  # missing values, handled by data.missing).
+  # missing values, handled by forecast.missing).
   bad = np.flatnonzero(values.isna().to_numpy() & raw.notna().to_numpy())
   if bad.size:
     examples = ", ".join(f"row {i + 2}: {raw.iloc[i]!r}" for i in bad[:5])
     raise DataError(
-        f"Column {data_config.column!r} of {path} has {bad.size} non-numeric "
-        f"value(s) ({examples}{', ...' if bad.size > 5 else ''}; rows "
+        f"Column {forecast_config.column!r} of {path} has {bad.size} "
+        f"non-numeric value(s) ({examples}{', ...' if bad.size > 5 else ''}; rows "
         "counted from the header as row 1). Forecasting needs numbers.")
-  return Series(f"csv:{path.name}:{data_config.column}",
+  return Series(f"csv:{path.name}:{forecast_config.column}",
                 values.to_numpy(np.float64),
                 np.arange(len(values), dtype=np.float64))
 
@@ -131,8 +133,8 @@ SOURCES: dict[str, Callable[[Any], Series]] = {
 
 
 def fill_missing(series: Series, policy: str) -> Series:
-  """Applies data.missing: "error" or "interpolate" (linear in position)."""
-  lookup({k: k for k in MISSING_CHOICES}, policy, "data.missing policy")
+  """Applies forecast.missing: "error" or "interpolate" (linear in position)."""
+  lookup({k: k for k in MISSING_CHOICES}, policy, "forecast.missing policy")
   missing = np.flatnonzero(~np.isfinite(series.values))
   if not missing.size:
     return series
@@ -142,8 +144,8 @@ def fill_missing(series: Series, policy: str) -> Series:
     raise DataError(
         f"Series {series.name!r} has {missing.size} missing value(s) of "
         f"{series.values.size}, e.g. at {where}"
-        f"{', ...' if missing.size > 5 else ''}. Set data.missing to one of "
-        f"{', '.join(map(repr, MISSING_CHOICES))} ('interpolate' fills them "
+        f"{', ...' if missing.size > 5 else ''}. Set forecast.missing to one "
+        f"of {', '.join(map(repr, MISSING_CHOICES))} ('interpolate' fills them "
         "linearly).")
   present = np.flatnonzero(np.isfinite(series.values))
   if not present.size:
@@ -154,10 +156,10 @@ def fill_missing(series: Series, policy: str) -> Series:
   return dataclasses.replace(series, values=values)
 
 
-def load(data_config) -> Series:
-  """The series named by data.series, with missing values handled."""
-  source = lookup(SOURCES, data_config.series, "series (data.series)")
-  return fill_missing(source(data_config), data_config.missing)
+def load(forecast_config) -> Series:
+  """The series named by forecast.series, with missing values handled."""
+  source = lookup(SOURCES, forecast_config.series, "series (forecast.series)")
+  return fill_missing(source(forecast_config), forecast_config.missing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,9 +180,9 @@ class Split:
 def split(n: int, val_fraction: float, test_fraction: float) -> Split:
   if not (0 <= val_fraction and 0 <= test_fraction and
           val_fraction + test_fraction < 1):
-    raise UserError(f"data.val_fraction={val_fraction} and "
-                    f"data.test_fraction={test_fraction} must be >= 0 and sum "
-                    "to less than 1.")
+    raise UserError(f"forecast.val_fraction={val_fraction} and "
+                    f"forecast.test_fraction={test_fraction} must be >= 0 "
+                    "and sum to less than 1.")
   n_test = int(round(n * test_fraction))
   n_val = int(round(n * val_fraction))
   return Split(n, n - n_val - n_test, n - n_test)
@@ -209,8 +211,8 @@ class Scaler:
     y = _differenced(values[:train_end], difference)[int(difference):]
     if y.size < 2:
       raise UserError(f"The train split has {train_end} points: too few to "
-                      "fit the scaling; lower data.val_fraction and "
-                      "data.test_fraction or use a longer series.")
+                      "fit the scaling; lower forecast.val_fraction and "
+                      "forecast.test_fraction or use a longer series.")
     std = float(np.std(y))
     return cls(difference, float(np.mean(y)), std if std > 0 else 1.0)
 
@@ -265,7 +267,7 @@ def origin_windows(z: np.ndarray, targets: np.ndarray, window: int
   index = np.asarray(targets)[:, None] - window + np.arange(window)[None, :]
   if index.size and index.min() < 0:
     raise UserError(f"Target index {int(targets[0])} needs {window} earlier "
-                    "points (data.window); the train split is too short.")
+                    "points (forecast.window); the train split is too short.")
   return z[index][..., None].astype(np.float32)
 
 
@@ -276,7 +278,7 @@ def naive_scale(train_values: np.ndarray, lag: int = 1) -> float:
   """In-sample MAE on train of the naive forecast x_{t-lag}: MASE's scale
   (lag 1: last value; lag = the season: seasonal naive)."""
   if not 1 <= lag < len(train_values):
-    raise UserError(f"eval.mase_lag={lag} must be in [1, "
+    raise UserError(f"forecast.mase_lag={lag} must be in [1, "
                     f"{len(train_values) - 1}] (the train split's length).")
   return float(np.mean(np.abs(train_values[lag:] - train_values[:-lag])))
 
@@ -311,9 +313,9 @@ def arima_model(train_values: np.ndarray, order,
     return ARIMA(np.asarray(train_values, np.float64), order=tuple(order),
                  seasonal_order=tuple(seasonal_order), trend=trend)
   except ValueError as e:
-    raise UserError(f"Bad ARIMA spec eval.arima_order={tuple(order)}, "
-                    f"eval.arima_seasonal_order={tuple(seasonal_order)}, "
-                    f"eval.arima_trend={trend!r}: {e}") from None
+    raise UserError(f"Bad ARIMA spec forecast.arima_order={tuple(order)}, "
+                    f"forecast.arima_seasonal_order={tuple(seasonal_order)}, "
+                    f"forecast.arima_trend={trend!r}: {e}") from None
 
 
 def fit_arima(train_values: np.ndarray, order, seasonal_order=(0, 0, 0, 0),

@@ -59,7 +59,7 @@ def adding_batch(rng: np.random.Generator, batch_size: int, lag: int
                  ) -> dict[str, np.ndarray]:
   """{"inputs": [B, T, 2] float32, "targets": [B] float32}, T = lag."""
   if lag < 2:
-    raise UserError(f"The adding problem needs data.lag >= 2 (one marker in "
+    raise UserError(f"The adding problem needs synthetic.lag >= 2 (one marker in "
                     f"each half), got {lag}.")
   values = rng.uniform(0.0, 1.0, (batch_size, lag)).astype(np.float32)
   half = lag // 2
@@ -87,8 +87,8 @@ def copy_memory_batch(rng: np.random.Generator, batch_size: int, lag: int,
   T = 2 * copy_length + lag + 1 (layout in the module docstring)."""
   if lag < 0 or copy_length < 1 or alphabet < 2:
     raise UserError(
-        f"copy_memory needs data.lag >= 0, data.copy_length >= 1 and "
-        f"data.alphabet >= 2; got lag={lag}, copy_length={copy_length}, "
+        f"copy_memory needs synthetic.lag >= 0, synthetic.copy_length >= 1 "
+        f"and synthetic.alphabet >= 2; got lag={lag}, copy_length={copy_length}, "
         f"alphabet={alphabet}.")
   s = copy_length
   steps = 2 * s + lag + 1

@@ -3,7 +3,7 @@
 Shape legend: B batch (streams), T sequence length, C chunks.
 
 The corpus file is found in this order (`resolve_corpus`):
-  1. an explicit path (`config.data.path`);
+  1. an explicit path (`config.text.path`);
   2. $RNNLAB_DATA_DIR/<name>/input.txt;
   3. the user cache, $XDG_CACHE_HOME/rnnlab/<name>/input.txt (~/.cache/...);
   4. a download from the dataset's public URL into that cache, within the
@@ -69,7 +69,7 @@ def _how_to(name: str, tried: list[str]) -> str:
   return (
       f"Cannot find the {name!r} corpus. Looked in: {', '.join(tried)}.\n"
       "Supply it in one of these ways:\n"
-      "  --config.data.path=/path/to/input.txt\n"
+      "  --config.text.path=/path/to/input.txt\n"
       f"  export RNNLAB_DATA_DIR=/dir/holding  (file at <dir>/{name}/input.txt)\n"
       f"  download {CORPORA[name].url if name in CORPORA else 'it'}\n"
       f"    to {cache_dir() / name / 'input.txt'}")
@@ -125,9 +125,9 @@ def resolve_corpus(name: str, path: str | None = None) -> pathlib.Path:
   if path:
     p = pathlib.Path(path).expanduser()
     if not p.is_file():
-      raise DataError(f"data.path={path!r} is not a file.")
+      raise DataError(f"text.path={path!r} is not a file.")
     return p
-  tried = ["config.data.path (unset)"]
+  tried = ["config.text.path (unset)"]
   data_dir = os.environ.get("RNNLAB_DATA_DIR")
   if data_dir:
     p = pathlib.Path(data_dir).expanduser() / name / "input.txt"
@@ -195,7 +195,7 @@ def read_tfds_text(name: str = "tiny_shakespeare") -> str:
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise DataError("data.source='tfds' needs tensorflow-datasets: "
+    raise DataError("text.source='tfds' needs tensorflow-datasets: "
                     "pip install 'rnnlab[tfds]'.") from None
   parts = []
   try:
@@ -205,7 +205,7 @@ def read_tfds_text(name: str = "tiny_shakespeare") -> str:
   except (KeyError, AssertionError, OSError) as e:
     raise DataError(f"TFDS dataset {name!r} is not available"
                     f"{' offline' if _offline() else ''}: {e}. Use "
-                    "data.source='file' or prepare it with tfds first.") from None
+                    "text.source='file' or prepare it with tfds first.") from None
   return "".join(parts)
 
 
@@ -319,7 +319,7 @@ class WordVocab(_JsonVocab):
   @classmethod
   def from_text(cls, text: str, max_size: int) -> "WordVocab":
     if max_size < 2:
-      raise UserError(f"data.vocab_size={max_size} must be >= 2 (<unk> and "
+      raise UserError(f"text.vocab_size={max_size} must be >= 2 (<unk> and "
                       "at least one word).")
     counts = collections.Counter(split_words(text))
     ranked = sorted(counts, key=lambda w: (-counts[w], w))

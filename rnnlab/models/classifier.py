@@ -44,16 +44,19 @@ class SequenceClassifier(nn.Module):
   pooling: str = "last"
 
   @classmethod
-  def from_config(cls, c, *, num_classes: int,
-                  vocab_size: int = 0) -> "SequenceClassifier":
-    lookup({p: p for p in POOLINGS}, c.pooling, "pooling (model.pooling)")
-    lookup({p: p for p in INPUT_PROJECTIONS}, c.input_projection,
-           "input projection (model.input_projection)")
+  def from_config(cls, c, *, num_classes: int, vocab_size: int = 0,
+                  pooling: str = "last", input_projection: str = "dense"
+                  ) -> "SequenceClassifier":
+    """`c` is config.model; the head's pooling and input projection are
+    the task's (config.classify)."""
+    lookup({p: p for p in POOLINGS}, pooling, "pooling")
+    lookup({p: p for p in INPUT_PROJECTIONS}, input_projection,
+           "input projection")
     rnn = layers.RecurrentStack(**layers.stack_kwargs_from_config(c),
                                 parent=None)
     return cls(num_classes=num_classes, rnn=rnn, vocab_size=vocab_size,
                embed_dim=c.embed_dim, embed_init_std=c.embed_init_std,
-               input_projection=c.input_projection, pooling=c.pooling)
+               input_projection=input_projection, pooling=pooling)
 
   def setup(self):
     dtypes = dict(dtype=self.rnn.dtype, param_dtype=self.rnn.param_dtype)

@@ -103,11 +103,11 @@ class AttentionLM(RecurrentLM):
 
   @classmethod
   def from_config(cls, c, *, vocab_size: int) -> "AttentionLM":
-    lookup(attention_lib.SCORES, c.attention, "attention score")
+    lookup(attention_lib.SCORES, c.attention_score, "attention score")
     base = RecurrentLM.from_config(c, vocab_size=vocab_size)
     return cls(vocab_size=base.vocab_size, rnn=base.rnn,
                embed_dim=base.embed_dim, embedding=base.embedding,
-               embed_init_std=base.embed_init_std, attention=c.attention,
+               embed_init_std=base.embed_init_std, attention=c.attention_score,
                window=c.attention_window)
 
   def setup(self):

@@ -42,9 +42,11 @@ class Seq2Seq(nn.Module):
   embed_dim: int = 32
 
   @classmethod
-  def from_config(cls, c, *, vocab_size: int) -> "Seq2Seq":
-    if c.attention not in ATTENTION_CHOICES:
-      raise UserError(f"Unknown attention {c.attention!r}. Valid choices: "
+  def from_config(cls, c, *, vocab_size: int,
+                  attention: str = "additive") -> "Seq2Seq":
+    """`c` is config.model; `attention` the task's (seq2seq.attention)."""
+    if attention not in ATTENTION_CHOICES:
+      raise UserError(f"Unknown attention {attention!r}. Valid choices: "
                       f"{', '.join(repr(a) for a in ATTENTION_CHOICES)}.")
     kwargs = layers.stack_kwargs_from_config(c)
     encoder = layers.RecurrentStack(**kwargs, parent=None)
@@ -56,7 +58,7 @@ class Seq2Seq(nn.Module):
                           residual=False, layer_norm=False)
     decoder = layers.RecurrentStack(**decoder_kwargs, parent=None)
     return cls(vocab_size=vocab_size, encoder=encoder, decoder=decoder,
-               attention=c.attention, embed_dim=c.embed_dim)
+               attention=attention, embed_dim=c.embed_dim)
 
   def setup(self):
     self.embed = nn.Embed(self.vocab_size, self.embed_dim)

@@ -1,12 +1,13 @@
 """Task registry: `config.task` -> Task class.
 
-A task owns its data, builds its model, and defines the training loss and
-the evaluation metrics; `rnnlab.train` runs any task the same way. To add
-one, subclass `base.Task`, implement its methods, and register it here.
+A task owns its data and its config section, builds its model, and defines
+the training loss and the evaluation metrics; `rnnlab.train` runs any task
+the same way. To add one, subclass `base.Task` (its `models`, its
+`check_config` and its methods) and register it here or from a module
+named in `config.imports`.
 """
 from __future__ import annotations
 
-from rnnlab.errors import UserError
 from rnnlab.registry import lookup
 from rnnlab.tasks import base
 from rnnlab.tasks import char_lm
@@ -25,27 +26,6 @@ TASKS: dict[str, type[base.Task]] = {
 }
 
 
-# The model names each task can build and feed (models.MODELS).
-TASK_MODELS: dict[str, tuple[str, ...]] = {
-    "char_lm": ("rnn_lm", "attention_lm"),
-    "classify": ("classifier",),
-    "forecast": ("sequence",),
-    "word_lm": ("rnn_lm", "attention_lm"),
-    "seq2seq": ("seq2seq",),
-    "synthetic": ("sequence",),
-}
-
-
-def check_model(config):
-  """Raises UserError unless config.model.name fits config.task."""
-  lookup(TASKS, config.task, "task")
-  fitting = TASK_MODELS[config.task]
-  if config.model.name not in fitting:
-    raise UserError(
-        f"task={config.task!r} needs model.name="
-        f"{' or '.join(map(repr, fitting))}, got {config.model.name!r}.")
-
-
 def create_task(config) -> base.Task:
-  check_model(config)
+  """The task of a config that `rnnlab.config_check.validate` passed."""
   return lookup(TASKS, config.task, "task")(config)

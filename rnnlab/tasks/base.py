@@ -4,11 +4,14 @@ from __future__ import annotations
 import abc
 import copy
 import pathlib
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import flax.linen as nn
 import jax
 import ml_collections
+
+from rnnlab import models as models_lib
+from rnnlab.errors import UserError
 
 Batch = Mapping[str, Any]
 Metrics = dict[str, Any]
@@ -17,8 +20,34 @@ Metrics = dict[str, Any]
 class Task(abc.ABC):
   """Data + model + loss + evaluation for one kind of problem."""
 
+  # The model names (models.MODELS) this task can build and feed: the one
+  # place that pairs models with tasks (rnnlab.config_check).
+  models: ClassVar[tuple[str, ...]] = ()
+
   config: ml_collections.ConfigDict
   model: nn.Module
+
+  @classmethod
+  def check_model(cls, config: ml_collections.ConfigDict) -> None:
+    """UserError unless config.model.name is one of `models`."""
+    if config.model.name not in cls.models:
+      raise UserError(
+          f"task={config.task!r} needs model.name="
+          f"{' or '.join(map(repr, cls.models))}, got "
+          f"{config.model.name!r}.")
+
+  def create_model(self, **task_fields) -> nn.Module:
+    """config.model's module, given what the task derives from its data
+    (e.g. vocab_size), after `check_model`."""
+    self.check_model(self.config)
+    return models_lib.create_model(self.config.model, **task_fields)
+
+  @classmethod
+  def check_config(cls, config: ml_collections.ConfigDict) -> None:
+    """Raises UserError for what the per-key rules of rnnlab.base_config
+    cannot see: relations between this task's keys (e.g. a window shorter
+    than its loss positions). Called by rnnlab.config_check before any
+    data is read; data-dependent checks stay with the data."""
 
   def with_model(self, model: nn.Module) -> "Task":
     """This task with another model of the same parameters (e.g. another

@@ -4,8 +4,9 @@ Training batches are random windows [B, T] from the training split (full
 BPTT within each window), or with train.order="stateful" consecutive chunks
 of B contiguous streams with the hidden state carried across chunks
 (truncated BPTT, char-rnn); the loss is the mean next-character
-cross-entropy over all B*T positions. Evaluation runs over a whole split as contiguous streams,
-carrying the recurrent state across chunks, and reports nats and bits/char.
+cross-entropy over all B*T positions. Evaluation runs over a whole split
+as contiguous streams, carrying the recurrent state across chunks, and
+reports nats and bits/char.
 """
 from __future__ import annotations
 
@@ -19,24 +20,29 @@ import numpy as np
 import optax
 
 from rnnlab import metrics as metrics_lib
-from rnnlab import models
 from rnnlab import rundir
 from rnnlab import sampling
 from rnnlab.data import text
 from rnnlab.errors import UserError
 from rnnlab.tasks import base
 
-def load_corpus(data_config) -> str:
-  if data_config.source == "tfds":
+def load_corpus(text_config) -> str:
+  """The corpus of config.text: source "file" (a path, or corpus by name)
+  or "tfds"."""
+  if text_config.source == "tfds":
     return text.read_tfds_text()
-  if data_config.source != "file":
-    raise UserError(f"Unknown data.source {data_config.source!r}. Valid "
-                     "choices: 'file', 'tfds'.")
-  return text.read_text(text.resolve_corpus(data_config.name,
-                                            data_config.path))
+  return text.read_text(text.resolve_corpus(text_config.corpus,
+                                            text_config.path))
 
 
-TRAIN_ORDERS = ("random", "stateful")
+def check_split_fractions(section: str, val_fraction: float,
+                          test_fraction: float):
+  """UserError unless the validation and test shares leave a training
+  split (a config check of the text and forecast sections)."""
+  if not val_fraction + test_fraction < 1:
+    raise UserError(f"config.{section}.val_fraction={val_fraction!r} plus "
+                    f"config.{section}.test_fraction={test_fraction!r} must "
+                    "be below 1 (the rest is the training split).")
 
 
 def lm_loss_and_carry(model, params, batch, rng, carry=None):
@@ -61,25 +67,29 @@ def nll_sum(logits, targets, mask):
 
 
 class CharLMTask(base.Task):
-  """Config keys: data.*, model.*, train.batch_size/seq_len, eval.*."""
+  """Config keys: text.*, model.*, train.*, eval.num_streams/seq_len,
+  sample.*."""
+
+  models = ("rnn_lm", "attention_lm")
+
+  @classmethod
+  def check_config(cls, config):
+    check_split_fractions("text", config.text.val_fraction,
+                          config.text.test_fraction)
 
   def __init__(self, config):
     self.config = config
-    self.vocab, self.splits = self.tokenize(load_corpus(config.data))
+    self.vocab, self.splits = self.tokenize(load_corpus(config.text))
     if len(self.splits["train"]) < config.train.seq_len + 1:
       raise UserError(
           f"train.seq_len={config.train.seq_len} is longer than the training "
           f"split ({len(self.splits['train'])} characters).")
-    if config.train.order not in TRAIN_ORDERS:
-      raise UserError(f"Unknown train.order {config.train.order!r}. Valid "
-                      f"choices: {', '.join(map(repr, TRAIN_ORDERS))}.")
     self.stateful = config.train.order == "stateful"
     if self.stateful:  # fails early if the split is too short
       self._chunks_per_epoch = text.stateful_chunks_per_epoch(
           len(self.splits["train"]), config.train.batch_size,
           config.train.seq_len)
-    self.model = models.create_model(config.model,
-                                     vocab_size=len(self.vocab))
+    self.model = self.create_model(vocab_size=len(self.vocab))
     self._eval_data = {}
     if config.train.sample_every:  # fail now, not at the first sample
       s = config.sample
@@ -92,8 +102,8 @@ class CharLMTask(base.Task):
     """-> (vocabulary, {"train"|"val"|"test": token ids})."""
     vocab = text.Vocab.from_text(corpus)  # the whole file, as nanoGPT
     return vocab, text.split_tokens(vocab.encode(corpus),
-                                    self.config.data.val_fraction,
-                                    self.config.data.test_fraction)
+                                    self.config.text.val_fraction,
+                                    self.config.text.test_fraction)
 
   def init_inputs(self):
     return (jnp.zeros((1, self.config.train.seq_len), jnp.int32),)
@@ -176,13 +186,20 @@ class CharLMTask(base.Task):
 
 class WordLMTask(CharLMTask):
   """Word-level LM: the char LM's text split (same character positions),
-  words and punctuation as tokens, the data.vocab_size most frequent words
+  words and punctuation as tokens, the text.vocab_size most frequent words
   of the training split plus <unk>. Reports perplexity per word."""
 
   unit = "word"
 
+  @classmethod
+  def check_config(cls, config):
+    super().check_config(config)
+    if config.text.vocab_size < 2:
+      raise UserError(f"config.text.vocab_size={config.text.vocab_size} "
+                      "must be >= 2 (<unk> and at least one word).")
+
   def tokenize(self, corpus: str):
-    d = self.config.data
+    d = self.config.text
     # Split the characters first, exactly as the char LM, then tokenise
     # each part: validation covers the same text in both models.
     bounds = text.split_tokens(np.arange(len(corpus)), d.val_fraction,

@@ -1,13 +1,13 @@
 """Sequence classification: one label per variable-length sequence.
 
-Config keys: data.source ("japanese_vowels" | "tfds") and, for tfds,
-data.name, data.train_split/val_split/test_split, data.text_feature,
-data.label_feature, data.tfds_data_dir, data.tokenization, data.vocab_size,
-data.max_tokens; data.val_fraction (the validation split carved from the
-training split, stratified, seeded by config.seed); data.pad_multiple and
-data.bucket (batch shapes); model.* with model.name = "classifier"
-(`models/classifier.py`: model.pooling, model.input_projection,
-model.bidirectional, ...); train.batch_size; eval.batch_size.
+Config keys: the classify section: source ("japanese_vowels" | "tfds")
+and, for tfds, tfds_name, train_split/val_split/test_split, text_feature,
+label_feature, tfds_data_dir, tokenization, vocab_size, max_tokens;
+val_fraction (the validation split carved from the training split,
+stratified, seeded by config.seed); pad_multiple and bucket (batch
+shapes); pooling and input_projection (the classifier's head). model.*
+with model.name = "classifier" (`models/classifier.py`, e.g.
+model.bidirectional); train.batch_size; eval.batch_size.
 
 Training batches: each epoch is a shuffle of the training split drawn from
 (seed, epoch), cut into batches of train.batch_size (remainder dropped), so
@@ -32,7 +32,6 @@ import optax
 
 from rnnlab import checkpoint
 from rnnlab import metrics as metrics_lib
-from rnnlab import models
 from rnnlab import rundir
 from rnnlab.data import classification as data
 from rnnlab.errors import CheckpointError, UserError
@@ -67,19 +66,26 @@ def _eval_sums(model, params, batch) -> dict[str, jax.Array]:
 class ClassifyTask(base.Task):
   """A `data.classification.Dataset` with a `SequenceClassifier`."""
 
+  models = ("classifier",)
+
+  @classmethod
+  def check_config(cls, config):
+    c = config.classify
+    if not c.val_split and not c.val_fraction > 0:
+      raise UserError(f"config.classify.val_fraction={c.val_fraction!r} "
+                      "must be in (0, 1) when config.classify.val_split is "
+                      "'' (the validation split is carved from training).")
+    if c.source == "tfds" and c.vocab_size < 3:
+      raise UserError(f"config.classify.vocab_size={c.vocab_size} must be "
+                      ">= 3 (<pad>, <unk> and at least one token).")
+
   def __init__(self, config):
     self.config = config
-    if config.model.name != "classifier":
-      raise UserError(f"task='classify' needs model.name='classifier', got "
-                      f"{config.model.name!r}.")
-    for key in ("max_tokens", "pad_multiple"):
-      if config.data[key] < 1:
-        raise UserError(f"config.data.{key}={config.data[key]!r} must be "
-                        "> 0.")
     t0 = time.perf_counter()
-    self.dataset = data.load_dataset(config.data, config.seed)
+    self.dataset = data.load_dataset(config.classify, config.seed)
     train = self.dataset.splits["train"]
-    logging.info("Loaded %s in %.1f s: %s; %d classes.", config.data.source,
+    logging.info("Loaded %s in %.1f s: %s; %d classes.",
+                 config.classify.source,
                  time.perf_counter() - t0,
                  ", ".join(f"{k} {len(v)}" for k, v in
                            self.dataset.splits.items()),
@@ -88,9 +94,10 @@ class ClassifyTask(base.Task):
         train.lengths, config.train.batch_size, config.seed, 0,
         False).shape[0]  # also fails early on a batch larger than the split
     vocab = self.dataset.vocab
-    self.model = models.create_model(
-        config.model, num_classes=len(self.dataset.classes),
-        vocab_size=len(vocab) if vocab is not None else 0)
+    self.model = self.create_model(num_classes=len(self.dataset.classes),
+        vocab_size=len(vocab) if vocab is not None else 0,
+        pooling=config.classify.pooling,
+        input_projection=config.classify.input_projection)
     self._epoch = (None, None)  # (epoch, its batches), the one in use
     self._eval = {}
 
@@ -115,12 +122,13 @@ class ClassifyTask(base.Task):
     split = self.dataset.splits["train"]
     if self._epoch[0] != epoch:
       self._epoch = (epoch, data.epoch_batches(
-          split.lengths, c.train.batch_size, c.seed, epoch, c.data.bucket))
+          split.lengths, c.train.batch_size, c.seed, epoch, c.classify.bucket))
     index = self._epoch[1][k]
     # The global batch's width, so that every process's rows have one shape.
-    width = data.round_up(int(split.lengths[index].max()), c.data.pad_multiple)
+    width = data.round_up(int(split.lengths[index].max()),
+                          c.classify.pad_multiple)
     return data.make_batch(split, index[rows or slice(None)],
-                           c.data.pad_multiple, width=width)
+                           c.classify.pad_multiple, width=width)
 
   def loss_fn(self, params, batch, rng):
     return classify_loss(self.model, params, batch, rng)
@@ -139,7 +147,7 @@ class ClassifyTask(base.Task):
     if split not in self._eval:
       self._eval[split] = data.eval_batches(
           self.dataset.splits[split], self.config.eval.batch_size,
-          self.config.data.pad_multiple)
+          self.config.classify.pad_multiple)
     totals = {"nll": 0.0, "correct": 0.0, "count": 0.0}
     for batch in self._eval[split]:
       for k, v in _eval_sums(self.model, params, batch).items():

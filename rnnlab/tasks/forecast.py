@@ -1,35 +1,35 @@
 """Univariate time-series forecasting with a recurrent stack and baselines.
 
-Data (rnnlab/data/series.py): data.series ("sine", "co2", "sunspots",
-"csv"), data.missing, a chronological split by data.val_fraction and
-data.test_fraction, optional first differences (data.difference) and
+Data (rnnlab/data/series.py): forecast.series ("sine", "co2", "sunspots",
+"csv"), forecast.missing, a chronological split by forecast.val_fraction and
+forecast.test_fraction, optional first differences (forecast.difference) and
 standardisation fitted on the train split only.
 
 Model: model.name = "sequence" (`models/sequence.py`): the recurrent stack
 (model.cell, hidden_size, num_layers, ...) over a window [B, W, 1] of
-normalised values and a Dense readout to data.horizon outputs per step;
+normalised values and a Dense readout to forecast.horizon outputs per step;
 output j at position i forecasts the (j+1)-th value after position i
 (direct multi-output).
 
 Training: MSE in normalised units on random windows from the train split,
 with the window's next H values as targets at each of its last
-data.loss_positions positions. Batch `step` is a pure function of
+forecast.loss_positions positions. Batch `step` is a pure function of
 (config.seed, step).
 
 Evaluation of a split ("val" or "test"): rolling origin over every point of
 the split. The forecast of x_t reads only x_{t-W} .. x_{t-1} (the window up
 to its origin t-1, reaching back into earlier splits). Metrics in original
 units: "mae", "rmse", "mase" (MAE over the in-sample MAE on the train split
-of the lag-eval.mase_lag naive forecast: lag 1 = last value, which every
+of the lag-forecast.mase_lag naive forecast: lag 1 = last value, which every
 config here uses), "loss" = the one-step MSE in normalised units (early
-stopping and the best checkpoint use it). With data.horizon H > 1 also
+stopping and the best checkpoint use it). With forecast.horizon H > 1 also
 "mae_h<H>", the MAE of the H-step-ahead output. The sine also reports
 "rmse_clean", the RMSE against the noise-free sin(t/10).
 
 Baselines, with the same rolling-origin one-step protocol on the same
-points: "naive_*" (x_{t-1}), "snaive_*" (x_{t-season}, data.season > 0),
-"arima_*": statsmodels ARIMA(eval.arima_order, eval.arima_seasonal_order,
-eval.arima_trend) fitted once on the train split, then extended over
+points: "naive_*" (x_{t-1}), "snaive_*" (x_{t-season}, forecast.season > 0),
+"arima_*": statsmodels ARIMA(forecast.arima_order,
+forecast.arima_seasonal_order, forecast.arima_trend) fitted once on the train split, then extended over
 validation and test with its parameters fixed (results.append(...,
 refit=False)); each of its forecasts is the Kalman filter's one-step
 prediction from the data before it. "mae_ratio_arima" = model MAE / ARIMA
@@ -48,11 +48,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import metrics as metrics_lib
-from rnnlab import models
 from rnnlab import rundir
 from rnnlab.data import series as series_lib
 from rnnlab.errors import CheckpointError, UserError
 from rnnlab.tasks import base
+from rnnlab.tasks import char_lm
 
 SCALER_FILE = "forecast_scaler.json"
 PLOT_FILE = "forecast_test.png"
@@ -77,13 +77,23 @@ def _last_outputs(model, params, inputs: jax.Array) -> jax.Array:
 
 
 class ForecastTask(base.Task):
-  """data.series with a `SequenceModel`, evaluated against baselines."""
+  """forecast.series with a `SequenceModel`, evaluated against baselines."""
+
+  models = ("sequence",)
+
+  @classmethod
+  def check_config(cls, config):
+    d = config.forecast
+    char_lm.check_split_fractions("forecast", d.val_fraction,
+                                  d.test_fraction)
+    if d.loss_positions > d.window:
+      raise UserError(f"config.forecast.loss_positions={d.loss_positions} "
+                      f"must be <= config.forecast.window={d.window}.")
 
   def __init__(self, config, scaler: series_lib.Scaler | None = None):
     """`scaler`: a saved one (inference) instead of refitting on train."""
     self.config = config
-    d = config.data
-    _check_config(config)
+    d = config.forecast
     self.series = series_lib.load(d)
     self.values = self.series.values
     self.split = series_lib.split(len(self.values), d.val_fraction,
@@ -98,36 +108,36 @@ class ForecastTask(base.Task):
     if self.last_start < self.first_start:
       raise UserError(
           f"The train split of {self.series.name!r} has "
-          f"{self.split.train_end} points; data.window={d.window} plus "
-          f"data.horizon={d.horizon} need at least "
+          f"{self.split.train_end} points; forecast.window={d.window} plus "
+          f"forecast.horizon={d.horizon} need at least "
           f"{d.window + d.horizon + self.scaler.first + 1}. Shorten the "
-          "window or lower data.val_fraction / data.test_fraction.")
+          "window or lower forecast.val_fraction / forecast.test_fraction.")
     for name in ("val", "test"):
       start, end = self.split.bounds(name)
       if end <= start:
         raise UserError(f"The {name} split of {self.series.name!r} is empty "
-                        f"({len(self.values)} points, data.val_fraction="
-                        f"{d.val_fraction}, data.test_fraction="
+                        f"({len(self.values)} points, forecast.val_fraction="
+                        f"{d.val_fraction}, forecast.test_fraction="
                         f"{d.test_fraction}); both must hold points.")
     if d.season >= self.split.train_end:
-      raise UserError(f"data.season={d.season} must be shorter than the "
+      raise UserError(f"forecast.season={d.season} must be shorter than the "
                       f"train split ({self.split.train_end} points).")
     self.mase_scale = series_lib.naive_scale(
-        self.values[:self.split.train_end], config.eval.mase_lag)
-    e = config.eval
+        self.values[:self.split.train_end], config.forecast.mase_lag)
+    e = config.forecast
     series_lib.arima_model(self.values[:self.split.train_end], e.arima_order,
                            e.arima_seasonal_order, e.arima_trend)
-    self.model = models.create_model(config.model, output_size=d.horizon)
+    self.model = self.create_model(output_size=d.horizon)
     self._baselines: dict[str, dict[str, float]] = {}
     self._arima = None  # (train results, one-step forecasts [N - train_end])
 
   # -- Training. --------------------------------------------------------------
 
   def init_inputs(self):
-    return (np.zeros((1, self.config.data.window, 1), np.float32),)
+    return (np.zeros((1, self.config.forecast.window, 1), np.float32),)
 
   def tokens_per_batch(self):
-    return self.config.train.batch_size * self.config.data.window
+    return self.config.train.batch_size * self.config.forecast.window
 
   def train_batch(self, step, rows=None):
     if step < 0:
@@ -136,12 +146,12 @@ class ForecastTask(base.Task):
         [self.config.seed, series_lib.TRAIN_STREAM, step])
     starts = rng.integers(self.first_start, self.last_start + 1,
                           self.config.train.batch_size)[rows or slice(None)]
-    return series_lib.train_windows(self.z, starts, self.config.data.window,
-                                    self.config.data.horizon)
+    return series_lib.train_windows(self.z, starts, self.config.forecast.window,
+                                    self.config.forecast.horizon)
 
   def loss_fn(self, params, batch, rng):
     return forecast_loss(self.model, params, batch, rng,
-                         self.config.data.loss_positions)
+                         self.config.forecast.loss_positions)
 
   # -- Evaluation. ------------------------------------------------------------
 
@@ -159,7 +169,7 @@ class ForecastTask(base.Task):
       chunk = targets[begin:begin + size]
       padded = np.pad(chunk, (0, size - len(chunk)), mode="edge")
       inputs = series_lib.origin_windows(self.z, padded,
-                                         self.config.data.window)
+                                         self.config.forecast.window)
       out.append(np.asarray(_last_outputs(self.model, params,
                                           inputs))[:len(chunk)])
     return np.concatenate(out)
@@ -171,9 +181,9 @@ class ForecastTask(base.Task):
     out = {"time": self.series.time[start:end],
            "truth": self.values[start:end],
            "naive": series_lib.naive_forecast(self.values, start, end)}
-    if self.config.data.season:
+    if self.config.forecast.season:
       out["snaive"] = series_lib.naive_forecast(self.values, start, end,
-                                                self.config.data.season)
+                                                self.config.forecast.season)
     out["arima"] = self.arima_forecasts()[start - self.split.train_end:
                                           end - self.split.train_end]
     if self.series.clean is not None:
@@ -193,7 +203,7 @@ class ForecastTask(base.Task):
   def evaluate(self, params, split):
     f = self.forecasts(params, split)
     start, end = self.split.bounds(split)
-    horizon = self.config.data.horizon
+    horizon = self.config.forecast.horizon
     metrics = {"loss": float(np.mean(np.square(
         f["z_pred"][:, 0] - self.z[start:end])))}
     metrics.update(series_lib.errors(f["model"], f["truth"],
@@ -236,7 +246,7 @@ class ForecastTask(base.Task):
   def arima_forecasts(self) -> np.ndarray:
     """ARIMA one-step forecasts of values[train_end:] [N - train_end]."""
     if self._arima is None:
-      e = self.config.eval
+      e = self.config.forecast
       results = series_lib.fit_arima(
           self.values[:self.split.train_end], e.arima_order,
           e.arima_seasonal_order, e.arima_trend)
@@ -272,7 +282,7 @@ class ForecastTask(base.Task):
     metrics = self.evaluate(params, "test")
     workdir = pathlib.Path(workdir)
     arima = self.arima_results()
-    e = self.config.eval
+    e = self.config.forecast
     record = {
         "series": self.series.name,
         "metrics": metrics,
@@ -295,11 +305,11 @@ class ForecastTask(base.Task):
 
   def forecast_future(self, params, steps: int) -> tuple[np.ndarray, str]:
     """The next `steps` values after the series' end, original units, and
-    the method: "direct" (steps <= data.horizon: one pass, its outputs) or
+    the method: "direct" (steps <= forecast.horizon: one pass, its outputs) or
     "recursive" (one-step forecasts fed back as inputs)."""
     if steps < 1:
       raise UserError(f"steps={steps} must be >= 1.")
-    d = self.config.data
+    d = self.config.forecast
     window = self.z[-d.window:].astype(np.float32)
     last = self.values[-1]
     if steps <= d.horizon:
@@ -366,27 +376,3 @@ def plot_forecasts(path: pathlib.Path, f: dict[str, np.ndarray],
 
 def _rmse(a, b) -> float:
   return float(np.sqrt(np.mean(np.square(np.asarray(a) - np.asarray(b)))))
-
-
-def _check_config(c):
-  d = c.data
-  if c.model.name != "sequence":
-    raise UserError(f"task='forecast' needs model.name='sequence', got "
-                    f"{c.model.name!r}.")
-  for key in ("window", "horizon", "loss_positions"):
-    if d[key] < 1:
-      raise UserError(f"data.{key}={d[key]} must be >= 1.")
-  if d.loss_positions > d.window:
-    raise UserError(f"data.loss_positions={d.loss_positions} must be <= "
-                    f"data.window={d.window}.")
-  if d.season < 0:
-    raise UserError(f"data.season={d.season} must be >= 0 (0 = none).")
-  if d.noise < 0:
-    raise UserError(f"data.noise={d.noise} must be >= 0.")
-  if c.eval.arima_trend not in TREND_CHOICES:
-    raise UserError(f"Unknown eval.arima_trend={c.eval.arima_trend!r}. Valid "
-                    f"choices: {', '.join(map(repr, TREND_CHOICES))}.")
-  if len(c.eval.arima_order) != 3 or len(c.eval.arima_seasonal_order) != 4:
-    raise UserError(f"eval.arima_order={tuple(c.eval.arima_order)} must be "
-                    "(p, d, q) and eval.arima_seasonal_order="
-                    f"{tuple(c.eval.arima_seasonal_order)} (P, D, Q, s).")

@@ -1,12 +1,13 @@
 """Sequence-to-sequence tasks on generated data (`rnnlab.data.seq2seq`).
 
-Config keys: data.problem ("addition" | "dates") and its keys, model.* (the
-encoder-decoder of `models/seq2seq.py`, model.name = "seq2seq"),
-train.batch_size, eval.beam_size, eval.batch_size.
+Config keys: the seq2seq section (problem "addition" | "dates" and its
+keys, attention, beam_size, attention_plots), model.* (the encoder-decoder
+of `models/seq2seq.py`, model.name = "seq2seq"), train.batch_size,
+eval.batch_size.
 
 Metrics: teacher-forced loss (nats per target token, EOS included) and
 exact-match accuracy of greedy decoding (and of beam search when
-eval.beam_size > 1) over the whole split.
+seq2seq.beam_size > 1) over the whole split.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import optax
 
 from rnnlab import decode
 from rnnlab import metrics as metrics_lib
-from rnnlab import models
 from rnnlab.data import seq2seq as data
 from rnnlab.errors import UserError
 from rnnlab.registry import lookup
@@ -29,7 +29,7 @@ VOCAB_FILE = "vocab.json"
 
 
 def make_problem(config):
-  d = config.data
+  d = config.seq2seq
   cls = lookup(data.PROBLEMS, d.problem, "seq2seq problem")
   if cls is data.Addition:
     return cls(config.seed, max_digits=d.max_digits, num_val=d.num_val,
@@ -54,12 +54,22 @@ def seq2seq_loss(model, params, batch, rng, train=True):
 
 class Seq2SeqTask(base.Task):
 
+  models = ("seq2seq",)
+
+  @classmethod
+  def check_config(cls, config):
+    d = config.seq2seq
+    if d.problem == "addition":
+      data.Addition.check_args(d.max_digits, d.num_val, d.num_test)
+    elif d.problem == "dates":
+      data.Dates.check_args(d.locales, d.formats, d.num_val, d.num_test)
+
   def __init__(self, config):
     self.config = config
     self.problem = make_problem(config)
     self.vocab = data.Seq2SeqVocab(self.problem.chars())
-    self.model = models.create_model(config.model,
-                                     vocab_size=len(self.vocab))
+    self.model = self.create_model(vocab_size=len(self.vocab),
+                                     attention=config.seq2seq.attention)
     self._eval = {}
 
   def _encode(self, pairs):
@@ -107,8 +117,8 @@ class Seq2SeqTask(base.Task):
   def evaluate(self, params, split):
     pairs, encoded = self.eval_pairs(split)
     size = self.config.eval.batch_size
-    beams = (1,) + ((self.config.eval.beam_size,)
-                    if self.config.eval.beam_size > 1 else ())
+    beam_size = self.config.seq2seq.beam_size
+    beams = (1,) + ((beam_size,) if beam_size > 1 else ())
     correct = {b: 0 for b in beams}
     loss_sum = tokens = 0.0
     for start in range(0, len(pairs), size):
@@ -135,17 +145,17 @@ class Seq2SeqTask(base.Task):
                       "a new workdir.")
 
   def write_reports(self, params, workdir):
-    """Attention heatmaps of the first eval.attention_plots test examples:
+    """Attention heatmaps of the first seq2seq.attention_plots test examples:
     <workdir>/attention/test_<i>.png."""
-    if self.config.model.attention == "none" or not (
-        self.config.eval.attention_plots):
+    if self.config.seq2seq.attention == "none" or not (
+        self.config.seq2seq.attention_plots):
       return []
     directory = pathlib.Path(workdir) / "attention"
     directory.mkdir(exist_ok=True)
     return [metrics_lib.plot_attention(directory / f"test_{i}.png", source,
                                        prediction, weights)
             for i, (source, prediction, weights) in enumerate(attention_maps(
-                self, params, "test", self.config.eval.attention_plots))]
+                self, params, "test", self.config.seq2seq.attention_plots))]
 
   def periodic_output(self, params, step):
     pairs, encoded = self.eval_pairs("val")

@@ -1,8 +1,8 @@
 """Synthetic long-range memory problems: adding and copy memory.
 
-Config keys: data.problem ("adding" | "copy_memory"), data.lag, and for
-copy_memory data.copy_length and data.alphabet; data.num_val and
-data.num_test (sizes of the fixed evaluation sets); model.* with
+Config keys: the synthetic section: problem ("adding" | "copy_memory"),
+lag, and for copy_memory copy_length and alphabet; num_val and num_test
+(sizes of the fixed evaluation sets); model.* with
 model.name = "sequence" (`models/sequence.py`); train.batch_size;
 eval.batch_size (examples per evaluation batch). The problems are defined in
 `rnnlab/data/synthetic.py`.
@@ -30,9 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rnnlab import models
 from rnnlab.data import synthetic as data
-from rnnlab.errors import UserError
 from rnnlab.registry import lookup
 from rnnlab.tasks import base
 
@@ -66,27 +64,36 @@ LOSSES: dict[str, Callable[..., Any]] = {
 
 
 class SyntheticTask(base.Task):
-  """`data.problem` of `rnnlab.data.synthetic` with a `SequenceModel`."""
+  """`synthetic.problem` of `rnnlab.data.synthetic` with a
+  `SequenceModel`."""
+
+  models = ("sequence",)
+
+  @classmethod
+  def check_config(cls, config):
+    s = config.synthetic
+    rng = data.rng_for(0, 0)
+    if s.problem == "adding":  # the generators check their arguments
+      data.adding_batch(rng, 1, s.lag)
+    else:
+      data.copy_memory_batch(rng, 1, s.lag, s.copy_length, s.alphabet)
 
   def __init__(self, config):
     self.config = config
-    d = config.data
+    d = config.synthetic
     self.problem = d.problem
-    self._loss = lookup(LOSSES, d.problem, "synthetic problem (data.problem)")
-    if config.model.name != "sequence":
-      raise UserError(f"task='synthetic' needs model.name='sequence', got "
-                      f"{config.model.name!r}.")
+    self._loss = lookup(LOSSES, d.problem,
+                        "synthetic problem (synthetic.problem)")
     if self.problem == "adding":
-      self.model = models.create_model(config.model, output_size=1)
+      self.model = self.create_model(output_size=1)
     else:
       in_vocab, out_vocab = data.copy_memory_vocab(d.alphabet)
-      self.model = models.create_model(config.model, output_size=out_vocab,
+      self.model = self.create_model(output_size=out_vocab,
                                        input_vocab_size=in_vocab)
-    self._batch(data.rng_for(0, 0), 1)  # fail fast on a bad lag
     self._eval = {}
 
   def _batch(self, rng, batch_size: int) -> dict[str, Any]:
-    d = self.config.data
+    d = self.config.synthetic
     if self.problem == "adding":
       return data.adding_batch(rng, batch_size, d.lag)
     return data.copy_memory_batch(rng, batch_size, d.lag, d.copy_length,
@@ -113,10 +120,10 @@ class SyntheticTask(base.Task):
     return ("val", "test")
 
   def eval_data(self, split: str) -> dict[str, jax.Array]:
-    """The fixed set of `split` (data.num_val / num_test examples)."""
+    """The fixed set of `split` (synthetic.num_val / num_test examples)."""
     if split not in self._eval:
-      size = {"val": self.config.data.num_val,
-              "test": self.config.data.num_test}.get(split)
+      size = {"val": self.config.synthetic.num_val,
+              "test": self.config.synthetic.num_test}.get(split)
       rng = data.split_rng(self.config.seed, split)  # checks the name
       self._eval[split] = jax.tree.map(jnp.asarray, self._batch(rng, size))
     return self._eval[split]

@@ -52,7 +52,7 @@ def test_offline_missing_corpus_fails_fast_with_how_to(isolated, monkeypatch):
     text.resolve_corpus("tinyshakespeare")
   assert time.perf_counter() - start < 1.0
   message = str(e.value)
-  assert "--config.data.path" in message and "RNNLAB_DATA_DIR" in message
+  assert "--config.text.path" in message and "RNNLAB_DATA_DIR" in message
   assert text.CORPORA["tinyshakespeare"].url in message
   assert "RNNLAB_OFFLINE" in message
 

@@ -67,7 +67,7 @@ def test_embedding_init_std_is_configurable(std):
 
 def attention_lm(window=6, **kw):
   return models.create_model(
-      lm_config(name="attention_lm", attention="scaled_dot",
+      lm_config(name="attention_lm", attention_score="scaled_dot",
                 attention_window=window, **kw), vocab_size=V)
 
 
@@ -130,5 +130,5 @@ def test_attention_lm_window_mask():
 
 def test_attention_lm_needs_a_score():
   with pytest.raises(ValueError, match=r"Unknown attention score 'none'"):
-    models.create_model(lm_config(name="attention_lm", attention="none"),
+    models.create_model(lm_config(name="attention_lm", attention_score="none"),
                         vocab_size=V)

@@ -430,6 +430,7 @@ MOVED: dict[str, str | dict[str, str]] = {
                           "word_lm": "text.val_fraction",
                           "classify": "classify.val_fraction",
                           "forecast": "forecast.val_fraction"},
+    # classify read data.name only with data.source "tfds" (upgrade_saved).
     "data.name": {"char_lm": "text.corpus", "word_lm": "text.corpus",
                   "classify": "classify.tfds_name"},
     "data.path": {"char_lm": "text.path", "word_lm": "text.path"},
@@ -633,6 +634,9 @@ def upgrade_saved(saved: dict) -> dict:
       continue
     value = values.pop(key)
     target = new if isinstance(new, str) else new.get(task)
+    if (old == "data.name" and task == "classify" and
+        saved["data"].get("source") != "tfds"):
+      target = None  # the char LM's default corpus name, unread
     if target is None:
       continue
     new_section, _, new_key = target.partition(".")

@@ -69,3 +69,37 @@ def validate(config: ml_collections.ConfigDict):
   task = tasks.TASKS[config.task]
   task.check_model(config)
   task.check_config(config)
+
+
+def _valid_values(rule: base_config.Rule | None) -> str:
+  if rule is None:
+    return "any string (free-form)"
+  if rule.table:
+    return "one of " + ", ".join(f"`{c}`" for c in sorted(TABLES[rule.table]))
+  if rule.choices:
+    return "one of " + ", ".join(f"`{c}`" for c in rule.choices)
+  return rule.text
+
+
+def reference_markdown() -> str:
+  """The tables of docs/config.md: every key (default and valid values),
+  then the old names; tests/test_config_sections.py checks that the doc
+  holds them verbatim (regenerate with `python -m rnnlab.config_check`)."""
+  leaves = dict(base_config.leaves(base_config.get_config()))
+  rows = ["| Key | Default | Valid values |", "|---|---|---|"]
+  for key, rule in base_config.RULES.items():
+    default = leaves[key]
+    shown = tuple(default) if isinstance(default, list) else default
+    rows.append(f"| `{key}` | `{shown!r}` | {_valid_values(rule)} |")
+  rows += ["", "| Old key (before the sections) | New key |", "|---|---|"]
+  for old, new in base_config.MOVED.items():
+    if isinstance(new, str):
+      rows.append(f"| `{old}` | `{new}` |")
+    else:
+      rows.append(f"| `{old}` | " + "; ".join(
+          f"`{key}` (task {task})" for task, key in new.items()) + " |")
+  return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+  print(reference_markdown(), end="")

@@ -50,6 +50,7 @@ import numpy as np
 import optax
 
 from rnnlab import cli
+from rnnlab import config_check
 from rnnlab import metrics as metrics_lib
 from rnnlab import rundir
 from rnnlab import tasks
@@ -231,6 +232,7 @@ def load(config: ml_collections.ConfigDict | None,
   if config.model.name != "rnn_lm":
     raise UserError(f"rnnlab.diagnose needs config.model.name='rnn_lm' (its "
                     f"step-by-step form); got {config.model.name!r}.")
+  config_check.validate(config)  # before the corpus is read
   task = tasks.create_task(config)
   if workdir is None:
     if config.init_from:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from rnnlab import implementation_choice
 from rnnlab import sampling
 from rnnlab import train
 from rnnlab.native import __main__ as native_cli
@@ -134,7 +135,7 @@ def test_training_times_auto_and_a_resumed_run_keeps_its_choice(
   workdir = tmp_path / "run"
   train.train_and_evaluate(tiny_lm_config("gru", train__steps=4), workdir)
   record = json.loads((workdir / "model.json").read_text())["implementation"]
-  candidates = train.implementation_candidates()
+  candidates = implementation_choice.implementation_candidates()
   assert record["requested"] == "auto" and record["source"] == "timed"
   assert record["choice"] in candidates
   assert set(record["seconds"]) <= set(candidates)
@@ -169,9 +170,9 @@ def test_an_explicit_implementation_is_not_timed(timing, tmp_path,
 
 def test_native_off_leaves_it_out_of_the_candidates(monkeypatch):
   assert any(c.startswith("native") for c in
-             train.implementation_candidates())
+             implementation_choice.implementation_candidates())
   monkeypatch.setenv("RNNLAB_NATIVE", "0")
-  assert train.implementation_candidates() == ["fused", "scan"]
+  assert implementation_choice.implementation_candidates() == ["fused", "scan"]
 
 
 def test_the_sampler_times_each_batch_size_once(timing):

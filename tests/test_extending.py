@@ -15,6 +15,7 @@ import textwrap
 import pytest
 
 from rnnlab import base_config
+from rnnlab import implementation_choice
 from rnnlab import registry
 from rnnlab import train
 from rnnlab.errors import UserError
@@ -135,10 +136,10 @@ def test_auto_times_only_what_the_cell_can_run(modules):
   for cell, runs in RUNS.items():
     registry.import_modules([str(modules[cell])])
     model = tiny_lm_config(cell).model
-    candidates = train.implementation_candidates(
+    candidates = implementation_choice.implementation_candidates(
         layers.cell_from_config(model))
     assert candidates and set(candidates) <= set(runs)
-  assert train.implementation_candidates(
+  assert implementation_choice.implementation_candidates(
       layers.cell_from_config(tiny_lm_config("mgu").model)) == [
           "fused", "scan"]
 

@@ -55,10 +55,11 @@ if [[ -z "${PYTHON:-}" ]]; then
   else PYTHON=python3; fi
 fi
 
-usage() {  # the header above: every comment line after the shebang
+usage() {  # the header above: every comment line after the shebang;
+  # $1: the exit status (0 when asked for with --help, 2 after bad input)
   awk 'NR > 1 && !/^#/ { exit } NR > 1' "${BASH_SOURCE[0]}" |
     sed 's/^# \{0,1\}//' >&2
-  exit 2
+  exit "${1:-2}"
 }
 
 mode=local
@@ -244,7 +245,7 @@ $(quote "${sweep[@]}")--trial=\"\${SLURM_ARRAY_TASK_ID:?not a SLURM array task}\
     if [[ $dry_run == 1 ]]; then quote "${cmd[@]}"; echo; exit 0; fi
     exec "${cmd[@]}" ;;
   -h|--help|help)
-    usage ;;
+    usage 0 ;;
   *)
     echo "launch.sh: unknown mode '$mode'. Valid modes: local, slurm, slurm-sweep, tpu-vm." >&2
     usage ;;

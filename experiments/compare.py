@@ -188,8 +188,10 @@ def main(argv=None) -> int:
   text = markdown(results, seeds, command).replace(
       "cell_comparison.png", png.name)
   doc.write_text(text)
+  # A copy next to the runs, unless the doc (or its plot) is already there.
   if doc.resolve() != (root / "comparison.md").resolve():
     (root / "comparison.md").write_text(text)
+  if png.resolve() != (root / png.name).resolve():
     shutil.copy(png, root / png.name)
   print(text)
   for f in failed:

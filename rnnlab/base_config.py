@@ -137,6 +137,8 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   s.add("corpus", "tinyshakespeare")
   s.add("path", "")               # explicit UTF-8 text file; overrides corpus
   s.add("source", "file", one_of("file", "tfds"))
+  s.add("tfds_data_dir", "")      # source "tfds": "" = $TFDS_DATA_DIR or
+                                  # ~/tensorflow_datasets
   s.add("val_fraction", 0.1, rate)   # nanoGPT split: first 90% train, last
                                      # 10% val
   s.add("test_fraction", 0.0, rate)  # carved from the end, after val; 0 =
@@ -408,6 +410,7 @@ UNCHECKED = (
     "init_from",                # a workdir path ("" = none)
     "text.corpus",              # a corpus name: a directory, cache or URL
     "text.path",                # a file path
+    "text.tfds_data_dir",       # a directory path
     "classify.tfds_name",       # a TFDS dataset name (TFDS checks it)
     "classify.train_split",     # TFDS split names (TFDS checks them)
     "classify.val_split",

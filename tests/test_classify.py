@@ -17,6 +17,7 @@ from rnnlab import recipes
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import classification as data
+from rnnlab.data import tfds_source
 from rnnlab.errors import DataError, UserError
 from rnnlab.models import classifier
 from tests.helpers import tiny_config
@@ -229,21 +230,21 @@ def test_tfds_download_fails_fast_offline(monkeypatch):
   monkeypatch.setenv("RNNLAB_OFFLINE", "1")
   t0 = time.perf_counter()
   with pytest.raises(DataError, match="RNNLAB_OFFLINE is set"):
-    data.tfds_split("imdb_reviews", "train", "/nonexistent/tfds")
+    tfds_source.split_source("imdb_reviews", "train", "/nonexistent/tfds")
   # Without RNNLAB_OFFLINE, an unreachable host fails the quick check.
   monkeypatch.delenv("RNNLAB_OFFLINE")
-  monkeypatch.setattr(data, "PROBE_HOST", ("127.0.0.1", 9))  # refused
-  monkeypatch.setattr(data, "NETWORK_TIMEOUT_S", 2.0)
+  monkeypatch.setattr(tfds_source, "PROBE_HOST", ("127.0.0.1", 9))  # refused
+  monkeypatch.setattr(tfds_source, "NETWORK_TIMEOUT_S", 2.0)
   with pytest.raises(DataError, match="(?s)cannot be downloaded.*Prepare it"):
-    data.tfds_split("imdb_reviews", "train", "/nonexistent/tfds")
+    tfds_source.split_source("imdb_reviews", "train", "/nonexistent/tfds")
   assert time.perf_counter() - t0 < 10
 
 
 def test_unlabelled_split_is_refused():
   c = _tfds_config("word")
   with _mock_tfds(), pytest.MonkeyPatch.context() as m:
-    real = data.tfds_split
-    m.setattr(data, "tfds_split", lambda *a: [
+    real = tfds_source.split_source
+    m.setattr(tfds_source, "split_source", lambda *a: [
         {**ex, "label": np.array(-1)} for ex in real(*a)])
     with pytest.raises(DataError, match="unlabelled"):
       data.load_dataset(c.classify, seed=0)

@@ -44,6 +44,15 @@ def test_report_has_mean_std_per_cell_and_a_plot(tmp_path):
   assert "12 s" in rows["gru"][6]
   assert (tmp_path / "docs" / "cmp.png").stat().st_size > 0
   assert (root / "comparison.md").read_text() == text
+  assert (root / "cmp.png").read_bytes() == (
+      tmp_path / "docs" / "cmp.png").read_bytes()
+  # A report written among the runs themselves: nothing to copy.
+  inside = root / "report.md"
+  assert compare.main([f"--root={root}", f"--doc={inside}", "--tasks=char_lm",
+                       "--cells=rnn,gru", "--seeds=0,1",
+                       "--report_only"]) == 0
+  assert inside.read_text() == text.replace("cmp.png", "report.png").replace(
+      f"--doc={doc}", f"--doc={inside}")
 
 
 def test_unknown_task_is_a_clear_error(tmp_path, capsys):

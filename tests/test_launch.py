@@ -79,7 +79,9 @@ def test_unknown_mode_and_option_give_usage():
   assert bad.returncode == 2 and "unknown option --nodes=2" in bad.stderr
   assert "slurm-sweep [--parallel=4]" in bad.stderr  # the usage
   # The whole header is the usage, down to its last line.
-  assert "PYTHON picks the interpreter" in _launch("--help").stderr
+  help_ = _launch("--help")  # asked for: not an error
+  assert help_.returncode == 0
+  assert "PYTHON picks the interpreter" in help_.stderr
 
 
 def test_local_mode_trains_a_tiny_config(tmp_path):

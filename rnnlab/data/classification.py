@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import importlib
-import os
 import pathlib
 import re
-import socket
-import threading
 from typing import Any, Sequence
 
 import numpy as np
 
+from rnnlab.data import tfds_source
 from rnnlab.errors import DataError, UserError
 
 SOURCES = ("japanese_vowels", "tfds")
@@ -43,11 +40,6 @@ TOKENIZATIONS = ("word", "char")
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 
-# TFDS downloads start from its GCS mirror: if that host cannot be reached
-# within the timeout, a download cannot work, and we say so at once instead
-# of letting TFDS retry for minutes.
-PROBE_HOST = ("storage.googleapis.com", 443)
-NETWORK_TIMEOUT_S = 10.0
 
 
 @dataclasses.dataclass
@@ -219,101 +211,11 @@ class TokenVocab:
 # --- text: TFDS --------------------------------------------------------------
 
 
-def _import_tfds():
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise DataError("classify.source='tfds' needs tensorflow-datasets: "
-                    "pip install 'rnnlab[tfds]'.") from None
-  return tfds
-
-
-def _offline() -> bool:
-  return os.environ.get("RNNLAB_OFFLINE", "").lower() in ("1", "true", "yes")
-
-
-def _reachable(host: tuple[str, int], timeout: float) -> str | None:
-  """None if a TCP connection to `host` opens within `timeout` seconds, else
-  why not. Runs in a thread, since a socket timeout does not bound the DNS
-  lookup."""
-  result = ["timed out after %.0f s" % timeout]
-
-  def probe():
-    try:
-      socket.create_connection(host, timeout=timeout).close()
-      result[0] = None
-    except OSError as e:
-      result[0] = str(e)
-
-  thread = threading.Thread(target=probe, daemon=True)
-  thread.start()
-  thread.join(timeout)
-  return result[0]
-
-
-def _data_source(tfds, name: str, **kwargs):
-  """`tfds.data_source`, importing TFDS's legacy text builders (glue, ...)
-  if the name is unknown: without TensorFlow, TFDS's lazy import of its
-  builder packages stops before registering them."""
-  try:
-    return tfds.data_source(name, **kwargs)
-  except tfds.core.registered.DatasetNotFoundError:
-    importlib.import_module("tensorflow_datasets.text")
-    try:
-      return tfds.data_source(name, **kwargs)
-    except tfds.core.registered.DatasetNotFoundError as e:
-      raise DataError(f"Unknown TFDS dataset classify.tfds_name={name!r}: "
-                      f"{e}") from None
-
-
-def _how_to_prepare(name: str, data_dir: str) -> str:
-  where = data_dir or "$TFDS_DATA_DIR or ~/tensorflow_datasets"
-  return (f"Prepare it where there is network access with\n"
-          f"  python -c \"import tensorflow_datasets as tfds; "
-          f"tfds.data_source('{name}', data_dir='<dir>')\"\n"
-          f"and copy <dir> here as {where} (or set "
-          "--config.classify.tfds_data_dir=<dir>).")
-
-
-def tfds_split(name: str, split: str, data_dir: str = ""):
-  """The random-access source of one split: already prepared data under
-  `data_dir` if present, else a download (after a quick network check;
-  never with RNNLAB_OFFLINE=1)."""
-  tfds = _import_tfds()
-  kwargs = dict(split=split, data_dir=data_dir or None)
-  try:
-    return _data_source(tfds, name, download=False, **kwargs)
-  except (NotImplementedError, AssertionError, OSError, ValueError,
-          KeyError) as e:
-    not_prepared = e
-  if _offline():
-    raise DataError(f"TFDS dataset {name!r} (split {split!r}) is not "
-                    f"prepared ({not_prepared}) and RNNLAB_OFFLINE is set, so "
-                    f"no download was tried. {_how_to_prepare(name, data_dir)}")
-  why = _reachable(PROBE_HOST, NETWORK_TIMEOUT_S)
-  if why is not None:
-    raise DataError(f"TFDS dataset {name!r} (split {split!r}) is not "
-                    f"prepared and cannot be downloaded: {PROBE_HOST[0]} is "
-                    f"unreachable ({why}). {_how_to_prepare(name, data_dir)}")
-  try:
-    return _data_source(
-        tfds, name, download=True,
-        download_and_prepare_kwargs={"download_config":
-                                     tfds.download.DownloadConfig(
-                                         try_download_gcs=False)},
-        **kwargs)
-  except (NotImplementedError, AssertionError, OSError, ValueError,
-          KeyError) as e:
-    raise DataError(f"TFDS dataset {name!r} (split {split!r}) could not be "
-                    f"downloaded and prepared: {e}. "
-                    f"{_how_to_prepare(name, data_dir)}") from None
-
-
 def read_tfds_examples(name: str, split: str, text_feature: str,
                        label_feature: str, data_dir: str = ""
                        ) -> tuple[list[str], np.ndarray, list[str] | None]:
   """(texts, labels [N] int32, class names or None) of one TFDS split."""
-  source = tfds_split(name, split, data_dir)
+  source = tfds_source.split_source(name, split, data_dir)
   texts, labels = [], []
   for i in range(len(source)):
     example = source[i]

@@ -29,6 +29,7 @@ from absl import logging
 import numpy as np
 
 from rnnlab import metrics as metrics_lib
+from rnnlab.data import tfds_source
 from rnnlab.errors import DataError, UserError
 
 
@@ -59,10 +60,6 @@ _CHUNK_BYTES = 1 << 16
 def cache_dir() -> pathlib.Path:
   base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
   return pathlib.Path(base) / "rnnlab"
-
-
-def _offline() -> bool:
-  return os.environ.get("RNNLAB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
 def _how_to(name: str, tried: list[str]) -> str:
@@ -155,7 +152,7 @@ def resolve_corpus(name: str, path: str | None = None) -> pathlib.Path:
   if corpus is None:
     raise DataError(_how_to(name, tried) + f"\n({name!r} has no download URL; "
                     f"known corpora: {', '.join(sorted(CORPORA))}.)")
-  if _offline():
+  if tfds_source.offline():
     raise DataError((stale + " Delete it and rerun without RNNLAB_OFFLINE to "
                      "download it again.\n" if stale else "") +
                     _how_to(name, tried) + "\n(RNNLAB_OFFLINE is set, so no "
@@ -185,27 +182,19 @@ def read_text(path: pathlib.Path) -> str:
     raise DataError(f"{path} is not valid UTF-8 text ({e}).") from None
 
 
-def read_tfds_text(name: str = "tiny_shakespeare") -> str:
+def read_tfds_text(name: str = "tiny_shakespeare", data_dir: str = "") -> str:
   """The corpus via TFDS (`pip install rnnlab[tfds]`), splits re-joined.
 
   TFDS splits it 90/5/5; joining train+validation+test restores the file so
   that the same split as the plain file (see `split_tokens`) applies.
-  With RNNLAB_OFFLINE=1 only an already prepared dataset is read.
+  Prepared on first use under `data_dir` ("" = TFDS's default); offline or
+  with RNNLAB_OFFLINE=1, only an already prepared dataset is read
+  (`rnnlab.data.tfds_source`).
   """
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise DataError("text.source='tfds' needs tensorflow-datasets: "
-                    "pip install 'rnnlab[tfds]'.") from None
   parts = []
-  try:
-    for split in ("train", "validation", "test"):
-      source = tfds.data_source(name, split=split, download=not _offline())
-      parts.extend(_as_str(source[i]["text"]) for i in range(len(source)))
-  except (KeyError, AssertionError, OSError) as e:
-    raise DataError(f"TFDS dataset {name!r} is not available"
-                    f"{' offline' if _offline() else ''}: {e}. Use "
-                    "text.source='file' or prepare it with tfds first.") from None
+  for split in ("train", "validation", "test"):
+    source = tfds_source.split_source(name, split, data_dir, section="text")
+    parts.extend(_as_str(source[i]["text"]) for i in range(len(source)))
   return "".join(parts)
 
 

@@ -30,7 +30,7 @@ def load_corpus(text_config) -> str:
   """The corpus of config.text: source "file" (a path, or corpus by name)
   or "tfds"."""
   if text_config.source == "tfds":
-    return text.read_tfds_text()
+    return text.read_tfds_text(data_dir=text_config.tfds_data_dir)
   return text.read_text(text.resolve_corpus(text_config.corpus,
                                             text_config.path))
 

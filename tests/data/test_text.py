@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rnnlab.data import text
+from rnnlab.data import tfds_source
 
 
 # --- corpus lookup -----------------------------------------------------------
@@ -242,6 +243,20 @@ def test_tfds_source_rejoins_splits(monkeypatch):
         for s in ("train", "validation", "test"))
     assert text.read_tfds_text() == expected
   assert expected
+
+
+def test_tfds_corpus_not_prepared_fails_fast_without_network(monkeypatch,
+                                                             tmp_path):
+  # Without the quick check, TFDS retried the download for minutes.
+  monkeypatch.delenv("RNNLAB_OFFLINE", raising=False)
+  monkeypatch.setattr(tfds_source, "PROBE_HOST", ("127.0.0.1", 9))  # refused
+  monkeypatch.setattr(tfds_source, "NETWORK_TIMEOUT_S", 2.0)
+  t0 = time.perf_counter()
+  with pytest.raises(text.DataError, match=r"(?s)'tiny_shakespeare' \(split "
+                     r"'train'\) is not prepared and cannot be downloaded.*"
+                     r"--config.text.tfds_data_dir=<dir>"):
+    text.read_tfds_text(data_dir=str(tmp_path / "tfds"))
+  assert time.perf_counter() - t0 < 10
 
 
 # --- vocabulary, splits, batches ----------------------------------------------

@@ -148,8 +148,8 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
 
   # task="classify" (rnnlab/tasks/classify.py, data/classification.py).
   s = _Section("classify.", rules)
-  # "japanese_vowels" (sktime's package data) or "tfds" (dataset tfds_name,
-  # e.g. "imdb_reviews" or "glue/sst2", via tfds.data_source).
+  # "japanese_vowels" (sktime's package data), "tfds" (dataset tfds_name,
+  # e.g. "imdb_reviews" or "glue/sst2", via tfds.data_source) or "csv".
   s.add("source", "japanese_vowels", table("classification source"))
   s.add("tfds_name", "imdb_reviews")
   s.add("train_split", "train")   # tfds split names
@@ -158,6 +158,19 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   s.add("text_feature", "text")   # tfds feature names (glue/sst2: "sentence")
   s.add("label_feature", "label")
   s.add("tfds_data_dir", "")      # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  # rnnlab's own TFDS datasets (tfds_name "rotten_tomatoes") read a file
+  # fetched by hand from here; "" = $RNNLAB_DATA_DIR/<tfds_name>, else
+  # TFDS's default manual directory (data/rotten_tomatoes.py).
+  s.add("tfds_manual_dir", "")
+  # source "csv": any CSV of labelled text, one example per row; labels
+  # are strings. Without test_csv, a stratified test_fraction of train_csv
+  # drawn with split_seed (fixed across config.seed) is the test split.
+  s.add("train_csv", "")
+  s.add("test_csv", "")
+  s.add("text_column", "text")
+  s.add("label_column", "label")
+  s.add("test_fraction", 0.1, rate)
+  s.add("split_seed", 0, non_negative)
   # Validation carved from the training split (stratified, seeded by
   # config.seed) when val_split is "".
   s.add("val_fraction", 0.1, rate)
@@ -417,7 +430,12 @@ UNCHECKED = (
     "classify.test_split",
     "classify.text_feature",    # TFDS feature names (checked on read)
     "classify.label_feature",
-    "classify.tfds_data_dir",   # a directory path
+    "classify.tfds_data_dir",   # directory paths
+    "classify.tfds_manual_dir",
+    "classify.train_csv",       # file paths ("" test_csv = carved)
+    "classify.test_csv",
+    "classify.text_column",     # CSV column names (checked on read)
+    "classify.label_column",
     "forecast.csv",             # a file path
     "forecast.column",          # a CSV column name (checked on read)
     "sample.prime",             # any text to start samples from

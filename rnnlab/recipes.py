@@ -174,7 +174,7 @@ def seq2seq_config(problem: str, arg: str, batch_size: int = 64
 
 def _classify_arg(arg: str, cell: str) -> ml_collections.ConfigDict:
   return parse_arg(arg, runlocal=False, cell=(cell, cell_name),
-                   pooling=("last", _pooling_name))
+                   pooling=("last", _pooling_name), bidirectional=True)
 
 
 def japanese_vowels_config(arg: str, cell: str = "gru"
@@ -187,7 +187,7 @@ def japanese_vowels_config(arg: str, cell: str = "gru"
   training ones) every 25 steps picks the best checkpoint.
 
   arg: comma-separated "cell=<rnn|lstm|gru>", "pooling=<last|mean|max>",
-  "runlocal".
+  "bidirectional=<true|false>" (default true), "runlocal".
   """
   arg = _classify_arg(arg, cell)
   c = base_config.get_config()
@@ -200,7 +200,7 @@ def japanese_vowels_config(arg: str, cell: str = "gru"
   c.model.cell = arg.cell
   c.classify.pooling = arg.pooling
   c.classify.input_projection = "identity"
-  c.model.bidirectional = True
+  c.model.bidirectional = arg.bidirectional
   c.model.hidden_size, c.model.num_layers = 64, 1
   c.model.dropout_rate = 0.2
   c.train.batch_size = 32
@@ -219,17 +219,19 @@ def japanese_vowels_config(arg: str, cell: str = "gru"
 
 
 def text_config(name: str, arg: str, cell: str = "gru", *,
-                text_feature: str = "text", test_split: str = "test"
-                ) -> ml_collections.ConfigDict:
-  """The recipe of TFDS sentiment configs (configs/gru_sst2.py): word
-  tokens (20,000 most frequent), 64-dim embedding, one bidirectional layer of
-  128 units per direction, the last state of each direction -> Dense.
+                text_feature: str = "text", test_split: str = "test",
+                val_split: str = "") -> ml_collections.ConfigDict:
+  """The recipe of TFDS sentiment configs (configs/gru_sst2.py,
+  configs/gru_rotten_tomatoes.py): word tokens (20,000 most frequent),
+  64-dim embedding, one bidirectional layer of 128 units per direction, the
+  last state of each direction -> Dense.
   arg: as `japanese_vowels_config`."""
   arg = _classify_arg(arg, cell)
   c = base_config.get_config()
   c.task = "classify"
   c.classify.source, c.classify.tfds_name = "tfds", name
   c.classify.text_feature, c.classify.test_split = text_feature, test_split
+  c.classify.val_split = val_split
   c.classify.val_fraction = 0.05
   c.classify.tokenization = "word"
   c.classify.vocab_size = 20000
@@ -237,7 +239,7 @@ def text_config(name: str, arg: str, cell: str = "gru", *,
   c.model.name = "classifier"
   c.model.cell = arg.cell
   c.classify.pooling = arg.pooling
-  c.model.bidirectional = True
+  c.model.bidirectional = arg.bidirectional
   c.model.hidden_size, c.model.num_layers, c.model.embed_dim = 128, 1, 64
   c.model.embed_init_std = 0.1
   c.model.dropout_rate = 0.3

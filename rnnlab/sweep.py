@@ -6,7 +6,7 @@ A config defines its sweep beside `get_config`, in the big_vision style:
       return {"model.cell": ["rnn", "lstm", "gru"], "seed": [0, 1, 2]}  # grid
       # or a list of override dicts: [{"model.cell": "gru"}, ...]
 
-  python -m rnnlab.sweep --config=configs/gru_shakespeare.py:runlocal --root=runs/sweep
+  python -m rnnlab.sweep --config=experiments/cell_size_sweep.py:runlocal --root=runs/sweep
   python -m rnnlab.sweep --config=... --root=runs/sweep --parallel=2
   python -m rnnlab.sweep --config=... --root=runs/sweep --report_only --metric=val/loss
   python -m rnnlab.sweep --config=... --root=runs/sweep --pending    # e.g. "0,2-3"

@@ -13,6 +13,12 @@ Sources (`config.classify.source`):
                    (ArrayRecord, no TensorFlow needed), e.g. "imdb_reviews" or
                    "glue/sst2"; word or character tokens, the vocabulary built
                    from the training split.
+  csv              any CSV of labelled text (classify.train_csv, optional
+                   classify.test_csv; classify.text_column and
+                   label_column): labels are strings, the classes the
+                   training file's labels, sorted; without a test file a
+                   seeded stratified classify.test_fraction of the training
+                   file is the test split.
 
 The validation split is always carved out of the training data, stratified
 by label and seeded (`stratified_split`), so model selection never sees the
@@ -32,10 +38,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rnnlab.data import rotten_tomatoes
 from rnnlab.data import tfds_source
 from rnnlab.errors import DataError, UserError
 
-SOURCES = ("japanese_vowels", "tfds")
+SOURCES = ("japanese_vowels", "tfds", "csv")
 TOKENIZATIONS = ("word", "char")
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -72,19 +79,21 @@ def pad_sequences(seqs: Sequence[np.ndarray], dtype) -> tuple[np.ndarray,
   return out, lengths
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int
+def stratified_split(labels: np.ndarray, fraction: float, seed: int,
+                     key: str = "classify.val_fraction",
+                     stream: tuple[int, ...] = ()
                      ) -> tuple[np.ndarray, np.ndarray]:
   """Indices (kept, held out): round(fraction * n_c) of each class's n_c
   examples go to the held-out part (at least 1 if fraction > 0 and the
-  class has 2 or more), chosen by `np.random.default_rng([seed, c])`."""
+  class has 2 or more), chosen by `np.random.default_rng([seed, *stream,
+  c])`. `key` names the fraction's config key in errors."""
   if not 0 < fraction < 1:
-    raise UserError(f"classify.val_fraction={fraction!r} must be in (0, 1): "
-                    "the validation split is carved from the training "
-                    "split.")
+    raise UserError(f"{key}={fraction!r} must be in (0, 1): the held-out "
+                    "split is carved from the training data.")
   kept, held = [], []
   for c in np.unique(labels):
     index = np.flatnonzero(labels == c)
-    index = np.random.default_rng([seed, int(c)]).permutation(index)
+    index = np.random.default_rng([seed, *stream, int(c)]).permutation(index)
     n_held = int(round(fraction * len(index)))
     n_held = min(max(n_held, 1 if len(index) > 1 else 0), len(index) - 1)
     held.append(index[:n_held])
@@ -211,11 +220,21 @@ class TokenVocab:
 # --- text: TFDS --------------------------------------------------------------
 
 
+# rnnlab's own TFDS datasets (builders of files a user fetches by hand):
+# name -> data_source(split, data_dir, manual_dir).
+OWN_TFDS = {rotten_tomatoes.NAME: rotten_tomatoes.data_source}
+
+
 def read_tfds_examples(name: str, split: str, text_feature: str,
-                       label_feature: str, data_dir: str = ""
+                       label_feature: str, data_dir: str = "",
+                       manual_dir: str = ""
                        ) -> tuple[list[str], np.ndarray, list[str] | None]:
-  """(texts, labels [N] int32, class names or None) of one TFDS split."""
-  source = tfds_source.split_source(name, split, data_dir)
+  """(texts, labels [N] int32, class names or None) of one TFDS split;
+  `manual_dir` for rnnlab's own datasets (OWN_TFDS)."""
+  if name in OWN_TFDS:
+    source = OWN_TFDS[name](split, data_dir, manual_dir)
+  else:
+    source = tfds_source.split_source(name, split, data_dir)
   texts, labels = [], []
   for i in range(len(source)):
     example = source[i]
@@ -313,7 +332,8 @@ def tfds_dataset(d, seed: int) -> Dataset:
   """`d` is config.classify: name, train/val/test_split, text/label_feature,
   tfds_data_dir, tokenization, vocab_size, max_tokens, val_fraction."""
   read = lambda split: read_tfds_examples(
-      d.tfds_name, split, d.text_feature, d.label_feature, d.tfds_data_dir)
+      d.tfds_name, split, d.text_feature, d.label_feature, d.tfds_data_dir,
+      d.tfds_manual_dir)
   texts, labels, names = read(d.train_split)
   if d.val_split:
     val_texts, val_labels, _ = read(d.val_split)
@@ -322,22 +342,102 @@ def tfds_dataset(d, seed: int) -> Dataset:
     val_texts, val_labels = [texts[i] for i in held], labels[held]
     texts, labels = [texts[i] for i in kept], labels[kept]
   test_texts, test_labels, _ = read(d.test_split)
-  vocab = TokenVocab.build(texts, d.tokenization, d.vocab_size)
   num_classes = max(len(names or ()), int(labels.max()) + 1)
   classes = names or [str(i) for i in range(num_classes)]
+  return text_dataset({"train": (texts, labels),
+                       "val": (val_texts, val_labels),
+                       "test": (test_texts, test_labels)}, classes, d)
 
-  def encode(texts, labels):
-    return Split(*pad_sequences([vocab.encode(t, d.max_tokens)
-                                 for t in texts], np.int32), labels)
 
-  splits = {"train": encode(texts, labels), "val": encode(val_texts,
-                                                          val_labels),
-            "test": encode(test_texts, test_labels)}
-  for split, data in splits.items():
-    if len(data) and data.labels.max() >= len(classes):
-      raise DataError(f"The {split} split has label {data.labels.max()}, "
+def text_dataset(raw: dict[str, tuple[list[str], np.ndarray]],
+                 classes: list[str], d) -> Dataset:
+  """Token splits of texts and integer labels {"train"|"val"|"test":
+  (texts, labels [N])}: the vocabulary of config.classify `d` (tokenization,
+  vocab_size) built from the training texts, each text cut at max_tokens."""
+  vocab = TokenVocab.build(raw["train"][0], d.tokenization, d.vocab_size)
+  splits = {}
+  for split, (texts, labels) in raw.items():
+    if len(labels) and labels.max() >= len(classes):
+      raise DataError(f"The {split} split has label {labels.max()}, "
                       f"but the dataset has {len(classes)} classes.")
+    splits[split] = Split(*pad_sequences(
+        [vocab.encode(t, d.max_tokens) for t in texts], np.int32), labels)
   return Dataset(splits, classes, vocab=vocab)
+
+
+# --- text: any CSV of labelled text -------------------------------------------
+
+
+def read_labelled_csv(path: str, text_column: str, label_column: str,
+                      what: str) -> tuple[list[str], list[str]]:
+  """(texts, labels as strings) of a CSV file; `what` names the config key
+  of the path in errors. Cells are read as text (a label "1" stays "1")."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  file = pathlib.Path(path).expanduser()
+  if not file.is_file():
+    raise DataError(f"{what}={path!r}: no such file.")
+  try:
+    frame = pd.read_csv(file, dtype=str, keep_default_na=False)
+  except pd.errors.EmptyDataError:
+    raise DataError(f"{what}={path!r} is empty (expected a header row and "
+                    "one row per example).") from None
+  except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+    raise DataError(f"{what}={path!r} is not a readable CSV file: "
+                    f"{e}") from None
+  columns = [str(c) for c in frame.columns]
+  for key, column in (("classify.text_column", text_column),
+                      ("classify.label_column", label_column)):
+    if column not in columns:
+      raise DataError(f"{key}={column!r} is not a column of {file}. Valid "
+                      f"choices: {', '.join(map(repr, columns))}.")
+  if not len(frame):
+    raise DataError(f"{what}={path!r} has a header but no rows.")
+  labels = frame[label_column].str.strip()
+  missing = np.flatnonzero((labels == "").to_numpy())
+  if missing.size:
+    rows = ", ".join(str(i + 2) for i in missing[:5])
+    raise DataError(f"{file}: {missing.size} row(s) without a label in "
+                    f"column {label_column!r} (rows {rows}"
+                    f"{', ...' if missing.size > 5 else ''}; the header is "
+                    "row 1).")
+  return frame[text_column].tolist(), labels.tolist()
+
+
+def csv_dataset(d, seed: int) -> Dataset:
+  """Config.classify `d` with source "csv": train_csv (and test_csv, or a
+  stratified test_fraction of train_csv drawn with split_seed); validation
+  is val_fraction of the rest, drawn with `seed`. The classes are the
+  training labels, as strings, sorted."""
+  texts, labels = read_labelled_csv(d.train_csv, d.text_column,
+                                    d.label_column, "classify.train_csv")
+  classes = sorted(set(labels))
+  if len(classes) < 2:
+    raise DataError(f"classify.train_csv={d.train_csv!r} has a single class "
+                    f"({classes[0]!r} in column {d.label_column!r}); "
+                    "classification needs at least two.")
+  ids = np.array([classes.index(l) for l in labels], np.int32)
+  if d.test_csv:
+    test_texts, test_labels = read_labelled_csv(
+        d.test_csv, d.text_column, d.label_column, "classify.test_csv")
+    unknown = sorted(set(test_labels) - set(classes))
+    if unknown:
+      raise DataError(f"classify.test_csv={d.test_csv!r} has label(s) "
+                      f"{', '.join(map(repr, unknown[:5]))} that "
+                      f"classify.train_csv never has (its classes: "
+                      f"{', '.join(map(repr, classes))}).")
+    test = (test_texts, np.array([classes.index(l) for l in test_labels],
+                                 np.int32))
+  else:
+    # Seeded by split_seed, not config.seed: runs with different seeds
+    # are tested on the same examples.
+    kept, held = stratified_split(ids, d.test_fraction, d.split_seed,
+                                  "classify.test_fraction", stream=(1,))
+    test = ([texts[i] for i in held], ids[held])
+    texts, ids = [texts[i] for i in kept], ids[kept]
+  kept, held = stratified_split(ids, d.val_fraction, seed)
+  return text_dataset({"train": ([texts[i] for i in kept], ids[kept]),
+                       "val": ([texts[i] for i in held], ids[held]),
+                       "test": test}, classes, d)
 
 
 def load_dataset(d, seed: int) -> Dataset:
@@ -346,6 +446,8 @@ def load_dataset(d, seed: int) -> Dataset:
     return japanese_vowels_dataset(d.val_fraction, seed)
   if d.source == "tfds":
     return tfds_dataset(d, seed)
+  if d.source == "csv":
+    return csv_dataset(d, seed)
   raise UserError(f"Unknown classify.source {d.source!r} for task='classify'. "
                   f"Valid choices: {', '.join(map(repr, SOURCES))}.")
 

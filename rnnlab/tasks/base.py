@@ -23,6 +23,9 @@ class Task(abc.ABC):
   # The model names (models.MODELS) this task can build and feed: the one
   # place that pairs models with tasks (rnnlab.config_check).
   models: ClassVar[tuple[str, ...]] = ()
+  # What a hyperparameter search optimises: a metrics.jsonl key
+  # ("split/metric") and its direction, "min" or "max".
+  objective: ClassVar[tuple[str, str]] = ("val/loss", "min")
 
   config: ml_collections.ConfigDict
   model: nn.Module

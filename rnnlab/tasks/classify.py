@@ -19,6 +19,7 @@ evaluates that checkpoint on every split into <workdir>/best_eval.json.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 import time
@@ -32,6 +33,7 @@ import optax
 
 from rnnlab import checkpoint
 from rnnlab import metrics as metrics_lib
+from rnnlab import models as models_lib
 from rnnlab import rundir
 from rnnlab.data import classification as data
 from rnnlab.errors import CheckpointError, UserError
@@ -67,6 +69,7 @@ class ClassifyTask(base.Task):
   """A `data.classification.Dataset` with a `SequenceClassifier`."""
 
   models = ("classifier",)
+  objective = ("val/accuracy", "max")
 
   @classmethod
   def check_config(cls, config):
@@ -75,7 +78,16 @@ class ClassifyTask(base.Task):
       raise UserError(f"config.classify.val_fraction={c.val_fraction!r} "
                       "must be in (0, 1) when config.classify.val_split is "
                       "'' (the validation split is carved from training).")
-    if c.source == "tfds" and c.vocab_size < 3:
+    if c.source == "csv" and not c.train_csv:
+      raise UserError("config.classify.source='csv' needs "
+                      "config.classify.train_csv, the CSV file of labelled "
+                      "text (columns classify.text_column and "
+                      "classify.label_column).")
+    if c.source == "csv" and not c.test_csv and not c.test_fraction > 0:
+      raise UserError(f"config.classify.test_fraction={c.test_fraction!r} "
+                      "must be in (0, 1) without config.classify.test_csv "
+                      "(the test split is carved from train_csv).")
+    if c.source in ("tfds", "csv") and c.vocab_size < 3:
       raise UserError(f"config.classify.vocab_size={c.vocab_size} must be "
                       ">= 3 (<pad>, <unk> and at least one token).")
 
@@ -218,3 +230,84 @@ def evaluate_best(task: ClassifyTask, workdir) -> dict[str, Any] | None:
     return None
   return {"step": int(step), "chosen_on": "val loss",
           "eval": {s: task.evaluate(params, s) for s in task.eval_splits}}
+
+
+# -- Labelling new text with a trained run. ----------------------------------
+
+
+@dataclasses.dataclass
+class TextClassifier:
+  """A trained text-classification run, ready to label new texts."""
+  config: Any
+  model: Any
+  params: Any
+  vocab: data.TokenVocab
+  classes: list[str]
+  step: int
+  checkpoint: str  # "best" (chosen on validation) or "latest"
+
+  def probabilities(self, texts: list[str]) -> np.ndarray:
+    """[N, C] class probabilities of `texts`, in batches of
+    config.eval.batch_size, each text tokenised and cut as in training."""
+    c = self.config.classify
+    out = []
+    for start in range(0, len(texts), self.config.eval.batch_size):
+      ids = [self.vocab.encode(t, c.max_tokens)
+             for t in texts[start:start + self.config.eval.batch_size]]
+      inputs, lengths = data.pad_sequences(ids, np.int32)
+      width = data.round_up(inputs.shape[1], c.pad_multiple)
+      inputs = np.pad(inputs, [(0, 0), (0, width - inputs.shape[1])])
+      logits = self.model.apply({"params": self.params}, inputs, lengths)
+      out.append(np.asarray(jax.nn.softmax(logits.astype(jnp.float32), -1)))
+    return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+
+  def label(self, texts: list[str]) -> list[tuple[str, float]]:
+    """(label, its probability) of each text."""
+    p = self.probabilities(texts)
+    return [(self.classes[int(i)], float(row[i]))
+            for row, i in zip(p, np.argmax(p, -1))]
+
+
+def load_text_classifier(workdir, checkpoint_name: str = "best"
+                         ) -> TextClassifier:
+  """The run in `workdir` for labelling: its config, vocabulary and
+  classes (metadata.json) and the parameters of its best checkpoint
+  (`checkpoint_name` "best", chosen on validation; the newest if the run
+  has none yet) or of its newest ("latest"). Reads no training data."""
+  if checkpoint_name not in ("best", "latest"):
+    raise UserError(f"Unknown checkpoint {checkpoint_name!r}. Valid "
+                    "choices: 'best', 'latest'.")
+  workdir = pathlib.Path(workdir)
+  config = rundir.load_config(workdir)
+  if config.task != "classify":
+    raise UserError(f"{workdir} is a task={config.task!r} run; labelling "
+                    "text needs task='classify'.")
+  path = workdir / METADATA_FILE
+  if not path.exists():
+    raise CheckpointError(f"No {METADATA_FILE} in {workdir}.")
+  meta = metrics_lib.read_json(path)
+  if not meta.get("vocab"):
+    raise UserError(f"{workdir} classifies real-valued frames "
+                    f"(classify.source={config.classify.source!r}), not "
+                    "text.")
+  vocab = data.TokenVocab.from_dict(meta["vocab"])
+  classes = list(meta["classes"])
+  ClassifyTask.check_model(config)
+  model = models_lib.create_model(
+      config.model, num_classes=len(classes), vocab_size=len(vocab),
+      pooling=config.classify.pooling,
+      input_projection=config.classify.input_projection)
+  inputs = (np.ones((1, 1), np.int32), np.ones((1,), np.int32))
+  best = workdir / rundir.BEST_DIR
+  if checkpoint_name == "best" and best.is_dir():
+    _wait_for_saves(best)
+    template = jax.eval_shape(
+        lambda key: model.init(key, *inputs, train=False),
+        jax.random.key(0))["params"]
+    step, params = checkpoint.Checkpointer(
+        best, read_only=True).restore_params(template)
+  else:
+    checkpoint_name = "latest"
+    step, params = rundir.restore_params(model, inputs, workdir)
+  return TextClassifier(config, model, params, vocab, classes, int(step),
+                        checkpoint_name)

@@ -55,6 +55,7 @@ def seq2seq_loss(model, params, batch, rng, train=True):
 class Seq2SeqTask(base.Task):
 
   models = ("seq2seq",)
+  objective = ("val/accuracy", "max")  # exact match of greedy decoding
 
   @classmethod
   def check_config(cls, config):

@@ -1,7 +1,8 @@
 """Sentiment of Rotten Tomatoes review snippets (fresh / rotten), through
 rnnlab's own TFDS dataset: word tokens -> 64-dim embedding -> bidirectional
-GRU (128 units per direction, masked) -> last state of each direction ->
-Dense(2).
+GRU (128 units per direction, masked) -> mean of its states -> Dense(2),
+with dropout 0.5 before the readout, variational dropout 0.3 of the
+embeddings and AdamW (weight decay 0.3).
 
   python -m rnnlab.main --config=configs/gru_rotten_tomatoes.py --workdir=runs/rt_gru
   python -m rnnlab.main --config=configs/gru_rotten_tomatoes.py:cell=lstm --workdir=runs/rt_lstm
@@ -20,7 +21,7 @@ train 10,259 / validation 1,242 / test 1,251 snippets; always answering
 (<workdir>/best/, best_eval.json); labels with `python -m rnnlab.classify`.
 
 arg: "cell=<rnn|lstm|gru>", "bidirectional=<true|false>",
-"pooling=<last|mean|max>", "runlocal", comma-separated.
+"pooling=<last|mean|max>" (default mean), "runlocal", comma-separated.
 
 Measured: not yet (the study of issue 16 is still to run).
 """
@@ -28,7 +29,17 @@ from rnnlab import recipes
 
 
 def get_config(arg: str = ""):
-  c = recipes.text_config("rotten_tomatoes", arg, cell="gru",
-                          val_split="validation")
+  arg = recipes.classify_arg(arg, "gru", pooling="mean")
+  c = recipes.text_recipe("rotten_tomatoes", arg, val_split="validation")
   c.classify.train_split = "train"
+  # 10,259 snippets overfit within two epochs (160 steps each): evaluate
+  # every 50 steps, stop after 6 evaluations without a better val loss,
+  # and regularise (measured: the default recipe's best was 74.3% test).
+  c.train.eval_every = c.train.checkpoint_every = 50
+  c.train.patience = 6
+  c.model.dropout_rate = 0.5
+  c.model.input_dropout = 0.3  # of the embeddings, one mask per snippet
+  c.optim.name, c.optim.weight_decay = "adamw", 0.3
+  if arg.runlocal:
+    recipes.make_text_runlocal(c)
   return c

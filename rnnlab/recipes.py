@@ -172,11 +172,6 @@ def seq2seq_config(problem: str, arg: str, batch_size: int = 64
 
 # --- classification ----------------------------------------------------------
 
-def _classify_arg(arg: str, cell: str) -> ml_collections.ConfigDict:
-  return parse_arg(arg, runlocal=False, cell=(cell, cell_name),
-                   pooling=("last", _pooling_name), bidirectional=True)
-
-
 def japanese_vowels_config(arg: str, cell: str = "gru"
                            ) -> ml_collections.ConfigDict:
   """The recipe of configs/*_japanese_vowels.py: one bidirectional layer of
@@ -189,7 +184,7 @@ def japanese_vowels_config(arg: str, cell: str = "gru"
   arg: comma-separated "cell=<rnn|lstm|gru>", "pooling=<last|mean|max>",
   "bidirectional=<true|false>" (default true), "runlocal".
   """
-  arg = _classify_arg(arg, cell)
+  arg = classify_arg(arg, cell)
   c = base_config.get_config()
   c.task = "classify"
   c.classify.source = "japanese_vowels"
@@ -221,12 +216,33 @@ def japanese_vowels_config(arg: str, cell: str = "gru"
 def text_config(name: str, arg: str, cell: str = "gru", *,
                 text_feature: str = "text", test_split: str = "test",
                 val_split: str = "") -> ml_collections.ConfigDict:
-  """The recipe of TFDS sentiment configs (configs/gru_sst2.py,
-  configs/gru_rotten_tomatoes.py): word tokens (20,000 most frequent),
-  64-dim embedding, one bidirectional layer of 128 units per direction, the
-  last state of each direction -> Dense.
+  """The recipe of TFDS sentiment configs (configs/gru_sst2.py): word
+  tokens (20,000 most frequent), 64-dim embedding, one bidirectional layer of
+  128 units per direction, the last state of each direction -> Dense.
   arg: as `japanese_vowels_config`."""
-  arg = _classify_arg(arg, cell)
+  parsed = classify_arg(arg, cell)
+  c = text_recipe(name, parsed, text_feature=text_feature,
+                  test_split=test_split, val_split=val_split)
+  if parsed.runlocal:
+    make_text_runlocal(c)
+  return c
+
+
+def classify_arg(arg: str, cell: str, pooling: str = "last"
+                 ) -> ml_collections.ConfigDict:
+  """A classification config's arg: "cell=<rnn|lstm|gru>",
+  "pooling=<last|mean|max>", "bidirectional=<true|false>" (default true),
+  "runlocal"; the defaults are `cell` and `pooling`."""
+  return parse_arg(arg, runlocal=False, cell=(cell, cell_name),
+                   pooling=(pooling, _pooling_name), bidirectional=True)
+
+
+def text_recipe(name: str, arg: ml_collections.ConfigDict, *,
+                text_feature: str = "text", test_split: str = "test",
+                val_split: str = "") -> ml_collections.ConfigDict:
+  """`text_config` before its runlocal shrink, for a parsed `arg`
+  (`classify_arg`): configs that change the recipe do so, then call
+  `make_text_runlocal`."""
   c = base_config.get_config()
   c.task = "classify"
   c.classify.source, c.classify.tfds_name = "tfds", name
@@ -251,12 +267,17 @@ def text_config(name: str, arg: str, cell: str = "gru", *,
   c.train.patience = 4
   c.optim.learning_rate = 2e-3
   c.eval.batch_size = 500
-  if arg.runlocal:
-    c.classify.vocab_size, c.classify.max_tokens = 500, 32
-    c.model.hidden_size, c.model.embed_dim = 16, 8
-    _smoke_schedule(c)
-    c.train.patience = 0
-    c.eval.batch_size = 64
+  return c
+
+
+def make_text_runlocal(c: ml_collections.ConfigDict
+                       ) -> ml_collections.ConfigDict:
+  """Shrinks a text-classification config to a seconds-long smoke run."""
+  c.classify.vocab_size, c.classify.max_tokens = 500, 32
+  c.model.hidden_size, c.model.embed_dim = 16, 8
+  _smoke_schedule(c)
+  c.train.patience = 0
+  c.eval.batch_size = 64
   return c
 
 

@@ -224,3 +224,29 @@ def rows_as_csv(rows: list[dict[str, str]]) -> str:
   for r in rows:
     writer.writerow({"has_plot_and_reviews": "False", **r})
   return out.getvalue()
+
+
+def export_csv(out: pathlib.Path, source: pathlib.Path | None = None
+               ) -> dict[str, int]:
+  """Writes the reviews (plots and duplicates dropped, every split) as a
+  plain CSV of text,category,movie_name, e.g. to try the CSV path of text
+  classification (classify.source="csv") on them. Returns class counts."""
+  source = source or pathlib.Path(manual_dir()) / FILE_NAME
+  rows = [r for split in split_rows(source).values() for r in split]
+  with open(out, "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, ["text", "category", "movie_name"],
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+  counts: dict[str, int] = {}
+  for r in rows:
+    counts[r["category"]] = counts.get(r["category"], 0) + 1
+  return counts
+
+
+if __name__ == "__main__":
+  import sys  # pylint: disable=g-import-not-at-top
+  if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+    sys.exit("usage: python -m rnnlab.data.rotten_tomatoes OUT.csv  (the "
+             "reviews as a plain CSV: text,category,movie_name)")
+  print(export_csv(pathlib.Path(sys.argv[1])))

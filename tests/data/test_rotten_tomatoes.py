@@ -122,3 +122,13 @@ def test_the_real_file_gives_the_documented_splits():
   assert labels.most_common(1)[0][0] == majority
   assert np.isclose(labels[majority] / len(splits["test"]), rate, atol=5e-5)
   assert os.path.getsize(path) > 0
+
+
+def test_export_to_csv_reads_back_through_the_csv_path(tmp_path):
+  source = _write(tmp_path, _rows())
+  counts = rt.export_csv(tmp_path / "reviews.csv", source)
+  texts, labels = classification.read_labelled_csv(
+      str(tmp_path / "reviews.csv"), "text", "category", "classify.train_csv")
+  assert collections.Counter(labels) == counts
+  expected = [r for rows in rt.split_rows(source).values() for r in rows]
+  assert texts == [r["text"] for r in expected]

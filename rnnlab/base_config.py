@@ -97,7 +97,8 @@ regexes = items("regular expressions",
                 lambda x: isinstance(x, str) and re.compile(x) is not None)
 
 
-def _int(x) -> bool:
+def is_int(x) -> bool:
+  """An int that is not a bool."""
   return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -209,9 +210,9 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   s.add("season", 0, non_negative)  # seasonal naive's period; 0 = none
   # ARIMA baseline (p, d, q)(P, D, Q, s), fitted on the train split.
   s.add("arima_order", (1, 0, 0),
-        items("integers >= 0", lambda x: _int(x) and x >= 0, length=3))
+        items("integers >= 0", lambda x: is_int(x) and x >= 0, length=3))
   s.add("arima_seasonal_order", (0, 0, 0, 0),
-        items("integers >= 0", lambda x: _int(x) and x >= 0, length=4))
+        items("integers >= 0", lambda x: is_int(x) and x >= 0, length=4))
   s.add("arima_trend", "c", table("arima trend"))  # "n", "c", "t", "ct"
   s.add("mase_lag", 1, positive)  # MASE scale: train MAE of x_{t-lag}
   config.forecast = s.config
@@ -294,7 +295,7 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   # defaults are the plain stack, which keeps the wavefront fast path.
   s.add("hidden_sizes", (),       # per-layer sizes, e.g. (512, 256); () =
         items("integers > 0",     # hidden_size for all num_layers layers
-              lambda x: _int(x) and x > 0))
+              lambda x: is_int(x) and x > 0))
   s.add("residual", False, flag)  # add each layer's input to its output
                                   # (layers > 0 of equal width)
   s.add("layer_norm", False, flag)  # LayerNorm on each layer's output
@@ -532,12 +533,12 @@ def leaves(node, prefix: str = ""):
       yield f"{prefix}{key}", value
 
 
-def _type_ok(value, default) -> bool:
+def type_ok(value, default) -> bool:
   """Whether `value` has the type of the default (bools are not numbers)."""
   if isinstance(default, bool):
     return isinstance(value, bool)
   if isinstance(default, int):
-    return _int(value)
+    return is_int(value)
   if isinstance(default, float):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
   if isinstance(default, (tuple, list)):
@@ -569,7 +570,7 @@ def check_types(config: ml_collections.ConfigDict):
   (ml_collections lets None, and True for an int, through)."""
   for key, default in leaves(get_config()):
     value = _get(config, key)
-    if not _type_ok(value, default):
+    if not type_ok(value, default):
       raise UserError(f"config.{key}={value!r} must be {_type_name(default)} "
                       f"(default {default!r}).")
 

@@ -1,4 +1,4 @@
-"""Config sweeps: expand, run (N at a time, done trials skipped), report.
+"""Config sweeps and searches: run (N at a time, done ones skipped), report.
 
 A config defines its sweep beside `get_config`, in the big_vision style:
 
@@ -30,6 +30,34 @@ array was submitted). `./launch.sh slurm-sweep` submits the pending trials as
 a job array whose task K runs `--trial=$SLURM_ARRAY_TASK_ID`; the index is
 passed explicitly rather than read from the environment here, so a full
 sweep started by hand inside an array allocation still runs every trial.
+
+Searches. With --search, the config's get_search(arg) gives a space
+{key: range} (rnnlab/search.py: LogUniform, Uniform, IntRange, Choice)
+instead of get_sweep's grid:
+
+  python -m rnnlab.sweep --config=... --root=runs/rs --search=random --trials=20
+  python -m rnnlab.sweep ... --search=random --trials=20 --pending  # --trial=K
+  python -m rnnlab.sweep --config=... --root=runs/tpe --search=tpe --trials=30
+  python -m rnnlab.sweep --config=... --root=runs/tpe --search=tpe --report_only
+
+Random search is a list of trials, a pure function of (space, --trials,
+--seed), so it runs like a grid: --parallel, --pending and --trial=K (job
+arrays) included, and a larger --trials adds trials after the same first
+ones. TPE (Optuna) picks each trial from the results before it, so it runs
+one at a time (no --trial, --pending or --parallel) and keeps its study in
+<root>/study.db: a rerun resumes it, re-running a trial it left unfinished,
+and stops once the study holds --trials trials (those already there count).
+A failed TPE trial is told as failed and the search goes on; it stays in
+the study (listed at the end, exit code 1), so a rerun does not retry it.
+
+A search optimises the task's objective (Task.objective: val/loss, min, or
+val/accuracy, max, for task "classify"), taken as the best value over each
+trial's run; --metric and --mode override it. <root>/search.json records
+the method, seed, space, objective and direction; a root holds one search
+(a rerun with another method, seed or space is refused; one without
+--seed, --metric and --mode keeps the recorded ones). The report ranks the
+trials by the objective and adds <root>/params.png, the objective against
+each searched parameter.
 """
 from __future__ import annotations
 
@@ -48,13 +76,14 @@ import time
 from typing import Any, Sequence
 
 from rnnlab import base_config
+from rnnlab import search
 from rnnlab.errors import UserError
 
 Overrides = dict[str, Any]
 
 
-def load_sweep(config_spec: str) -> list[Overrides]:
-  """The trials of `path.py[:arg]`'s get_sweep(arg), as override dicts."""
+def _config_module(config_spec: str):
+  """(the module of `path.py[:arg]`, path, arg)."""
   path, _, arg = config_spec.partition(":")
   file = pathlib.Path(path)
   if not file.is_file():
@@ -62,10 +91,27 @@ def load_sweep(config_spec: str) -> list[Overrides]:
   spec = importlib.util.spec_from_file_location(f"_sweep_{file.stem}", file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  return module, path, arg
+
+
+def load_sweep(config_spec: str) -> list[Overrides]:
+  """The trials of `path.py[:arg]`'s get_sweep(arg), as override dicts."""
+  module, path, arg = _config_module(config_spec)
   if not hasattr(module, "get_sweep"):
     raise UserError(f"{path} defines no get_sweep(arg): nothing to sweep. "
                     "Add one returning {key: [values]} or a list of dicts.")
   return expand(module.get_sweep(arg))
+
+
+def load_search(config_spec: str) -> dict[str, search.Range]:
+  """The space {key: range} of `path.py[:arg]`'s get_search(arg), checked."""
+  module, path, arg = _config_module(config_spec)
+  if not hasattr(module, "get_search"):
+    raise UserError(f"{path} defines no get_search(arg), which --search "
+                    "needs: add one returning {key: range}, e.g. "
+                    "{'optim.learning_rate': LogUniform(1e-4, 1e-2)} "
+                    "(rnnlab.search).")
+  return search.check_space(module.get_search(arg))
 
 
 def expand(sweep: dict[str, Sequence[Any]] | Sequence[Overrides]
@@ -251,34 +297,117 @@ def read_trial(workdir: pathlib.Path) -> dict[str, Any]:
 
 
 def metric_value(trial, metric: str) -> float:
+  """The last value of `metric` ("split/key") in the run; nan if none."""
   return trial["final"].get(metric, math.nan)
 
 
+def best_value(trial, metric: str, mode: str) -> float:
+  """The min or max (`mode`) of `metric` ("split/key") over the run, the
+  objective of a search; nan if the run never logged a finite one."""
+  split, _, key = metric.partition("/")
+  values = [x[key] for x in trial["records"]
+            if x.get("split") == split and isinstance(x.get(key), (int, float))
+            and math.isfinite(x[key])]
+  if not values:
+    return math.nan
+  return min(values) if mode == "min" else max(values)
+
+
+def objective_value(workdir: pathlib.Path, metric: str, mode: str) -> float:
+  """`best_value` of a done trial, told to TPE. A run that logged no
+  `metric` at all is a UserError listing what it did log (a mistyped
+  --metric would fail every trial); a non-finite one is nan (failed)."""
+  trial = read_trial(workdir)
+  split, _, key = metric.partition("/")
+  if not any(x.get("split") == split and key in x for x in trial["records"]):
+    logged = sorted({f"{x.get('split')}/{k}" for x in trial["records"]
+                     for k in x if k not in ("step", "split")})
+    raise UserError(f"{workdir}/metrics.jsonl has no {metric!r} to optimise."
+                    f" It has: {', '.join(logged) or 'nothing'}. Use "
+                    "--metric=<one of those> --mode=min|max and another "
+                    "--root.")
+  return best_value(trial, metric, mode)
+
+
 def report(root: pathlib.Path, trials: list[Overrides], metric: str,
-           mode: str = "min") -> pathlib.Path:
-  """Writes <root>/report.md (sorted by `metric`) and <root>/curves.png."""
+           mode: str = "min", space: search.Space | None = None
+           ) -> pathlib.Path:
+  """Writes <root>/report.md (sorted by `metric`) and <root>/curves.png.
+
+  A grid ranks trials by the last value of `metric`. A search (`space`
+  given) ranks them by its objective, the best value (`mode`) over each
+  run, and adds <root>/params.png: the objective against each parameter.
+  """
   if mode not in ("min", "max"):
     raise UserError(f"Unknown sort mode {mode!r}. Valid choices: 'min', "
                     "'max'.")
-  rows = [read_trial(root / trial_name(t)) for t in trials]
+  overrides_of = {trial_name(t): t for t in trials}  # TPE may repeat one
+  rows = [read_trial(root / name) for name in overrides_of]
+  if space is None:
+    value = lambda r: metric_value(r, metric)
+    column = metric
+  else:
+    value = lambda r: best_value(r, metric, mode)
+    column = f"{mode} {metric}"
   sign = 1 if mode == "min" else -1
-  rows.sort(key=lambda r: (math.isnan(metric_value(r, metric)),
-                           sign * metric_value(r, metric)))
-  keys = list(trials[0])
-  lines = [f"| {' | '.join(keys)} | {metric} | step | status | wall |",
+  rows.sort(key=lambda r: (math.isnan(value(r)), sign * value(r)))
+  keys = list(space or trials[0])
+  lines = [f"| {' | '.join(keys)} | {column} | step | status | wall |",
            "|" + "---|" * (len(keys) + 4)]
-  overrides_of = {trial_name(t): t for t in trials}
   for r in rows:
     values = overrides_of[r["name"]]
     step = max((x["step"] for x in r["records"]), default=0)
     wall = f"{r['seconds']:.0f} s" if r["seconds"] else "-"
     lines.append(f"| {' | '.join(_value_text(values[k]) for k in keys)} | "
-                 f"{metric_value(r, metric):.4g} | {step} | {r['status']} | "
-                 f"{wall} |")
+                 f"{value(r):.4g} | {step} | {r['status']} | {wall} |")
   out = root / "report.md"
   out.write_text("\n".join(lines) + "\n")
   plot_curves(rows, metric, root / "curves.png")
+  if space is not None:
+    plot_params([(overrides_of[r["name"]], value(r)) for r in rows], space,
+                column, root / "params.png")
   return out
+
+
+def plot_params(points: list[tuple[Overrides, float]], space: search.Space,
+                label: str, path: pathlib.Path) -> pathlib.Path:
+  """The objective (y, `label`) against each searched parameter, one
+  subplot per key of `space`: (overrides, objective) per trial, nan ones
+  left out, the best (the first: `points` are ranked) in red. A log range
+  gets a log x axis; a Choice its values as categories."""
+  keys = list(space)
+  columns = min(3, len(keys))
+  rows = math.ceil(len(keys) / columns)
+  fig, axes = _pyplot().subplots(rows, columns, squeeze=False,
+                                 figsize=(4 * columns, 3.2 * rows))
+  axes = list(axes.flat)
+  finite = [(o, v) for o, v in points if not math.isnan(v)]
+  for ax, key in zip(axes, keys):
+    r = space[key]
+    if isinstance(r, search.Choice):
+      x = [r.values.index(o[key]) for o, _ in finite]
+      ax.set_xticks(range(len(r.values)), [_value_text(v) for v in r.values],
+                    fontsize=7)
+      ax.set_xlim(-0.5, len(r.values) - 0.5)
+    else:  # the whole range, to show what the trials left unexplored
+      x = [o[key] for o, _ in finite]
+      if r.log:
+        ax.set_xscale("log")
+        pad = (r.high / r.low) ** 0.03
+        ax.set_xlim(r.low / pad, r.high * pad)
+      else:
+        pad = 0.03 * (r.high - r.low)
+        ax.set_xlim(r.low - pad, r.high + pad)
+    y = [v for _, v in finite]
+    ax.scatter(x, y, s=18, alpha=0.7)
+    if finite:
+      ax.scatter(x[:1], y[:1], s=40, color="red")  # the best
+    ax.set_xlabel(key)
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  for ax in axes[len(keys):]:
+    ax.set_visible(False)
+  return save_figure(fig, path)
 
 
 def plot_curves(rows, metric: str, path: pathlib.Path) -> pathlib.Path:
@@ -334,12 +463,24 @@ def main(argv=None) -> int:
   import argparse  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--config", required=True,
-                 help="path.py[:arg]; its get_sweep(arg) defines the trials")
+                 help="path.py[:arg]; its get_sweep(arg) defines the trials "
+                 "(its get_search(arg) the space, with --search)")
   p.add_argument("--root", required=True, help="one workdir per trial here")
   p.add_argument("--parallel", type=int, default=1)
-  p.add_argument("--metric", default="val/loss",
-                 help="split/key of metrics.jsonl to sort the report by")
-  p.add_argument("--mode", default="min", choices=("min", "max"))
+  p.add_argument("--metric", default=None,
+                 help="split/key of metrics.jsonl to sort the report by "
+                 "(default: val/loss for a grid; for a search the task's "
+                 "objective, or the one search.json records)")
+  p.add_argument("--mode", default=None, choices=("min", "max"),
+                 help="with --metric (default: min for a grid)")
+  p.add_argument("--search", choices=search.METHODS,
+                 help="sample get_search's space instead of get_sweep's "
+                 "grid: random, or TPE (Optuna, one trial at a time)")
+  p.add_argument("--trials", type=int, metavar="N",
+                 help="with --search: how many trials (TPE: in all, those "
+                 "already in its study included)")
+  p.add_argument("--seed", type=int, metavar="S",
+                 help="with --search: the sampler's seed (default 0)")
   what = p.add_mutually_exclusive_group()
   what.add_argument("--report_only", action="store_true")
   what.add_argument("--pending", action="store_true",
@@ -354,26 +495,30 @@ def main(argv=None) -> int:
             "overrides pass through to every trial.")
   root = pathlib.Path(args.root)
   try:
-    trials = load_sweep(args.config)
-    if args.pending:
-      write_manifest(root, args.config, trials)
-      print(index_ranges(pending(root, trials)))
-      return 0
-    if args.trial is not None:
-      overrides = select_trial(root, trials, args.trial)
-      # Concurrent array tasks: only write a missing manifest, never rewrite.
-      if not (root / "trials.json").exists():
-        write_manifest(root, args.config, trials)
-      results = [run_trial(args.config, root, overrides, extra)]
+    if args.search == "tpe":
+      results = run_tpe_search(args, root, extra)
     else:
-      if not args.report_only:
+      trials, space, metric, mode = _trials(args, root)
+      if args.pending:
         write_manifest(root, args.config, trials)
-        results = run(args.config, root, trials, args.parallel, extra)
-      else:  # e.g. after a job array: every trial not done is a failure
-        results = [TrialResult(trial_name(t),
-                               trial_status(root / trial_name(t)), None)
-                   for t in trials]
-      print(f"[sweep] report: {report(root, trials, args.metric, args.mode)}")
+        print(index_ranges(pending(root, trials)))
+        return 0
+      if args.trial is not None:
+        overrides = select_trial(root, trials, args.trial)
+        # Concurrent array tasks: only write a missing manifest, never
+        # rewrite it.
+        if not (root / "trials.json").exists():
+          write_manifest(root, args.config, trials)
+        results = [run_trial(args.config, root, overrides, extra)]
+      else:
+        if not args.report_only:
+          write_manifest(root, args.config, trials)
+          results = run(args.config, root, trials, args.parallel, extra)
+        else:  # e.g. after a job array: every trial not done is a failure
+          results = [TrialResult(trial_name(t),
+                                 trial_status(root / trial_name(t)), None)
+                     for t in trials]
+        print(f"[sweep] report: {report(root, trials, metric, mode, space)}")
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -384,6 +529,96 @@ def main(argv=None) -> int:
     print(f"[sweep] {label} {r.name}: {r.status}" +
           (f" (log: {log})" if log.exists() else ""), file=sys.stderr)
   return 1 if failed else 0
+
+
+# --- searches (rnnlab/search.py) ----------------------------------------------
+
+def _trials(args, root: pathlib.Path):
+  """(trials, space or None, metric, mode) of a grid or a random search;
+  a random search's <root>/search.json written."""
+  if args.search is None:
+    if args.trials is not None or args.seed is not None:
+      raise UserError("--trials and --seed apply to --search=random|tpe "
+                      "only; a grid's trials come from get_sweep.")
+    return (load_sweep(args.config), None, args.metric or "val/loss",
+            args.mode or "min")
+  space, seed, metric, mode = _search_setup(args, root)
+  if args.trials is None:
+    raise UserError("--search=random needs --trials=N, the number of "
+                    "trials to draw.")
+  # Through expand for its checks (names unique, none renamed).
+  trials = expand(search.random_trials(space, args.trials, seed))
+  search.write_search_json(
+      root, _search_record(args, space, seed, metric, mode),
+      same=("method", "seed", "space"))
+  return trials, space, metric, mode
+
+
+def _search_setup(args, root: pathlib.Path
+                  ) -> tuple[dict[str, search.Range], int, str, str]:
+  """(space, seed, metric, mode) of a --search. The seed is --seed, else
+  the one <root>/search.json records, else 0; the objective --metric and
+  --mode, else the recorded one, else the task's."""
+  if args.seed is not None and args.seed < 0:
+    raise UserError(f"--seed={args.seed} must be >= 0.")
+  space = load_search(args.config)
+  path = root / search.SEARCH_FILE
+  saved = json.loads(path.read_text()) if path.exists() else {}
+  seed = args.seed if args.seed is not None else saved.get("seed", 0)
+  if args.metric is None and args.mode is None and saved:
+    return space, seed, saved["objective"], saved["direction"]
+  return (space, seed,
+          *search.objective(args.config, args.metric, args.mode))
+
+
+def _search_record(args, space, seed: int, metric: str, mode: str
+                   ) -> dict[str, Any]:
+  return {"method": args.search, "config": args.config, "seed": seed,
+          "trials": args.trials, "space": search.space_json(space),
+          "objective": metric, "direction": mode}
+
+
+def run_tpe_search(args, root: pathlib.Path, extra: Sequence[str]
+                   ) -> list[TrialResult]:
+  """--search=tpe: runs the study to --trials trials (unless
+  --report_only), writes the report; a result per distinct trial."""
+  for flag, given in ((f"--trial={args.trial}", args.trial is not None),
+                      ("--pending", args.pending),
+                      (f"--parallel={args.parallel}", args.parallel > 1)):
+    if given:
+      raise UserError(f"--search=tpe runs one trial at a time (each is "
+                      f"chosen from the results before it): drop {flag}, "
+                      "or use --search=random.")
+  space, seed, metric, mode = _search_setup(args, root)
+  if not args.report_only:
+    if args.trials is None:
+      raise UserError("--search=tpe needs --trials=N, the number of trials "
+                      "the study should hold in all.")
+    search.write_search_json(
+        root, _search_record(args, space, seed, metric, mode),
+        same=("method", "seed", "space", "objective", "direction"))
+
+    def evaluate(overrides: Overrides) -> float | None:
+      result = run_trial(args.config, root, overrides, extra)
+      if result.status != "done":
+        return None
+      return objective_value(root / result.name, metric, mode)
+
+    search.run_tpe(root, space, args.trials, seed, mode, evaluate)
+  study = search.study_trials(root, space)
+  results: dict[str, TrialResult] = {}
+  for overrides, state in study:
+    name = trial_name(overrides)
+    if state == "COMPLETE":
+      results[name] = TrialResult(name, "done", None)
+    elif name not in results:  # a repeat of a completed trial stays done
+      status = trial_status(root / name)
+      results[name] = TrialResult(
+          name, f"{status}, no finite {metric}" if status == "done"
+          else status, None)
+  trials = [overrides for overrides, _ in study]
+  print(f"[sweep] report: {report(root, trials, metric, mode, space)}")
+  return list(results.values())
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ Layers, bottom up (docs in README.md, "Layout"):
   data/, models/, native/ kernels, optim, decode
   base_config (the schema: no registry)     sharding
   rundir (run files)  ->  sampling (generation)  ->  tasks/
-  config_check, transfer, recipes (configs/ only)
-  train (the trainer)
-  cli and the commands: main, sample, predict, diagnose, sweep,
+  config_check, transfer, recipes (configs/ only), search (its spaces)
+  implementation_choice  ->  train (the trainer)
+  cli and the commands: main, sample, predict, classify, diagnose, sweep,
   native/__main__
 
 And the tests' own: test modules import shared code from helper modules
@@ -32,7 +32,8 @@ from tests.helpers import ROOT
 PACKAGE = ROOT / "rnnlab"
 # Run as `python -m ...`; no rnnlab module may import one.
 COMMANDS = {"rnnlab.main", "rnnlab.sample", "rnnlab.predict",
-            "rnnlab.diagnose", "rnnlab.sweep", "rnnlab.native.__main__"}
+            "rnnlab.classify", "rnnlab.diagnose", "rnnlab.sweep",
+            "rnnlab.native.__main__"}
 TRAINER = "rnnlab.train"
 # Imported only by commands: the trainer, the commands' shared flag and
 # exit-code handling, and the configs' recipes (configs/*.py import it).

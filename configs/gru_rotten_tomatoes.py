@@ -23,7 +23,13 @@ train 10,259 / validation 1,242 / test 1,251 snippets; always answering
 arg: "cell=<rnn|lstm|gru>", "bidirectional=<true|false>",
 "pooling=<last|mean|max>" (default mean), "runlocal", comma-separated.
 
-Measured: not yet (the study of issue 16 is still to run).
+Measured 2026-12-07 on an AMD EPYC (Zen 4), 2 cores (the sentiment study,
+docs/classification.md): this config (bidirectional GRU, mean pooling)
+takes about 50 s per run including TFDS preparation on first use, stops
+early near step 600, and scores 75.2 ± 1.1% test accuracy over seeds 0-2
+(validation 76.4 ± 0.8%), at its checkpoint chosen on validation loss.
+cell=lstm: 75.8 ± 0.2%; tf-idf + logistic regression on the same splits:
+75.7%; always "fresh": 54.4%. The 76% target is not reached yet.
 """
 from rnnlab import recipes
 

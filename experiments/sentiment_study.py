@@ -136,13 +136,23 @@ def plot(rows, path: pathlib.Path) -> pathlib.Path:
   return sweep.save_figure(fig, path)
 
 
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), else the machine type."""
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.machine()
+
+
 def markdown(rows, bow, major, sizes, seeds, command: str,
              png: str) -> str:
   lines = [
       BEGIN, "",
-      f"Generated {datetime.date.today()} on "
-      f"{platform.node() or 'this host'} ({platform.machine()}, "
-      f"{os.cpu_count()} CPU cores) by", "", f"    {command}", "",
+      f"Generated {datetime.date.today()} on {cpu_model()} "
+      f"({os.cpu_count()} CPU cores) by", "", f"    {command}", "",
       f"Splits (by movie, rnnlab/data/rotten_tomatoes.py): train "
       f"{sizes['train']:,}, validation {sizes['validation']:,}, test "
       f"{sizes['test']:,} snippets. Test accuracy of the checkpoint chosen "
@@ -209,8 +219,11 @@ def main(argv=None) -> int:
   rows = summarise(root, cells, seeds)
   doc = pathlib.Path(args.doc)
   png = plot(rows, doc.with_name("sentiment_study.png"))
-  command = ("python -m experiments.sentiment_study " +
-             " ".join(argv if argv is not None else sys.argv[1:]))
+  # The command that runs the study (with --report_only it re-reads the
+  # same trials: the table is the one that command prints).
+  command = ("python -m experiments.sentiment_study " + " ".join(
+      a for a in (argv if argv is not None else sys.argv[1:])
+      if a != "--report_only"))
   text = markdown(rows, bow, major, {k: len(v) for k, v in splits.items()},
                   seeds, command, png.name)
   write_doc(doc, text)

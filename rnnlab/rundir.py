@@ -65,6 +65,23 @@ def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   return config
 
 
+def load_task_run(workdir: pathlib.Path, task: str, purpose: str,
+                  metadata_file: str, config=None
+                  ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+  """(config, metadata) of a trained `task` run, for `purpose` (e.g.
+  "forecasting"): its config.json (or `config`), refused unless it is a
+  `task` run, and the JSON file `metadata_file` the task saved there."""
+  workdir = pathlib.Path(workdir)
+  config = config or load_config(workdir)
+  if config.task != task:
+    raise UserError(f"{workdir} is a task={config.task!r} run; {purpose} "
+                    f"needs task={task!r}.")
+  path = workdir / metadata_file
+  if not path.exists():
+    raise CheckpointError(f"No {metadata_file} in {workdir}.")
+  return config, metrics_lib.read_json(path)
+
+
 def restore_params(model, init_inputs, workdir: pathlib.Path
                    ) -> tuple[int, Any]:
   """(step, params) of the newest checkpoint in `workdir`; `init_inputs`

@@ -278,14 +278,8 @@ def load_text_classifier(workdir, checkpoint_name: str = "best"
     raise UserError(f"Unknown checkpoint {checkpoint_name!r}. Valid "
                     "choices: 'best', 'latest'.")
   workdir = pathlib.Path(workdir)
-  config = rundir.load_config(workdir)
-  if config.task != "classify":
-    raise UserError(f"{workdir} is a task={config.task!r} run; labelling "
-                    "text needs task='classify'.")
-  path = workdir / METADATA_FILE
-  if not path.exists():
-    raise CheckpointError(f"No {METADATA_FILE} in {workdir}.")
-  meta = metrics_lib.read_json(path)
+  config, meta = rundir.load_task_run(workdir, "classify", "labelling text",
+                                      METADATA_FILE)
   if not meta.get("vocab"):
     raise UserError(f"{workdir} classifies real-valued frames "
                     f"(classify.source={config.classify.source!r}), not "

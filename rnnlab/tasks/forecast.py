@@ -50,7 +50,7 @@ import numpy as np
 from rnnlab import metrics as metrics_lib
 from rnnlab import rundir
 from rnnlab.data import series as series_lib
-from rnnlab.errors import CheckpointError, UserError
+from rnnlab.errors import UserError
 from rnnlab.tasks import base
 from rnnlab.tasks import char_lm
 
@@ -329,14 +329,8 @@ def load_for_inference(workdir: pathlib.Path, config=None):
   """(task, step, params) of a trained forecasting run: the series is
   reloaded from its config and scaled with the run's saved statistics."""
   workdir = pathlib.Path(workdir)
-  config = config or rundir.load_config(workdir)
-  if config.task != "forecast":
-    raise UserError(f"{workdir} is a task={config.task!r} run; forecasting "
-                    "needs task='forecast'.")
-  path = workdir / SCALER_FILE
-  if not path.exists():
-    raise CheckpointError(f"No {SCALER_FILE} in {workdir}.")
-  meta = json.loads(path.read_text())
+  config, meta = rundir.load_task_run(workdir, "forecast", "forecasting",
+                                      SCALER_FILE, config)
   task = ForecastTask(config, series_lib.Scaler.from_json(meta["scaler"]))
   if len(task.values) != meta["points"]:
     logging.warning("The series now has %d points (%d at training); "

@@ -120,3 +120,13 @@ class Task(abc.ABC):
   def write_reports(self, params, workdir: pathlib.Path) -> list[pathlib.Path]:
     """Files (e.g. plots) written after training and by --mode=eval."""
     return []
+
+
+def check_split_fractions(section: str, val_fraction: float,
+                          test_fraction: float):
+  """UserError unless the validation and test shares leave a training
+  split (a config check of the text and forecast sections)."""
+  if not val_fraction + test_fraction < 1:
+    raise UserError(f"config.{section}.val_fraction={val_fraction!r} plus "
+                    f"config.{section}.test_fraction={test_fraction!r} must "
+                    "be below 1 (the rest is the training split).")

@@ -35,16 +35,6 @@ def load_corpus(text_config) -> str:
                                             text_config.path))
 
 
-def check_split_fractions(section: str, val_fraction: float,
-                          test_fraction: float):
-  """UserError unless the validation and test shares leave a training
-  split (a config check of the text and forecast sections)."""
-  if not val_fraction + test_fraction < 1:
-    raise UserError(f"config.{section}.val_fraction={val_fraction!r} plus "
-                    f"config.{section}.test_fraction={test_fraction!r} must "
-                    "be below 1 (the rest is the training split).")
-
-
 def lm_loss_and_carry(model, params, batch, rng, carry=None):
   """Mean next-token cross-entropy over all B*T positions, dropout on, and
   the final carry; the state starts from `carry` (None = zeros)."""
@@ -74,7 +64,7 @@ class CharLMTask(base.Task):
 
   @classmethod
   def check_config(cls, config):
-    check_split_fractions("text", config.text.val_fraction,
+    base.check_split_fractions("text", config.text.val_fraction,
                           config.text.test_fraction)
 
   def __init__(self, config):

@@ -52,7 +52,6 @@ from rnnlab import rundir
 from rnnlab.data import series as series_lib
 from rnnlab.errors import UserError
 from rnnlab.tasks import base
-from rnnlab.tasks import char_lm
 
 SCALER_FILE = "forecast_scaler.json"
 PLOT_FILE = "forecast_test.png"
@@ -84,7 +83,7 @@ class ForecastTask(base.Task):
   @classmethod
   def check_config(cls, config):
     d = config.forecast
-    char_lm.check_split_fractions("forecast", d.val_fraction,
+    base.check_split_fractions("forecast", d.val_fraction,
                                   d.test_fraction)
     if d.loss_positions > d.window:
       raise UserError(f"config.forecast.loss_positions={d.loss_positions} "

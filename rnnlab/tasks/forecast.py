@@ -29,8 +29,9 @@ stopping and the best checkpoint use it). With forecast.horizon H > 1 also
 Baselines, with the same rolling-origin one-step protocol on the same
 points: "naive_*" (x_{t-1}), "snaive_*" (x_{t-season}, forecast.season > 0),
 "arima_*": statsmodels ARIMA(forecast.arima_order,
-forecast.arima_seasonal_order, forecast.arima_trend) fitted once on the train split, then extended over
-validation and test with its parameters fixed (results.append(...,
+forecast.arima_seasonal_order, forecast.arima_trend) fitted once on the
+train split, then extended over validation and test with its parameters
+fixed (results.append(...,
 refit=False)); each of its forecasts is the Kalman filter's one-step
 prediction from the data before it. "mae_ratio_arima" = model MAE / ARIMA
 MAE (< 1: the model wins).

@@ -187,6 +187,8 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   s.add("pooling", "last", table("pooling"))
   # Real-valued frames: "dense" (to model.embed_dim) or "identity".
   s.add("input_projection", "dense", table("input projection"))
+  # Tokens: each training token becomes <unk> with this probability.
+  s.add("word_dropout", 0.0, rate)
   config.classify = s.config
 
   # task="forecast" (rnnlab/data/series.py, rnnlab/tasks/forecast.py): one

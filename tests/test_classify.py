@@ -140,6 +140,37 @@ def test_more_padding_does_not_change_logits(cell, bidirectional, pooling,
   assert short.shape == (4, 5)
 
 
+def test_word_dropout_replaces_tokens_by_unk_never_padding():
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(2, 50, (64, 200)).astype(np.int32)
+  tokens[:, 150:] = data.PAD_ID
+  dropped = np.asarray(classifier.drop_words(
+      jax.random.key(1), tokens, 0.25, data.UNK_ID, data.PAD_ID))
+  changed = dropped != tokens
+  assert not changed[:, 150:].any()
+  assert (dropped[changed] == data.UNK_ID).all()
+  assert abs(changed[:, :150].mean() - 0.25) < 0.01
+
+
+def test_word_dropout_acts_in_training_only():
+  c = _model_config("gru", True, dropout_rate=0.0)  # word dropout alone
+  rng = np.random.default_rng(0)
+  inputs = rng.integers(2, 20, (8, 12)).astype(np.int32)
+  lengths = np.full((8,), 12, np.int32)
+  plain, dropping = (classifier.SequenceClassifier.from_config(
+      c, num_classes=3, vocab_size=20, word_dropout=rate)
+      for rate in (0.0, 0.5))
+  params = plain.init(jax.random.key(0), inputs, lengths)
+  rngs = {"dropout": jax.random.key(2)}
+  logits = {(rate, train): model.apply(params, inputs, lengths, train=train,
+                                        rngs=rngs)
+            for rate, model in ((0.0, plain), (0.5, dropping))
+            for train in (False, True)}
+  np.testing.assert_array_equal(logits[0.5, False], logits[0.0, False])
+  np.testing.assert_array_equal(logits[0.0, True], logits[0.0, False])
+  assert np.abs(logits[0.5, True] - logits[0.0, True]).max() > 1e-3
+
+
 def test_unknown_pooling_names_the_choices():
   with pytest.raises(UserError, match="'last', 'max', 'mean'"):
     classifier.SequenceClassifier.from_config(

@@ -134,10 +134,12 @@ def test_a_csv_run_trains_and_labels_new_text(tmp_path):
   c.train.steps, c.train.eval_every = 60, 30
   c.train.checkpoint_every, c.optim.learning_rate = 30, 1e-2
   c.optim.schedule = "constant"
+  c.classify.word_dropout = 0.1
   workdir = tmp_path / "run"
   results = train.train_and_evaluate(c, workdir)
   assert results["eval"]["test"]["accuracy"] > 0.9
   run = classify.load_text_classifier(workdir)
+  assert run.model.word_dropout == 0.1  # the trained model, as configured
   assert run.checkpoint == "best" and run.classes == ["fresh", "rotten"]
   labels = run.label(["a gorgeous witty delight", "a dull tedious mess", ""])
   assert [label for label, _ in labels[:2]] == ["fresh", "rotten"]

@@ -5,7 +5,9 @@ Shape legend: B batch, T time (right-padded), D input features, V input
 vocabulary, E embedding / projection width, H the stack's output width
 (2 x hidden for a bidirectional stack with merge "concat"), C classes.
 
-  inputs   [B, T] int32 tokens -> Embed [V, E]   (vocab_size > 0), or
+  inputs   [B, T] int32 tokens -> Embed [V, E]   (vocab_size > 0); in
+           training each token is replaced by <unk> with probability
+           word_dropout (Iyyer et al. 2015's word dropout), or
            [B, T, D] float32 frames -> Dense to E (input_projection="dense")
            or as they are ("identity")
   stack    RecurrentStack with seq_lengths: padded steps neither change the
@@ -22,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab import hashrng
 from rnnlab.models import cells as cells_lib
 from rnnlab.models import layers
 from rnnlab.registry import lookup
@@ -30,6 +33,15 @@ Array = jax.Array
 
 POOLINGS = ("last", "mean", "max")
 INPUT_PROJECTIONS = ("dense", "identity")
+
+
+def drop_words(rng: Array, tokens: Array, rate: float, unk_id: int,
+               pad_id: int) -> Array:
+  """tokens [B, T] with each non-padding token replaced by unk_id with
+  probability `rate`: the model must read the rest of the sentence instead
+  of memorising a few words, which on 10k snippets it otherwise does."""
+  keep = hashrng.keep_mask(rng, tokens.shape, rate)
+  return jnp.where(keep | (tokens == pad_id), tokens, unk_id)
 
 
 class SequenceClassifier(nn.Module):
@@ -42,13 +54,17 @@ class SequenceClassifier(nn.Module):
   embed_init_std: float = 1.0
   input_projection: str = "dense"
   pooling: str = "last"
+  word_dropout: float = 0.0  # token inputs: P(token -> unk_id) in training
+  unk_id: int = 1  # rnnlab.data.classification.UNK_ID
+  pad_id: int = 0  # padding is never replaced
 
   @classmethod
   def from_config(cls, c, *, num_classes: int, vocab_size: int = 0,
-                  pooling: str = "last", input_projection: str = "dense"
-                  ) -> "SequenceClassifier":
-    """`c` is config.model; the head's pooling and input projection are
-    the task's (config.classify)."""
+                  pooling: str = "last", input_projection: str = "dense",
+                  word_dropout: float = 0.0, unk_id: int = 1,
+                  pad_id: int = 0) -> "SequenceClassifier":
+    """`c` is config.model; the head's pooling and input projection and
+    the word dropout are the task's (config.classify)."""
     lookup({p: p for p in POOLINGS}, pooling, "pooling")
     lookup({p: p for p in INPUT_PROJECTIONS}, input_projection,
            "input projection")
@@ -56,7 +72,8 @@ class SequenceClassifier(nn.Module):
                                 parent=None)
     return cls(num_classes=num_classes, rnn=rnn, vocab_size=vocab_size,
                embed_dim=c.embed_dim, embed_init_std=c.embed_init_std,
-               input_projection=input_projection, pooling=pooling)
+               input_projection=input_projection, pooling=pooling,
+               word_dropout=word_dropout, unk_id=unk_id, pad_id=pad_id)
 
   def setup(self):
     dtypes = dict(dtype=self.rnn.dtype, param_dtype=self.rnn.param_dtype)
@@ -73,6 +90,9 @@ class SequenceClassifier(nn.Module):
   def __call__(self, inputs: Array, lengths: Array, *,
                train: bool = False) -> Array:
     if self.vocab_size:
+      if train and self.word_dropout > 0:
+        inputs = drop_words(self.make_rng("dropout"), inputs,
+                            self.word_dropout, self.unk_id, self.pad_id)
       xs = self.embed(inputs)
     else:
       xs = inputs.astype(self.rnn.dtype)

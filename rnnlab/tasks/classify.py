@@ -28,6 +28,7 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -63,6 +64,13 @@ def _eval_sums(model, params, batch) -> dict[str, jax.Array]:
   w = batch["weights"]
   return {"nll": jnp.sum(nll * w), "correct": jnp.sum(correct * w),
           "count": jnp.sum(w)}
+
+
+def head_fields(c: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The classifier's fields that config.classify (`c`) sets."""
+  return dict(pooling=c.pooling, input_projection=c.input_projection,
+              word_dropout=c.word_dropout, unk_id=data.UNK_ID,
+              pad_id=data.PAD_ID)
 
 
 class ClassifyTask(base.Task):
@@ -108,8 +116,7 @@ class ClassifyTask(base.Task):
     vocab = self.dataset.vocab
     self.model = self.create_model(num_classes=len(self.dataset.classes),
         vocab_size=len(vocab) if vocab is not None else 0,
-        pooling=config.classify.pooling,
-        input_projection=config.classify.input_projection)
+        **head_fields(config.classify))
     self._epoch = (None, None)  # (epoch, its batches), the one in use
     self._eval = {}
 
@@ -289,8 +296,7 @@ def load_text_classifier(workdir, checkpoint_name: str = "best"
   ClassifyTask.check_model(config)
   model = models_lib.create_model(
       config.model, num_classes=len(classes), vocab_size=len(vocab),
-      pooling=config.classify.pooling,
-      input_projection=config.classify.input_projection)
+      **head_fields(config.classify))
   inputs = (np.ones((1, 1), np.int32), np.ones((1,), np.int32))
   best = workdir / rundir.BEST_DIR
   if checkpoint_name == "best" and best.is_dir():

@@ -1,4 +1,5 @@
-"""Generated sequence-to-sequence problems: addition and date normalisation.
+"""Sequence-to-sequence problems: addition, date normalisation and the
+translation of number words between two languages.
 
 Each problem yields (source, target) string pairs from integers `seed` and
 `index`, so every split is fixed by the seed and a training batch is a pure
@@ -14,6 +15,10 @@ function of (seed, step). Held-out items never appear in training:
             medium) or a numeric form with a four-digit year, which is
             prefixed with its locale ("es_ES 14/2/2002"), since 3/2/2002 is
             a different day in en_US.
+  numbers   a number written out in one language -> the same number in
+            another, both as num2words writes them (e.g. French "quatre-vingt-
+            dix-sept" -> English "ninety-seven"). The *values* are split:
+            no test number is seen in training in either language.
 
 Sequences are encoded with `Seq2SeqVocab` (PAD=0, BOS=1, EOS=2, then
 characters) and right-padded to fixed lengths, so one jit covers all
@@ -262,9 +267,82 @@ class Dates:
             for d in self._split_days[split]}
 
 
+# --- number words ----------------------------------------------------------
+
+# num2words languages whose words for 0..10**6 are plain strings; the test
+# keeps this list honest.
+NUMBER_LANGUAGES = ("de", "en", "es", "fr", "it", "nl", "pt")
+
+
+def number_words(value: int, language: str) -> str:
+  from num2words import num2words  # pylint: disable=g-import-not-at-top
+  return num2words(value, lang=language)
+
+
+class NumberWords:
+  """A number in words in `source_language` -> in `target_language`, for
+  the values 0 <= v < max_value (num2words' cardinals)."""
+
+  @staticmethod
+  def check_args(source_language: str, target_language: str,
+                 max_value: int, num_val: int, num_test: int) -> None:
+    """UserError for arguments the constructor cannot honour."""
+    for key, language in (("source_language", source_language),
+                          ("target_language", target_language)):
+      lookup({l: l for l in NUMBER_LANGUAGES}, language, f"seq2seq.{key}")
+    if source_language == target_language:
+      raise UserError(f"seq2seq.source_language and target_language are "
+                      f"both {source_language!r}: nothing to translate.")
+    if not 100 <= max_value <= 10**6:
+      raise UserError(f"seq2seq.max_value={max_value} must be in [100, "
+                      "1000000] (every value is written out once, at about "
+                      "20 us each).")
+    if num_val + num_test > max_value // 2:
+      raise UserError(f"Too many held-out values (seq2seq.num_val={num_val} "
+                      f"+ seq2seq.num_test={num_test}) for max_value="
+                      f"{max_value}: at most half of them.")
+
+  def __init__(self, seed: int, source_language: str = "fr",
+               target_language: str = "en", max_value: int = 10000,
+               num_val: int = 500, num_test: int = 1000):
+    self.check_args(source_language, target_language, max_value, num_val,
+                    num_test)
+    self.seed = seed
+    self.words = {lang: [number_words(v, lang) for v in range(max_value)]
+                  for lang in (source_language, target_language)}
+    self.source, self.target = (self.words[source_language],
+                                self.words[target_language])
+    order = _rng(seed, 0).permutation(max_value)
+    self._split_values = {
+        "test": np.sort(order[:num_test]),
+        "val": np.sort(order[num_test:num_test + num_val]),
+        "train": order[num_test + num_val:]}
+    self.max_source_len = max(map(len, self.source))
+    self.max_target_len = max(map(len, self.target)) + 1  # + EOS
+
+  def chars(self) -> str:
+    return "".join(sorted(set("".join(self.source + self.target))))
+
+  def _pair(self, value) -> tuple[str, str]:
+    return self.source[int(value)], self.target[int(value)]
+
+  def train_examples(self, n: int, step: int, rows: slice | None = None
+                     ) -> list[tuple[str, str]]:
+    """As Addition.train_examples: n values drawn, `rows` of them."""
+    values = _rng(self.seed, 1, step).choice(self._split_values["train"], n)
+    return [self._pair(v) for v in values[rows or slice(None)]]
+
+  def eval_examples(self, split: str) -> list[tuple[str, str]]:
+    return [self._pair(v) for v in self._split_values[split]]
+
+  def split_values(self, split: str) -> set[int]:
+    return {int(v) for v in self._split_values[split]}
+
+
 PROBLEMS: dict[str, Callable[..., object]] = {
     "addition": Addition,
     "dates": Dates,
+    "numbers": NumberWords,
 }
 
 

@@ -19,30 +19,13 @@ import sys
 from absl import flags
 
 from rnnlab import cli
-from rnnlab.errors import UserError
 from rnnlab.tasks import classify as classify_task
-
-
-def read_texts(texts: list[str], file: str) -> list[str]:
-  """--text values, then the non-empty lines of --file ("-" = stdin)."""
-  out = list(texts)
-  if file:
-    try:
-      lines = (sys.stdin.read() if file == "-" else
-               open(file, encoding="utf-8").read()).splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-      raise UserError(f"--file={file!r}: {e}") from None
-    out += [line for line in lines if line.strip()]
-  if not out:
-    raise UserError("Nothing to label: give --text=... (repeatable) or "
-                    "--file=<path, one text per line; - for stdin>.")
-  return out
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  texts = read_texts(f.text or [], f.file)
+  texts = cli.read_texts(f.text or [], f.file, "label")
   run = classify_task.load_text_classifier(f.workdir, f.checkpoint)
   probabilities = run.probabilities(texts)
   for text, p in zip(texts, probabilities):

@@ -70,6 +70,23 @@ def comma_choices(value: str, valid, flag: str) -> list[str]:
   return names
 
 
+def read_texts(texts: list[str], file: str, verb: str) -> list[str]:
+  """--text values, then the non-empty lines of --file ("-" = stdin); an
+  error says there is nothing to `verb`."""
+  out = list(texts)
+  if file:
+    try:
+      lines = (sys.stdin.read() if file == "-" else
+               open(file, encoding="utf-8").read()).splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+      raise UserError(f"--file={file!r}: {e}") from None
+    out += [line for line in lines if line.strip()]
+  if not out:
+    raise UserError(f"Nothing to {verb}: give --text=... (repeatable) or "
+                    "--file=<path, one text per line; - for stdin>.")
+  return out
+
+
 def parse_flags(argv):
   """absl's flag parsing (app.run's flags_parser), except that a config that
   cannot be loaded is one clear line and exit 2, like a UserError: a missing

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import time
 from typing import Any
 
 from absl import logging
@@ -94,6 +95,48 @@ def restore_params(model, init_inputs, workdir: pathlib.Path
       lambda key: model.init(key, *init_inputs), jax.random.key(0))["params"]
   return checkpoint.Checkpointer(ckpt_dir, read_only=True).restore_params(
       template)
+
+
+CHECKPOINT_CHOICES = ("best", "latest")
+
+
+def wait_for_saves(directory: pathlib.Path, timeout_s: float = 60.0):
+  """Waits while an Orbax save into `directory` is in flight: the trainer
+  writes reports before it closes its checkpoint managers, so the newest
+  best step may still be in a temporary directory."""
+  deadline = time.monotonic() + timeout_s
+  while any(".orbax-checkpoint-tmp" in p.name for p in directory.iterdir()):
+    if time.monotonic() > deadline:
+      logging.warning("A save into %s is still unfinished after %.0f s; "
+                      "reading its newest finished step.", directory,
+                      timeout_s)
+      return
+    time.sleep(0.2)
+
+
+def check_checkpoint_choice(checkpoint_name: str) -> None:
+  if checkpoint_name not in CHECKPOINT_CHOICES:
+    raise UserError(f"Unknown checkpoint {checkpoint_name!r}. Valid "
+                    f"choices: {', '.join(map(repr, CHECKPOINT_CHOICES))}.")
+
+
+def restore_chosen_params(model, init_inputs, workdir: pathlib.Path,
+                          checkpoint_name: str = "best"
+                          ) -> tuple[int, Any, str]:
+  """(step, params, checkpoint name) for inference: the best checkpoint
+  (chosen on validation; the newest if the run has none yet) or, with
+  `checkpoint_name` "latest", the newest."""
+  check_checkpoint_choice(checkpoint_name)
+  best = pathlib.Path(workdir) / BEST_DIR
+  if checkpoint_name == "best" and best.is_dir():
+    wait_for_saves(best)
+    template = jax.eval_shape(lambda key: model.init(key, *init_inputs),
+                              jax.random.key(0))["params"]
+    step, params = checkpoint.Checkpointer(
+        best, read_only=True).restore_params(template)
+    return int(step), params, "best"
+  step, params = restore_params(model, init_inputs, workdir)
+  return int(step), params, "latest"
 
 
 def prepare_workdir(workdir: pathlib.Path, config) -> None:

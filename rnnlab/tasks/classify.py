@@ -205,27 +205,13 @@ class ClassifyTask(base.Task):
     return [path]
 
 
-def _wait_for_saves(directory: pathlib.Path, timeout_s: float = 60.0):
-  """Waits while an Orbax save into `directory` is in flight: the trainer
-  writes reports before it closes its checkpoint managers, so the newest
-  best step may still be in a temporary directory."""
-  deadline = time.monotonic() + timeout_s
-  while any(".orbax-checkpoint-tmp" in p.name for p in directory.iterdir()):
-    if time.monotonic() > deadline:
-      logging.warning("A save into %s is still unfinished after %.0f s; "
-                      "evaluating its newest finished step.", directory,
-                      timeout_s)
-      return
-    time.sleep(0.2)
-
-
 def evaluate_best(task: ClassifyTask, workdir) -> dict[str, Any] | None:
   """{"step", "eval": {split: metrics}} of <workdir>/best/, or None if the
   run has no best checkpoint yet."""
   directory = pathlib.Path(workdir) / rundir.BEST_DIR
   if not directory.is_dir():
     return None
-  _wait_for_saves(directory)
+  rundir.wait_for_saves(directory)
   template = jax.eval_shape(
       lambda key: task.model.init(key, *task.init_inputs(), train=False),
       jax.random.key(0))["params"]
@@ -281,9 +267,7 @@ def load_text_classifier(workdir, checkpoint_name: str = "best"
   classes (metadata.json) and the parameters of its best checkpoint
   (`checkpoint_name` "best", chosen on validation; the newest if the run
   has none yet) or of its newest ("latest"). Reads no training data."""
-  if checkpoint_name not in ("best", "latest"):
-    raise UserError(f"Unknown checkpoint {checkpoint_name!r}. Valid "
-                    "choices: 'best', 'latest'.")
+  rundir.check_checkpoint_choice(checkpoint_name)
   workdir = pathlib.Path(workdir)
   config, meta = rundir.load_task_run(workdir, "classify", "labelling text",
                                       METADATA_FILE)
@@ -298,16 +282,7 @@ def load_text_classifier(workdir, checkpoint_name: str = "best"
       config.model, num_classes=len(classes), vocab_size=len(vocab),
       **head_fields(config.classify))
   inputs = (np.ones((1, 1), np.int32), np.ones((1,), np.int32))
-  best = workdir / rundir.BEST_DIR
-  if checkpoint_name == "best" and best.is_dir():
-    _wait_for_saves(best)
-    template = jax.eval_shape(
-        lambda key: model.init(key, *inputs, train=False),
-        jax.random.key(0))["params"]
-    step, params = checkpoint.Checkpointer(
-        best, read_only=True).restore_params(template)
-  else:
-    checkpoint_name = "latest"
-    step, params = rundir.restore_params(model, inputs, workdir)
-  return TextClassifier(config, model, params, vocab, classes, int(step),
+  step, params, checkpoint_name = rundir.restore_chosen_params(
+      model, inputs, workdir, checkpoint_name)
+  return TextClassifier(config, model, params, vocab, classes, step,
                         checkpoint_name)

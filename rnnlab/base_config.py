@@ -387,6 +387,10 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   # Parameters held fixed (zero update), regexes on "/"-joined paths, e.g.
   # ("embed", "rnn/layers_0/") to freeze the embedding and the first layer.
   s.add("freeze", (), regexes)
+  # > 0: evaluations, samples and the best checkpoint use an exponential
+  # moving average of the weights with this decay (Polyak averaging; it
+  # averages over about 1 / (1 - decay) steps). 0 = the weights as trained.
+  s.add("ema_decay", 0.0, rate)
   config.optim = s.config
 
   s = _Section("eval.", rules)

@@ -7,6 +7,8 @@
      -> learning-rate scaling with the schedule
   -> plateau scale (schedule="reduce_on_plateau")
   -> freeze (c.freeze params get a zero update and no optimizer state)
+  -> weight average (c.ema_decay > 0): an exponential moving average of the
+     parameters after each update, kept in the optimizer state
 
 Freezing is the outermost wrapper (optax.partition), so frozen parameters are
 also left out of the clipping norm, as if they were not parameters at all.
@@ -21,7 +23,10 @@ The trainer must:
   * call `opt_state = report_validation(opt_state, val_loss, c)` after each
     evaluation (a no-op unless schedule="reduce_on_plateau");
   * log `schedule(step) * lr_scale(opt_state)` as the learning rate and
-    `clip_fired(grads, c)` for the clipping frequency.
+    `clip_fired(grads, c)` for the clipping frequency;
+  * evaluate, sample and choose the best checkpoint with
+    `evaluation_params(params, opt_state)`: the weight average when there is
+    one, else the parameters.
 
 Add an optimizer or schedule by writing a builder and registering it in
 OPTIMIZERS / SCHEDULES below.
@@ -395,6 +400,53 @@ def scale_by_plateau() -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+class AverageState(NamedTuple):
+  """An exponential moving average of the parameters (Polyak averaging)."""
+  average: Params  # float32 sum of decay^(t-i) (1 - decay) params_i
+  weight: jax.Array  # float32 1 - decay^t: divides out the zero start
+
+
+def average_params(decay: float) -> optax.GradientTransformation:
+  """Leaves the updates as they are; tracks the average of params + updates,
+  the parameters after each step. Its state is checkpointed with the rest,
+  so a resumed run averages as an unbroken one."""
+  def init_fn(params):
+    return AverageState(
+        jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params),
+        jnp.zeros([], jnp.float32))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("average_params needs the parameters.")
+    new = optax.apply_updates(params, updates)
+    average = jax.tree.map(
+        lambda a, p: decay * a + (1 - decay) * p.astype(jnp.float32),
+        state.average, new)
+    return updates, AverageState(average, decay * state.weight + (1 - decay))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _is_average(x) -> bool:
+  return isinstance(x, AverageState)
+
+
+def evaluation_params(params: Params, opt_state) -> Params:
+  """The weights to evaluate: the (debiased) average of `opt_state` in
+  `params`' dtypes if it holds one and has seen a step, else `params`."""
+  found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_average)
+           if _is_average(s)]
+  if not found:
+    return params
+  state = found[0]
+  weight = jnp.where(state.weight > 0, state.weight, 1.0)
+  averaged = jax.tree.map(lambda a, p: (a / weight).astype(p.dtype),
+                          state.average, params)
+  # Before the first step the average is empty: the parameters stand in.
+  return jax.tree.map(lambda a, p: jnp.where(state.weight > 0, a, p),
+                      averaged, params)
+
+
 def _is_plateau(x) -> bool:
   return isinstance(x, PlateauState)
 
@@ -528,7 +580,8 @@ def freeze(tx: optax.GradientTransformation,
 def create_optimizer(c: ml_collections.ConfigDict, total_steps: int,
                      steps_per_epoch: int | None = None
                      ) -> optax.GradientTransformationExtraArgs:
-  """`config.optim` -> clip -> optimizer -> plateau scale -> freeze.
+  """`config.optim` -> clip -> optimizer -> plateau scale -> freeze ->
+  weight average.
 
   The result accepts `update(grads, state, params, token_ids=...)` whatever
   the optimizer; only sparse_adam reads token_ids.
@@ -545,4 +598,6 @@ def create_optimizer(c: ml_collections.ConfigDict, total_steps: int,
   tx = parts[0] if len(parts) == 1 else optax.chain(*parts)
   if c.freeze:
     tx = freeze(tx, c.freeze)
+  if c.ema_decay:
+    tx = optax.chain(tx, average_params(c.ema_decay))
   return optax.with_extra_args_support(tx)

@@ -29,6 +29,7 @@ import ml_collections
 from rnnlab import base_config
 from rnnlab import checkpoint
 from rnnlab import metrics as metrics_lib
+from rnnlab import optim
 from rnnlab.errors import CheckpointError, UserError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -85,7 +86,8 @@ def load_task_run(workdir: pathlib.Path, task: str, purpose: str,
 
 def restore_params(model, init_inputs, workdir: pathlib.Path
                    ) -> tuple[int, Any]:
-  """(step, params) of the newest checkpoint in `workdir`; `init_inputs`
+  """(step, params) of the newest checkpoint in `workdir`, the weights as
+  the run evaluated them (optim.ema_decay: their average); `init_inputs`
   are example inputs of `model.init`, for the parameter shapes."""
   ckpt_dir = pathlib.Path(workdir) / CHECKPOINT_DIR
   if not ckpt_dir.is_dir():
@@ -93,8 +95,17 @@ def restore_params(model, init_inputs, workdir: pathlib.Path
                           f"{ckpt_dir}).")
   template = jax.eval_shape(
       lambda key: model.init(key, *init_inputs), jax.random.key(0))["params"]
-  return checkpoint.Checkpointer(ckpt_dir, read_only=True).restore_params(
-      template)
+  ckpt = checkpoint.Checkpointer(ckpt_dir, read_only=True)
+  saved = (pathlib.Path(workdir) / "config.json").exists()
+  optim_config = load_config(workdir).optim if saved else None
+  if not optim_config or not optim_config.ema_decay:
+    return ckpt.restore_params(template)
+  # The weights the run evaluated: the average in its optimizer state.
+  # Only the state's shapes matter here, so the schedule's length does not.
+  tx = optim.create_optimizer(optim_config, total_steps=1, steps_per_epoch=1)
+  step, params, opt_state, _, _ = ckpt.restore(
+      template, jax.eval_shape(tx.init, template))
+  return step, optim.evaluation_params(params, opt_state)
 
 
 CHECKPOINT_CHOICES = ("best", "latest")

@@ -444,8 +444,16 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   tokens_per_step = task.tokens_per_batch()
 
   def save(done, target=ckpt):
-    target.save(done, state.params, state.opt_state,
+    # best/ holds the weights as evaluated (the average, if optim.ema_decay
+    # keeps one); the latest checkpoint the trained ones, to resume from.
+    params = (optim.evaluation_params(state.params, state.opt_state)
+              if target is best_ckpt else state.params)
+    target.save(done, params, state.opt_state,
                 {"step": done, "early_stopping": tracker.to_json()}, carry)
+
+  def evaluated_params():
+    return sharding.local(optim.evaluation_params(state.params,
+                                                  state.opt_state))
 
   profiler = _StepProfiler(workdir / "profile", start,
                            config.train.profile_steps)
@@ -494,8 +502,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
     if (evaluating or saving) and not skip:
       _check_finite(step_metrics, done)  # never evaluate or save NaNs
     if evaluating:
-      eval_results = _evaluate_all(task, sharding.local(state.params), done,
-                                   writer)
+      eval_results = _evaluate_all(task, evaluated_params(), done, writer)
       monitored = eval_results[task.eval_splits[0]]["loss"]
       state = state.replace(opt_state=optim.report_validation(
           state.opt_state, monitored, config.optim))
@@ -509,7 +516,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
         saving = True
     if config.train.sample_every and (done % config.train.sample_every == 0
                                       or done == total):
-      _write_sample(task, sharding.local(state.params), done, workdir, writer)
+      _write_sample(task, evaluated_params(), done, workdir, writer)
     if saving:
       save(done)
     excluded += time.perf_counter() - other_start
@@ -536,14 +543,13 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   if start >= total or (start == final and tracker.stopped):
     logging.info("Checkpoint step %d: nothing to train (train.steps=%d%s).",
                  start, total, ", stopped early" if tracker.stopped else "")
-    eval_results = _evaluate_all(task, sharding.local(state.params), start,
-                                 writer)
+    eval_results = _evaluate_all(task, evaluated_params(), start, writer)
   writer.close()
   ckpt.wait()
   best_ckpt.wait()  # reports may read the best checkpoint
   if jax.process_index() == 0:
     metrics_lib.plot_curves(workdir)
-    task.write_reports(sharding.local(state.params), workdir)
+    task.write_reports(evaluated_params(), workdir)
   return {"step": final, "eval": eval_results,
           "best": {"step": tracker.best_step, "loss": tracker.best_loss},
           "stopped_early": tracker.stopped, "skipped_steps": skipped}

@@ -350,3 +350,41 @@ def test_unknown_names_list_valid_choices():
     optim.clip_fired({"w": jnp.ones(1)}, optim_config(clip="norm"))
   with pytest.raises(UserError, match=r"freeze: bad regex '\('"):
     optim.create_optimizer(optim_config(freeze=("(",)), 10)
+
+
+def test_weight_average_is_the_debiased_moving_average_of_the_weights():
+  decay = 0.8
+  tx = optax.chain(optax.sgd(0.1), optim.average_params(decay))
+  params = {"w": jnp.arange(3.0), "b": jnp.ones([])}
+  state = tx.init(params)
+  # No step yet: the weights themselves.
+  assert optim.evaluation_params(params, state) is not params
+  jax.tree.map(np.testing.assert_array_equal,
+               optim.evaluation_params(params, state), params)
+  rng = np.random.default_rng(0)
+  trajectory = []
+  update = jax.jit(tx.update)
+  for _ in range(6):
+    grads = jax.tree.map(
+        lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+    updates, state = update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    trajectory.append(jax.tree.map(np.asarray, params))
+  t = len(trajectory)
+  weights = [(1 - decay) * decay**(t - 1 - i) for i in range(t)]
+  for key in params:
+    want = sum(w * p[key] for w, p in zip(weights, trajectory)) / sum(weights)
+    assert_float32_close(optim.evaluation_params(params, state)[key], want)
+  # Without an average in the state: the weights as they are.
+  assert optim.evaluation_params(params, optax.sgd(0.1).init(params)) is params
+
+
+def test_create_optimizer_appends_the_average_only_when_asked():
+  c = base_config.get_config().optim
+  params = {"w": jnp.ones([2])}
+  leaves = lambda s: [x for x in jax.tree.leaves(
+      s, is_leaf=lambda x: isinstance(x, optim.AverageState))
+                      if isinstance(x, optim.AverageState)]
+  assert not leaves(optim.create_optimizer(c, 10).init(params))
+  c.ema_decay = 0.99
+  assert len(leaves(optim.create_optimizer(c, 10).init(params))) == 1

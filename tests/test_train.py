@@ -69,17 +69,19 @@ def test_evaluate_checkpoint_without_training(trained):
 def test_resume_matches_uninterrupted_run(tmp_path, corpus_path):
   del corpus_path
   # Dropout on, so the per-step RNG must also resume correctly.
+  # The weight average too: its state must resume with the rest.
   overrides = dict(model__dropout_rate=0.2, train__checkpoint_every=7,
-                   train__eval_every=1000)
+                   train__eval_every=1000, optim__ema_decay=0.9)
   stopped = tmp_path / "stopped"
   train.train_and_evaluate(tiny_lm_config(train__steps=14, **overrides),
                            stopped)
   resumed = train.train_and_evaluate(
       tiny_lm_config(train__steps=24, **overrides), stopped)
   straight = tmp_path / "straight"
-  train.train_and_evaluate(tiny_lm_config(train__steps=24, **overrides),
-                           straight)
+  straight_results = train.train_and_evaluate(
+      tiny_lm_config(train__steps=24, **overrides), straight)
   assert resumed["step"] == 24
+  assert resumed["eval"]["val"]["loss"] == straight_results["eval"]["val"]["loss"]
   template = sampling.load_run_for_inference(straight).params
   a = checkpoint.Checkpointer(stopped / "checkpoints", read_only=True)
   b = checkpoint.Checkpointer(straight / "checkpoints", read_only=True)
@@ -90,6 +92,31 @@ def test_resume_matches_uninterrupted_run(tmp_path, corpus_path):
   steps = [json.loads(l)["step"] for l in (stopped / "metrics.jsonl").open()
            if json.loads(l)["split"] == "train"]
   assert steps == sorted(steps) and steps[-1] == 24
+
+
+def test_a_weight_averaged_run_evaluates_and_keeps_the_average(tmp_path,
+                                                              corpus_path):
+  del corpus_path
+  workdir = tmp_path / "run"
+  results = train.train_and_evaluate(tiny_lm_config(
+      optim__ema_decay=0.9), workdir)
+  run = sampling.load_run_for_inference(workdir)
+  latest = checkpoint.Checkpointer(workdir / "checkpoints", read_only=True)
+  _, trained = latest.restore_params(run.params, 30)
+  # Inference reads the average, which differs from the trained weights.
+  averaged = run.params
+  gap = max(float(np.abs(a - t).max()) for a, t in zip(
+      jax.tree.leaves(averaged), jax.tree.leaves(trained)))
+  assert gap > 1e-3
+  # ... and evaluates as the trainer did.
+  evaluated = train.evaluate_checkpoint(None, workdir)
+  assert evaluated["eval"]["val"]["loss"] == pytest.approx(
+      results["eval"]["val"]["loss"], rel=1e-6)
+  # best/ (the one evaluation, step 30) holds the weights as evaluated.
+  step, best_params = checkpoint.Checkpointer(
+      workdir / "best", read_only=True).restore_params(run.params)
+  assert step == 30
+  jax.tree.map(np.testing.assert_array_equal, best_params, averaged)
 
 
 def test_unknown_names_fail_before_training(tmp_path):

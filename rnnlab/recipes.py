@@ -132,13 +132,16 @@ def make_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def seq2seq_config(problem: str, arg: str, batch_size: int = 64
                    ) -> ml_collections.ConfigDict:
   """The shared recipe of configs/*_seq2seq_*.py: a bidirectional GRU
-  encoder and a GRU decoder (hidden 128) with attention, batches of
+  encoder whose two directions are summed (outputs [B, S, 128], as wide as
+  the decoder) and a GRU decoder (hidden 128) with attention, batches of
   `batch_size`.
 
   arg: the attention ("none", "additive", "dot", "general", "scaled_dot";
-  default additive) and/or "runlocal", comma-separated. The dot-product
-  scores need queries and keys of one width, so they get a unidirectional
-  encoder as wide as the decoder.
+  default additive) and/or "runlocal", comma-separated. Every attention
+  gets the same encoder: summing the directions gives the dot-product
+  scores keys as wide as their queries, and both directions matter (an
+  addition's digit needs the carry from the digits to its right, which a
+  unidirectional encoder has not read yet: docs/attention.md).
   """
   arg = parse_arg(arg, runlocal=False,
                   **{kind: False for kind in seq2seq.ATTENTION_CHOICES})
@@ -146,14 +149,12 @@ def seq2seq_config(problem: str, arg: str, batch_size: int = 64
   c.task, c.seq2seq.problem = "seq2seq", problem
   c.model.name, c.model.cell = "seq2seq", "gru"
   c.model.hidden_size, c.model.num_layers, c.model.embed_dim = 128, 1, 32
-  c.model.bidirectional = True
+  c.model.bidirectional, c.model.bidirectional_merge = True, "sum"
   c.model.dropout_rate = 0.0
   c.seq2seq.attention = "additive"
   for kind in seq2seq.ATTENTION_CHOICES:
     if arg[kind]:
       c.seq2seq.attention = kind
-  if c.seq2seq.attention in ("dot", "scaled_dot"):
-    c.model.bidirectional = False
   c.train.batch_size = batch_size
   c.train.steps = 3000
   c.train.log_every = 100

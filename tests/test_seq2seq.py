@@ -11,8 +11,10 @@ import pytest
 from rnnlab import base_config
 from rnnlab import config_check
 from rnnlab import decode
+from rnnlab import recipes
 from rnnlab.data import seq2seq as data
 from rnnlab.errors import UserError
+from rnnlab.models import seq2seq as seq2seq_model
 from rnnlab.tasks import seq2seq as task_lib
 from tests.helpers import assert_float32_close
 from tests.helpers import float32_atol
@@ -174,6 +176,29 @@ def test_tiny_run_lowers_held_out_loss(attention):
   assert after["loss"] < before["loss"] / 2, (before, after)
 
 
+@pytest.mark.parametrize("attention", seq2seq_model.ATTENTION_CHOICES)
+def test_recipe_encoder_is_the_same_and_sees_both_sides(attention):
+  """Every attention of the recipe gets one encoder, bidirectional and as
+  wide as the decoder: each source position's key depends on the characters
+  after it (an addition's carry comes from the digits to the right). The
+  recipe once gave dot and scaled_dot a unidirectional encoder instead."""
+  c = recipes.seq2seq_config("addition", f"{attention},runlocal")
+  assert (c.model.bidirectional, c.model.bidirectional_merge) == (True, "sum")
+  task = task_lib.Seq2SeqTask(c)
+  params = task.model.init(jax.random.key(0), *task.init_inputs())["params"]
+  encoded = []
+  for source in ("12+34", "12+35"):
+    b = data.encode_pairs(task.vocab, [(source, "0")],
+                          task.problem.max_source_len,
+                          task.problem.max_target_len)
+    encoded.append(task.model.apply({"params": params}, b["source"],
+                                    b["source_len"],
+                                    method=task.model.encode)[0])
+  assert encoded[0].shape[-1] == c.model.hidden_size  # the decoder's width
+  # Only the last character differs; the first position must see it.
+  assert np.max(np.abs(np.asarray(encoded[0][0, 0] - encoded[1][0, 0]))) > 0
+
+
 def test_bad_names_are_clear_errors():
   with pytest.raises(UserError, match=r"Unknown seq2seq problem 'sums' "
                      r"\(config.seq2seq.problem\)\. Valid choices: "
@@ -186,7 +211,9 @@ def test_bad_names_are_clear_errors():
     c = config()  # 30 + 60 held out of 10 x 10 pairs
     c.seq2seq.max_digits = 1
     config_check.validate(c)
-  with pytest.raises(UserError, match="same width"):
-    c = config(attention="dot")  # bidirectional: keys twice as wide
+  with pytest.raises(UserError, match=r"'dot' needs encoder outputs of the "
+                     r"same width as the decoder \(16\); got 32.*"
+                     r"bidirectional_merge='sum'"):
+    c = config(attention="dot")  # bidirectional concat: keys twice as wide
     task = task_lib.Seq2SeqTask(c)
     task.model.init(jax.random.key(0), *task.init_inputs())

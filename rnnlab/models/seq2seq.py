@@ -2,7 +2,8 @@
 
 Shape legend: B batch, S source length, T target length, V vocabulary,
 E embedding, H decoder hidden size, He encoder output width (2H for a
-bidirectional encoder with merge "concat").
+bidirectional encoder with merge "concat"; "dot" and "scaled_dot" need
+He = H, e.g. merge "sum").
 
   encoder   embed(source) -> RecurrentStack (bidirectional or not, masked by
             source_len) -> outputs [B, S, He]; its last layer's final hidden
@@ -57,6 +58,14 @@ class Seq2Seq(nn.Module):
                           recurrent_dropout_rate=0.0, zoneout_rate=0.0,
                           residual=False, layer_norm=False)
     decoder = layers.RecurrentStack(**decoder_kwargs, parent=None)
+    if attention in ("dot", "scaled_dot") and (
+        encoder.output_size() != decoder.hidden_size):
+      raise UserError(
+          f"Attention {attention!r} needs encoder outputs of the same width "
+          f"as the decoder ({decoder.hidden_size}); got "
+          f"{encoder.output_size()}. With model.bidirectional=True set "
+          f"model.bidirectional_merge='sum', or use 'general' or "
+          f"'additive'.")
     return cls(vocab_size=vocab_size, encoder=encoder, decoder=decoder,
                attention=attention, embed_dim=c.embed_dim)
 

@@ -222,7 +222,8 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   # task="seq2seq" (rnnlab/data/seq2seq.py, rnnlab/tasks/seq2seq.py):
   # generated problems, held-out sets disjoint from training.
   s = _Section("seq2seq.", rules)
-  s.add("problem", "addition", table("seq2seq problem"))  # or "dates"
+  # "addition", "dates" or "numbers" (number words translated).
+  s.add("problem", "addition", table("seq2seq problem"))
   s.add("max_digits", 3, positive)  # addition: operands below 10**max_digits
   s.add("locales", ("en_US", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR",
                     "nl_NL"), non_empty_strings)  # dates: babel locales
@@ -230,7 +231,13 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
         items("date formats", lambda x: x in ("full", "long", "medium",
                                                "numeric")))  # dates
   s.add("max_source_len", 48, positive)  # dates: longest rendering accepted
-  s.add("num_val", 1000, non_negative)  # held-out examples (dates: days)
+  # numbers: the values 0 .. max_value - 1 written out by num2words in the
+  # source language, to be written in the target language.
+  s.add("source_language", "fr", table("number language"))
+  s.add("target_language", "en", table("number language"))
+  s.add("max_value", 10000, positive)
+  # Held-out examples (dates: days; numbers: values).
+  s.add("num_val", 1000, non_negative)
   s.add("num_test", 2000, non_negative)
   # The decoder's attention over the encoder states (models/attention.py):
   # "none", "additive", "dot", "general", "scaled_dot".

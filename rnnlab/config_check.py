@@ -53,6 +53,7 @@ TABLES: dict[str, Collection[str]] = {
     "missing-value policy": series.MISSING_CHOICES,
     "arima trend": forecast.TREND_CHOICES,
     "seq2seq problem": seq2seq_data.PROBLEMS,
+    "number language": seq2seq_data.NUMBER_LANGUAGES,
     "seq2seq attention": seq2seq_model.ATTENTION_CHOICES,
     "synthetic problem": synthetic.LOSSES,
 }

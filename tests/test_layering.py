@@ -14,7 +14,8 @@ Layers, bottom up (docs in README.md, "Layout"):
   rundir (run files)  ->  sampling (generation)  ->  tasks/
   config_check, transfer, recipes (configs/ only), search (its spaces)
   implementation_choice  ->  train (the trainer)
-  cli and the commands: main, sample, predict, classify, diagnose, sweep,
+  cli and the commands: main, sample, predict, classify, translate,
+  diagnose, sweep,
   native/__main__
 
 And the tests' own: test modules import shared code from helper modules
@@ -32,8 +33,8 @@ from tests.helpers import ROOT
 PACKAGE = ROOT / "rnnlab"
 # Run as `python -m ...`; no rnnlab module may import one.
 COMMANDS = {"rnnlab.main", "rnnlab.sample", "rnnlab.predict",
-            "rnnlab.classify", "rnnlab.diagnose", "rnnlab.sweep",
-            "rnnlab.native.__main__"}
+            "rnnlab.classify", "rnnlab.translate", "rnnlab.diagnose",
+            "rnnlab.sweep", "rnnlab.native.__main__"}
 TRAINER = "rnnlab.train"
 # Imported only by commands: the trainer, the commands' shared flag and
 # exit-code handling, and the configs' recipes (configs/*.py import it).

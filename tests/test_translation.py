@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import collections
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
+from rnnlab import train
 from rnnlab import translation_metrics
 from rnnlab.data import seq2seq as data
 from rnnlab.errors import UserError
+from rnnlab.tasks import seq2seq as seq2seq_task
+from tests.helpers import ROOT
+from tests.helpers import tiny_config
 
 
 def _textbook_bleu(hypotheses, references, max_n=4):
@@ -78,3 +86,45 @@ def test_number_words_hold_out_whole_values_fixed_by_seed():
 def test_number_words_bad_arguments_are_clear_errors(args, message):
   with pytest.raises(UserError, match=message):
     data.NumberWords.check_args(*args)
+
+
+def test_a_numbers_run_reports_bleu_and_translates_new_input(tmp_path):
+  c = tiny_config("gru_seq2seq_numbers", seq2seq__max_value=300,
+                  seq2seq__num_val=20, seq2seq__num_test=30,
+                  seq2seq__beam_size=1, seq2seq__attention_plots=1,
+                  train__steps=8, train__eval_every=8,
+                  train__checkpoint_every=8, train__sample_every=0)
+  workdir = tmp_path / "run"
+  results = train.train_and_evaluate(c, workdir)
+  test = results["eval"]["test"]
+  assert {"accuracy", "bleu", "chrf", "loss"} <= set(test)
+  assert 0 <= test["bleu"] <= 100 and 0 <= test["chrf"] <= 100
+  assert (workdir / "attention" / "test_0.png").exists()
+  run = seq2seq_task.load_translator(workdir)
+  assert run.checkpoint == "best" and run.step == 8
+  # The copy baseline: only "six" is written alike in French and English.
+  copy = run.task.copy_baseline("test")
+  sources = [s for s, _ in run.task.eval_pairs("test")[0]]
+  assert copy["exact_match"] == pytest.approx(sources.count("six") / 30)
+  # Decoding is the task's own: the same strings as its greedy predictions.
+  pairs, encoded = run.task.eval_pairs("test")
+  want = run.task.predict(run.params, {k: v[:3] for k, v in encoded.items()})
+  assert run.translate([s for s, _ in pairs[:3]]) == want
+  with pytest.raises(UserError, match="Input 1 is empty"):
+    run.translate(["un", ""])
+  with pytest.raises(UserError, match=r"Characters not in the vocabulary: "
+                     r"\['!'\]"):
+    run.translate(["un!"])
+  # The command.
+  plot = tmp_path / "attention.png"
+  proc = subprocess.run(
+      [sys.executable, "-m", "rnnlab.translate", f"--workdir={workdir}",
+       "--text=vingt et un", "--text=cent", "--json",
+       f"--attention_plot={plot}"],
+      capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr
+  out = [json.loads(line) for line in proc.stdout.splitlines()]
+  assert [o["input"] for o in out] == ["vingt et un", "cent"]
+  assert [o["output"] for o in out] == run.translate(["vingt et un", "cent"])
+  assert plot.exists()

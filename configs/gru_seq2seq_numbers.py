@@ -1,0 +1,28 @@
+"""Translating number words, French -> English: "quatre-vingt-dix-sept" ->
+"ninety-seven", both as num2words writes them, for the values 0-9,999.
+The values are split: the 1,000 validation and 2,000 test numbers are never
+seen in training, in either language. Bidirectional GRU encoder (directions
+summed), GRU decoder with additive attention, hidden 128.
+
+  python -m rnnlab.main --config=configs/gru_seq2seq_numbers.py --workdir=runs/numbers
+  python -m rnnlab.main --config=configs/gru_seq2seq_numbers.py:dot --workdir=runs/numbers_dot
+  python -m rnnlab.main --config=configs/gru_seq2seq_numbers.py:runlocal --workdir=/tmp/numbers
+  python -m rnnlab.translate --workdir=runs/numbers --text="deux mille vingt-six"
+  # Another pair: --config.seq2seq.source_language=de (de, en, es, fr, it, nl, pt)
+
+The arg picks the attention and/or "runlocal" (rnnlab.recipes.seq2seq_config).
+Metrics: exact match, corpus BLEU and chrF (sacrebleu) of greedy and 4-beam
+decoding over the held-out numbers; attention heatmaps of the first test
+examples in <workdir>/attention/.
+
+Measured: see docs/attention.md (the numbers section), where this config's
+runs and the copy-the-source baseline are reported.
+"""
+from rnnlab import recipes
+
+
+def get_config(arg: str = ""):
+  c = recipes.seq2seq_config("numbers", arg, batch_size=64)
+  if "runlocal" in arg.split(","):
+    c.seq2seq.max_value = 1000  # quicker to write out
+  return c

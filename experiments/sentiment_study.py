@@ -181,11 +181,13 @@ def markdown(rows, bow, major, sizes, seeds, command: str,
   return "\n".join(lines)
 
 
-def write_doc(doc: pathlib.Path, text: str):
-  """Replaces the study between the markers of `doc`, or writes it."""
-  if doc.exists() and BEGIN in doc.read_text():
+def write_doc(doc: pathlib.Path, text: str, begin: str = BEGIN,
+              end: str = END):
+  """Replaces the part of `doc` between the markers `begin` and `end`
+  (which `text` holds too), or writes `doc` whole if it has none."""
+  if doc.exists() and begin in doc.read_text():
     old = doc.read_text()
-    text = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
+    text = old[:old.index(begin)] + text + old[old.index(end) + len(end):]
   doc.parent.mkdir(parents=True, exist_ok=True)
   doc.write_text(text if text.endswith("\n") else text + "\n")
 

@@ -45,3 +45,19 @@ def test_the_report_replaces_only_the_part_between_its_markers(tmp_path):
   other = tmp_path / "new.md"
   sentiment_study.write_doc(other, "whole")
   assert other.read_text() == "whole\n"
+
+
+def test_the_regularisers_study_replaces_only_its_own_part(tmp_path):
+  from experiments import sentiment_regularisers as reg  # pylint: disable=g-import-not-at-top
+  assert len(reg.trials(["gru", "lstm"], [0, 1, 2])) == 2 * 4 * 3
+  assert {"classify.word_dropout": 0.2, "optim.ema_decay": 0.99,
+          "model.cell": "gru", "seed": 1} in reg.trials(["gru"], [1])
+  doc = tmp_path / "doc.md"
+  doc.write_text(f"intro\n{sentiment_study.BEGIN}\nstudy\n"
+                 f"{sentiment_study.END}\nmiddle\n{reg.BEGIN}\nold\n{reg.END}"
+                 "\nend\n")
+  sentiment_study.write_doc(doc, f"{reg.BEGIN}\nnew\n{reg.END}", reg.BEGIN,
+                            reg.END)
+  assert doc.read_text() == (
+      f"intro\n{sentiment_study.BEGIN}\nstudy\n{sentiment_study.END}\n"
+      f"middle\n{reg.BEGIN}\nnew\n{reg.END}\nend\n")

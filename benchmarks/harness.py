@@ -10,8 +10,11 @@ import dataclasses
 import os
 import platform
 import statistics
-import time
-from typing import Callable
+
+# Timing lives in the package (the GPU check uses it too); re-exported here.
+from rnnlab.throughput import interleaved_throughput  # pylint: disable=unused-import
+from rnnlab.throughput import steps_for  # pylint: disable=unused-import
+from rnnlab.throughput import timed  # pylint: disable=unused-import
 
 SEQ_LEN, EMBED, LAYERS, VOCAB = 128, 64, 2, 65
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -52,36 +55,6 @@ def train_flops_per_token(cell: str, s: Shape) -> float:
     forward += 2 * (d_in + s.hidden) * g * s.hidden
   forward += 2 * s.hidden * s.vocab
   return 3 * forward
-
-
-def timed(fn: Callable[[], None]) -> float:
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
-
-
-def steps_for(seconds_per_step: float, target_s: float = 1.0) -> int:
-  """Steps per timed run so that each run lasts about `target_s`."""
-  return max(1, round(target_s / max(seconds_per_step, 1e-6)))
-
-
-def interleaved_throughput(runners: dict, tokens_per_step: int, repeats: int,
-                           seconds: float, probe_steps: int = 1
-                           ) -> dict[str, list[float]]:
-  """Tokens/s samples per runner (objects with `run(n)`): warm up each,
-  size its timed runs to ~`seconds`, then time them in turn, `repeats`
-  rounds, so that slow drifts of the machine hit all runners alike."""
-  steps = {}
-  for name, r in runners.items():
-    r.run(2)  # compile / warm up
-    per_step = timed(lambda: r.run(probe_steps)) / probe_steps
-    steps[name] = steps_for(per_step, seconds)
-  samples = {name: [] for name in runners}
-  for _ in range(repeats):
-    for name, r in runners.items():
-      elapsed = timed(lambda: r.run(steps[name]))
-      samples[name].append(steps[name] * tokens_per_step / elapsed)
-  return samples
 
 
 def summarize(samples: list[float]) -> tuple[float, float]:

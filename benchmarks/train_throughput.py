@@ -43,9 +43,9 @@ import pathlib
 import sys
 import time
 
-import numpy as np
 
 from benchmarks import harness
+from rnnlab import throughput
 
 
 def parse_args(argv=None):
@@ -110,25 +110,7 @@ def rnnlab_config(cell: str, s: harness.Shape, overrides=()):
   return c
 
 
-class JaxRunner:
-  """Times a jitted `step(state, batch, rng) -> (state, metrics, ...)`."""
-
-  def __init__(self, state, step_fn, s: harness.Shape, seed=0):
-    import jax  # pylint: disable=g-import-not-at-top
-    self.jax = jax
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, s.vocab, (s.batch, s.seq_len + 1), np.int32)
-    self.batch = {"inputs": jax.device_put(tokens[:, :-1]),
-                  "targets": jax.device_put(tokens[:, 1:])}
-    self.state, self.step_fn = state, step_fn
-    self.rng = jax.random.key(seed)
-
-  def run(self, n: int):
-    metrics = None
-    for _ in range(n):
-      self.state, metrics = self.step_fn(self.state, self.batch,
-                                         self.rng)[:2]
-    self.jax.block_until_ready(metrics)
+JaxRunner = throughput.JaxRunner  # times a jitted training step
 
 
 def auto_choice(cell, s, overrides=()):
@@ -195,51 +177,7 @@ def make_flax(cell, s):
   return JaxRunner(state, jax.jit(step, donate_argnums=0), s)
 
 
-# --- PyTorch --------------------------------------------------------------------
-
-class TorchRunner:
-
-  def __init__(self, cell, s: harness.Shape, threads: int,
-               device: str = "cpu"):
-    import torch  # pylint: disable=g-import-not-at-top
-    from torch import nn  # pylint: disable=g-import-not-at-top
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
-
-    class TorchLM(nn.Module):
-      def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(s.vocab, s.embed)
-        self.rnn = rnn_cls(s.embed, s.hidden, num_layers=s.layers,
-                           batch_first=True, dropout=0.1)
-        self.drop = nn.Dropout(0.1)
-        self.out = nn.Linear(s.hidden, s.vocab)
-
-      def forward(self, x):
-        h, _ = self.rnn(self.embed(x))
-        return self.out(self.drop(h))
-
-    self.torch = torch
-    self.model = TorchLM().train().to(device)
-    self.opt = torch.optim.Adam(self.model.parameters(), lr=2e-3)
-    tokens = torch.from_numpy(np.random.default_rng(0).integers(
-        0, s.vocab, (s.batch, s.seq_len + 1)))
-    tokens = tokens.to(device)
-    self.x, self.y = tokens[:, :-1], tokens[:, 1:].reshape(-1)
-    self.vocab = s.vocab
-
-  def run(self, n: int):
-    F = self.torch.nn.functional  # pylint: disable=invalid-name
-    for _ in range(n):
-      self.opt.zero_grad(set_to_none=True)
-      logits = self.model(self.x)
-      loss = F.cross_entropy(logits.reshape(-1, self.vocab), self.y)
-      loss.backward()
-      self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-      self.opt.step()
-    float(loss.detach())  # waits for the device
-
+# PyTorch: rnnlab.throughput.TorchRunner (the GPU check shares it).
 
 # --- peak -----------------------------------------------------------------------
 
@@ -278,7 +216,8 @@ def main(argv=None):
       c, s, args.override + [f"implementation={name}"]))
             for name in rnnlab_impls}
   makers["flax"] = make_flax
-  makers["torch"] = lambda c, s: TorchRunner(c, s, args.threads)
+  makers["torch"] = lambda c, s: throughput.TorchRunner(
+      c, s, threads=args.threads)
   peak = matmul_peak_gflops()
   print(f"# {time.strftime('%Y-%m-%d %H:%M')} | {harness.machine()} | "
         f"jax {jax.__version__} | python {sys.version.split()[0]}")

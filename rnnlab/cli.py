@@ -153,14 +153,17 @@ class _LibraryInfoFilter(std_logging.Filter):
 
 
 def setup(cache_dir: str | None = None):
-  """Quiet library logs; persistent compilation cache for faster reruns."""
+  """Quiet library logs; persistent compilation cache for faster reruns; a
+  warning if this jaxlib has a known CPU regression (`jax_guard`)."""
   import jax  # pylint: disable=g-import-not-at-top
+  from rnnlab import jax_guard  # pylint: disable=g-import-not-at-top
   from rnnlab.data import text  # pylint: disable=g-import-not-at-top
   logging.get_absl_logger().addFilter(_LibraryInfoFilter())
   cache_dir = cache_dir or os.environ.get("RNNLAB_JAX_CACHE") or str(
       text.cache_dir() / "jax")
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax_guard.check()
 
 
 def default_workdir(config_spec: str, overrides: dict[str, Any]) -> str:

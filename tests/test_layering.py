@@ -8,15 +8,15 @@ as importing the module x when x is one, relative imports too; a package's
 own `__init__` is counted only when it is named.
 
 Layers, bottom up (docs in README.md, "Layout"):
-  errors, registry, hashrng, distributed, metrics, checkpoint
+  errors, registry, hashrng, distributed, metrics, checkpoint, jax_guard,
+  throughput (timing and the PyTorch peer)
   data/, models/, native/ kernels, optim, decode
   base_config (the schema: no registry)     sharding
   rundir (run files)  ->  sampling (generation)  ->  tasks/
   config_check, transfer, recipes (configs/ only), search (its spaces)
   implementation_choice  ->  train (the trainer)
   cli and the commands: main, sample, predict, classify, translate,
-  diagnose, sweep,
-  native/__main__
+  diagnose, sweep, gpu_check, native/__main__
 
 And the tests' own: test modules import shared code from helper modules
 (tests/helpers.py, tests/models/helpers.py), never conftest.py (fixtures
@@ -34,7 +34,7 @@ PACKAGE = ROOT / "rnnlab"
 # Run as `python -m ...`; no rnnlab module may import one.
 COMMANDS = {"rnnlab.main", "rnnlab.sample", "rnnlab.predict",
             "rnnlab.classify", "rnnlab.translate", "rnnlab.diagnose",
-            "rnnlab.sweep", "rnnlab.native.__main__"}
+            "rnnlab.sweep", "rnnlab.gpu_check", "rnnlab.native.__main__"}
 TRAINER = "rnnlab.train"
 # Imported only by commands: the trainer, the commands' shared flag and
 # exit-code handling, and the configs' recipes (configs/*.py import it).

@@ -427,7 +427,7 @@ def _reference_lstm(x, h0, c0, packed, seq_lengths, *, input_size,
 @pytest.mark.parametrize("reverse", [False, True])
 def test_cudnn_packing_equals_scan_values_and_gradients(monkeypatch, reverse):
   """The cuDNN path's weight packing, run through JAX's reference LSTM on
-  CPU (the kernel itself is checked on a GPU: benchmarks/gpu_check.py)."""
+  CPU (the kernel itself is checked on a GPU: python -m rnnlab.gpu_check)."""
   monkeypatch.setattr(implementations, "CUDNN_LSTM_FN", _reference_lstm)
   cell, _ = make("lstm")
   scan = layers.Recurrent(cell, reverse=reverse, implementation="scan")

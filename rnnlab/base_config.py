@@ -191,13 +191,22 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   s.add("word_dropout", 0.0, rate)
   config.classify = s.config
 
-  # task="forecast" (rnnlab/data/series.py, rnnlab/tasks/forecast.py): one
-  # univariate series split in time order, train first, then val, then
-  # test; scaling fitted on the train split only.
+  # task="forecast" (rnnlab/data/series.py, rnnlab/tasks/forecast.py): a
+  # target series, and optionally other input columns, split in time order,
+  # train first, then val, then test; scaling fitted on the train split only.
   s = _Section("forecast.", rules)
-  s.add("series", "sine", table("series"))  # "sine", "co2", "sunspots", "csv"
+  # "sine", "co2", "sunspots", "msft", "csv"
+  s.add("series", "sine", table("series"))
   s.add("csv", "")                # series "csv": path of the file
-  s.add("column", "")             # series "csv": the numeric column
+  # series "csv" and "msft": the target, the numeric column forecast (msft:
+  # Open, High, Low, Close, Volume, log_return, log_range, log_volume).
+  s.add("column", "")
+  # series "csv" and "msft": the columns the model reads at each step, each
+  # standardised with its own train-split mean and std; () = the target
+  # alone. The baselines always use the target alone.
+  s.add("input_columns", (), non_empty_strings)
+  s.add("date_column", "")        # series "csv": sort rows by it; "" = file
+                                  # order
   s.add("missing", "error", table("missing-value policy"))  # or "interpolate"
   s.add("num_points", 2000, positive)  # sine: x_t = sin(t/10) + U[-a, a]
   s.add("noise", 0.2, non_negative)    # sine: a
@@ -451,7 +460,8 @@ UNCHECKED = (
     "classify.text_column",     # CSV column names (checked on read)
     "classify.label_column",
     "forecast.csv",             # a file path
-    "forecast.column",          # a CSV column name (checked on read)
+    "forecast.column",          # a column name (checked on read)
+    "forecast.date_column",     # a CSV column name (checked on read)
     "sample.prime",             # any text to start samples from
 )
 

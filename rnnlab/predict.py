@@ -6,9 +6,10 @@ Loads the run's config.json, its saved scaling (forecast_scaler.json) and
 newest checkpoint, reloads the series, and forecasts the next --steps values:
 with steps <= forecast.horizon, the model's direct multi-step outputs from one
 pass over the last window; otherwise a recursive roll-out of one-step
-forecasts, each fed back as the newest input. Prints JSON (the forecast with
-its time labels) and writes a PNG of the recent history and the forecast
-(default <workdir>/forecast_future.png).
+forecasts, each fed back as the newest input (refused for a run whose inputs
+include columns other than the target: their future values are unknown).
+Prints JSON (the forecast with its time labels) and writes a PNG of the
+recent history and the forecast (default <workdir>/forecast_future.png).
 """
 from __future__ import annotations
 

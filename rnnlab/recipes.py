@@ -317,6 +317,17 @@ def make_forecast_runlocal(c: ml_collections.ConfigDict
   return c
 
 
+# The targets of configs/gru_forecast_msft.py: the next day's log return,
+# or the next close (forecast as a first difference added to the last close).
+MSFT_TARGETS = {"return": "log_return", "close": "Close"}
+
+
+def msft_target(value: str) -> str:
+  """A parse_arg converter: a key of MSFT_TARGETS."""
+  lookup({k: k for k in MSFT_TARGETS}, value, "msft target (target=...)")
+  return value
+
+
 # --- synthetic long-range memory problems ------------------------------------
 
 def synthetic_config(problem: str, arg: str, *, cell: str = "lstm",

@@ -59,7 +59,8 @@ def test_defaults_pass_their_rules_and_every_table_exists():
     ("optim.freeze", ("[",), r"config.optim.freeze=\('\[',\) must be a tuple "
      "of regular expressions"),
     ("forecast.series", "tides", r"Unknown series 'tides' \(config.forecast."
-     r"series\)\. Valid choices: 'co2', 'csv', 'sine', 'sunspots'\."),
+     r"series\)\. Valid choices: 'co2', 'csv', 'msft', 'sine', "
+     r"'sunspots'\."),
     ("classify.source", "file", r"Unknown classification source 'file'"),
     ("model.attention_score", "none", r"Unknown attention score 'none'"),
     ("seed", -1, r"config.seed=-1 must be >= 0"),

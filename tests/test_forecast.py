@@ -88,8 +88,8 @@ def test_csv_column_missing_cells_and_errors(tmp_path):
   with pytest.raises(DataError, match="nope.csv.*no such file"):
     series_lib.load(c.forecast)
   c.forecast.series = "csvv"
-  with pytest.raises(UserError, match="Valid choices: 'co2', 'csv', 'sine', "
-                     "'sunspots'"):
+  with pytest.raises(UserError, match="Valid choices: 'co2', 'csv', 'msft', "
+                     "'sine', 'sunspots'"):
     series_lib.load(c.forecast)
 
 

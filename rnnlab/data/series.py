@@ -1,5 +1,9 @@
-"""Univariate time series for forecasting: sources, splits, scaling, windows,
-and the classical baselines (naive, seasonal naive, ARIMA).
+"""Time series for forecasting: sources, splits, scaling, windows, and the
+classical baselines (naive, seasonal naive, ARIMA).
+
+A series has one target column (forecast.column), which the model forecasts
+and the baselines see, and optionally several input columns
+(forecast.input_columns) that the model reads at each step.
 
 Sources (`SOURCES`, config key forecast.series):
   sine      the chapter's noisy sine x_t = sin(t / 10) + u_t, u_t ~ U[-a, a]
@@ -10,19 +14,28 @@ Sources (`SOURCES`, config key forecast.series):
             2,284 weeks of which 59 are missing.
   sunspots  statsmodels.datasets.sunspots: yearly sunspot activity,
             1700-2008 (309 years).
-  csv       one numeric column (forecast.column) of the user's CSV
-            (forecast.csv); empty cells count as missing.
+  msft      pmdarima.datasets.load_msft(): daily MSFT prices 1986-03-14 ..
+            2017-11-10 (7,982 trading days; the first day, whose return is
+            undefined, is dropped). Columns `MSFT_COLUMNS`: Open, High, Low,
+            Close, Volume and the derived log_return = log(Close_t /
+            Close_{t-1}), log_range = log(High_t / Low_t) and log_volume =
+            log(1 + Volume_t).
+  csv       numeric columns of the user's CSV (forecast.csv): the target
+            forecast.column and the inputs forecast.input_columns; rows in
+            file order, or sorted by forecast.date_column; empty cells count
+            as missing.
 
-Missing values (forecast.missing): "error" refuses them, naming how many and
-where; "interpolate" fills them linearly in position (and the nearest value
-at either end).
+Missing values (forecast.missing), in the target and every input column:
+"error" refuses them, naming the column, how many and where; "interpolate"
+fills each column linearly in position (and the nearest value at either
+end).
 
 Split: chronological, train first, then validation (forecast.val_fraction),
 then test (forecast.test_fraction) at the end. Everything fitted from data (scaling,
 ARIMA, the MASE scale) uses the train split only.
 
 Shape legend: N series length, B batch, W window (context) length,
-H horizon (outputs per forecast).
+H horizon (outputs per forecast), F input columns.
 """
 from __future__ import annotations
 
@@ -41,14 +54,36 @@ ARIMA_MAXITER = 1000
 TRAIN_STREAM = 1  # np.random.default_rng([seed, TRAIN_STREAM, step])
 
 
+# The single-column sources; input_columns needs one of the others.
+UNIVARIATE_SOURCES = ("sine", "co2", "sunspots")
+MSFT_PRICES = ("Open", "High", "Low", "Close", "Volume")
+MSFT_COLUMNS = MSFT_PRICES + ("log_return", "log_range", "log_volume")
+
+
 @dataclasses.dataclass
 class Series:
-  """One univariate series; `time` labels the points (x axis of plots)."""
+  """A target series and the model's input columns; `time` labels the
+  points (x axis of plots)."""
   name: str
-  values: np.ndarray  # [N] float64, original units
+  values: np.ndarray  # [N] float64, the target in original units
   time: np.ndarray  # [N] float64: t, year, or decimal year
   unit: str = ""
   clean: np.ndarray | None = None  # [N] noise-free values (sine only)
+  column: str = "value"  # the target's column name (messages)
+  # [N, F] float64 input columns in original units, named `input_names`;
+  # None: the target alone (F = 1).
+  inputs: np.ndarray | None = None
+  input_names: tuple[str, ...] = ()
+  rows: np.ndarray | None = None  # [N] CSV file rows (header = row 1)
+
+  @property
+  def input_columns(self) -> tuple[str, ...]:
+    """The model's input column names, in order."""
+    return self.input_names if self.inputs is not None else (self.column,)
+
+  def input_values(self) -> np.ndarray:
+    """[N, F] the input columns, original units."""
+    return self.values[:, None] if self.inputs is None else self.inputs
 
   @property
   def time_step(self) -> float:
@@ -86,6 +121,30 @@ def sunspots(forecast_config) -> Series:
                 frame["YEAR"].to_numpy(np.float64), unit="sunspot activity")
 
 
+def msft(forecast_config) -> Series:
+  """Daily MSFT prices (pmdarima's offline copy), target and inputs chosen
+  from `MSFT_COLUMNS`."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from pmdarima import datasets  # pylint: disable=g-import-not-at-top
+  frame = datasets.load_msft()
+  dates = pd.to_datetime(frame["Date"])
+  columns = {k: frame[k].to_numpy(np.float64) for k in MSFT_PRICES}
+  close = columns["Close"]
+  columns["log_return"] = np.concatenate(
+      [[np.nan], np.log(close[1:] / close[:-1])])
+  columns["log_range"] = np.log(columns["High"] / columns["Low"])
+  columns["log_volume"] = np.log1p(columns["Volume"])  # one day traded 0
+  # The first day has no return: drop it from every column so that the
+  # series is the same whichever column is the target.
+  columns = {k: v[1:] for k, v in columns.items()}
+  years = _decimal_years(dates[1:])
+  return _pick_columns(f"msft:{forecast_config.column}", columns, years,
+                       forecast_config, "msft",
+                       "log return" if forecast_config.column == "log_return"
+                       else "USD" if forecast_config.column in MSFT_PRICES[:4]
+                       else "")
+
+
 def csv(forecast_config) -> Series:
   import pandas as pd  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(forecast_config.csv).expanduser()
@@ -102,13 +161,43 @@ def csv(forecast_config) -> Series:
   except (ValueError, OSError) as e:  # pandas' ParserError is a ValueError
     raise DataError(f"forecast.csv={str(path)!r} is not a readable CSV file: "
                     f"{e}") from None
-  columns = [str(c) for c in frame.columns]
-  if forecast_config.column not in columns:
-    raise DataError(
-        f"forecast.column={forecast_config.column!r} is not a column of "
-        f"{path}. "
-        f"Valid choices: {', '.join(map(repr, columns))}.")
-  raw = frame[forecast_config.column]
+  frame.columns = [str(c) for c in frame.columns]
+  names = [("column", forecast_config.column)]
+  names += [("input_columns", c) for c in forecast_config.input_columns]
+  if forecast_config.date_column:
+    names.append(("date_column", forecast_config.date_column))
+  for key, name in names:
+    if name not in frame.columns:
+      raise DataError(
+          f"forecast.{key}={name!r} is not a column of {path}. "
+          f"Valid choices: {', '.join(map(repr, frame.columns))}.")
+  wanted = dict.fromkeys((forecast_config.column,) +
+                         tuple(forecast_config.input_columns))
+  columns = {name: _numeric(frame[name], name, path) for name in wanted}
+  rows = np.arange(len(frame)) + 2  # the header is row 1
+  time = np.arange(len(frame), dtype=np.float64)
+  if forecast_config.date_column:
+    time = _date_time(frame[forecast_config.date_column],
+                      forecast_config.date_column, path)
+    order = np.argsort(time, kind="stable")
+    columns = {k: v[order] for k, v in columns.items()}
+    time, rows = time[order], rows[order]
+    same = np.flatnonzero(np.diff(time) == 0)
+    if same.size:
+      raise DataError(
+          f"forecast.date_column={forecast_config.date_column!r} of {path} "
+          f"repeats a date: rows {rows[same[0]]} and {rows[same[0] + 1]} "
+          f"({frame[forecast_config.date_column].iloc[rows[same[0]] - 2]!r})"
+          "; the order of the points would be ambiguous.")
+  series = _pick_columns(f"csv:{path.name}:{forecast_config.column}",
+                         columns, time, forecast_config, "csv")
+  return dataclasses.replace(series, rows=rows)
+
+
+def _numeric(raw, name: str, path) -> np.ndarray:
+  """A CSV column [N] as float64 (empty cells NaN); DataError naming the
+  column and its first non-numeric cells."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
   values = pd.to_numeric(raw, errors="coerce")
   # Cells that were present but did not parse as numbers (empty cells are
   # missing values, handled by forecast.missing).
@@ -116,50 +205,154 @@ def csv(forecast_config) -> Series:
   if bad.size:
     examples = ", ".join(f"row {i + 2}: {raw.iloc[i]!r}" for i in bad[:5])
     raise DataError(
-        f"Column {forecast_config.column!r} of {path} has {bad.size} "
+        f"Column {name!r} of {path} has {bad.size} "
         f"non-numeric value(s) ({examples}{', ...' if bad.size > 5 else ''}; rows "
         "counted from the header as row 1). Forecasting needs numbers.")
-  return Series(f"csv:{path.name}:{forecast_config.column}",
-                values.to_numpy(np.float64),
-                np.arange(len(values), dtype=np.float64))
+  return values.to_numpy(np.float64)
+
+
+def _date_time(raw, name: str, path) -> np.ndarray:
+  """forecast.date_column [N] -> float64 times for ordering and labels:
+  numbers as they are (e.g. years), anything else parsed as dates and
+  given in decimal years."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  where = f"forecast.date_column={name!r} of {path}"
+  missing = np.flatnonzero(raw.isna().to_numpy())
+  if missing.size:
+    raise DataError(f"{where} is empty at row {missing[0] + 2} (header = row "
+                    "1): every row needs a date to be ordered.")
+  numbers = pd.to_numeric(raw, errors="coerce")
+  if numbers.notna().all():
+    return numbers.to_numpy(np.float64)
+  # format="mixed": each cell parsed on its own (pandas would otherwise
+  # apply the first cell's format to all and drop the rest as NaT).
+  dates = pd.to_datetime(raw.astype(str), errors="coerce", format="mixed")
+  bad = np.flatnonzero(dates.isna().to_numpy())
+  if bad.size:
+    raise DataError(f"{where} has {bad.size} value(s) that are not dates, "
+                    f"first at row {bad[0] + 2} (header = row 1): "
+                    f"{raw.iloc[bad[0]]!r}.")
+  return _decimal_years(pd.DatetimeIndex(dates))
+
+
+def _decimal_years(dates) -> np.ndarray:
+  """Dates -> decimal years [N] float64, to label forecasts past the end
+  (fractions of a day kept, so intraday points stay ordered)."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  dates = pd.DatetimeIndex(dates)
+  day = (dates - dates.normalize()) / pd.Timedelta(days=1)
+  return np.asarray(dates.year + (dates.dayofyear - 1 + day) / 365.25,
+                    np.float64)
+
+
+def _pick_columns(name: str, columns: dict[str, np.ndarray],
+                  time: np.ndarray, forecast_config, source: str,
+                  unit: str = "") -> Series:
+  """The Series of target forecast.column and inputs
+  forecast.input_columns from `columns` (name -> [N])."""
+  for key, wanted in ([("column", forecast_config.column)] +
+                      [("input_columns", c)
+                       for c in forecast_config.input_columns]):
+    if wanted not in columns:
+      raise UserError(f"forecast.{key}={wanted!r} is not a column of "
+                      f"series {source!r}. Valid choices: "
+                      f"{', '.join(map(repr, columns))}.")
+  inputs, names = None, tuple(forecast_config.input_columns)
+  if names and names != (forecast_config.column,):
+    inputs = np.stack([columns[c] for c in names], axis=1)  # [N, F]
+  else:
+    names = ()
+  return Series(name, columns[forecast_config.column], time, unit=unit,
+                column=forecast_config.column, inputs=inputs,
+                input_names=names)
 
 
 SOURCES: dict[str, Callable[[Any], Series]] = {
     "sine": sine,
     "co2": co2,
     "sunspots": sunspots,
+    "msft": msft,
     "csv": csv,
 }
 
 
 def fill_missing(series: Series, policy: str) -> Series:
-  """Applies forecast.missing: "error" or "interpolate" (linear in position)."""
+  """Applies forecast.missing to the target and each input column: "error"
+  or "interpolate" (linear in position)."""
   lookup({k: k for k in MISSING_CHOICES}, policy, "forecast.missing policy")
-  missing = np.flatnonzero(~np.isfinite(series.values))
+  values = _fill_column(series, series.column, series.values, policy)
+  inputs = series.inputs
+  if inputs is not None:
+    inputs = np.stack([_fill_column(series, name, inputs[:, i], policy)
+                       for i, name in enumerate(series.input_names)], axis=1)
+  return dataclasses.replace(series, values=values, inputs=inputs)
+
+
+def _fill_column(series: Series, column: str, values: np.ndarray,
+                 policy: str) -> np.ndarray:
+  """One column [N] with forecast.missing applied."""
+  missing = np.flatnonzero(~np.isfinite(values))
   if not missing.size:
-    return series
+    return values
   if policy == "error":
     where = ", ".join(f"index {i} (time {series.time[i]:.6g})"
                       for i in missing[:5])
+    rows = ""
+    if series.rows is not None:
+      rows = (f" In the file: row(s) "
+              f"{', '.join(str(r) for r in series.rows[missing[:5]])} "
+              "(header = row 1).")
+    subject = f"Series {series.name!r}"
+    if series.inputs is not None or column != series.column:
+      subject = f"Column {column!r} of series {series.name!r}"
     raise DataError(
-        f"Series {series.name!r} has {missing.size} missing value(s) of "
-        f"{series.values.size}, e.g. at {where}"
+        f"{subject} has {missing.size} missing value(s) of "
+        f"{values.size}, e.g. at {where}"
         f"{', ...' if missing.size > 5 else ''}. Set forecast.missing to one "
         f"of {', '.join(map(repr, MISSING_CHOICES))} ('interpolate' fills them "
-        "linearly).")
-  present = np.flatnonzero(np.isfinite(series.values))
+        f"linearly).{rows}")
+  present = np.flatnonzero(np.isfinite(values))
   if not present.size:
-    raise DataError(f"Series {series.name!r} has no values at all.")
+    raise DataError(f"Column {column!r} of series {series.name!r} has no "
+                    "values at all.")
   # np.interp holds the first/last present value beyond either end.
-  values = series.values.copy()
-  values[missing] = np.interp(missing, present, series.values[present])
-  return dataclasses.replace(series, values=values)
+  filled = values.copy()
+  filled[missing] = np.interp(missing, present, values[present])
+  return filled
 
 
 def load(forecast_config) -> Series:
   """The series named by forecast.series, with missing values handled."""
   source = lookup(SOURCES, forecast_config.series, "series (forecast.series)")
+  check_columns(forecast_config)
   return fill_missing(source(forecast_config), forecast_config.missing)
+
+
+def check_columns(forecast_config):
+  """UserError for column keys the series cannot use, before reading it:
+  inputs or a date column on a single-column source, msft names outside
+  `MSFT_COLUMNS`, repeated input names."""
+  d = forecast_config
+  names = tuple(d.input_columns)
+  if len(set(names)) != len(names):
+    raise UserError(f"forecast.input_columns={names!r} names a column more "
+                    "than once.")
+  if d.series in UNIVARIATE_SOURCES and names:
+    raise UserError(
+        f"forecast.input_columns={names!r} needs a series with several "
+        f"columns (forecast.series 'msft' or 'csv'); {d.series!r} has one. "
+        "Use input_columns=() to forecast it from its own past.")
+  if d.date_column and d.series != "csv":
+    raise UserError(f"forecast.date_column={d.date_column!r} orders a CSV "
+                    f"file's rows (forecast.series='csv'); series "
+                    f"{d.series!r} is ordered already.")
+  if d.series == "msft":
+    for key, name in [("column", d.column)] + [("input_columns", c)
+                                               for c in names]:
+      if name not in MSFT_COLUMNS:
+        raise UserError(f"forecast.{key}={name!r} is not a column of series "
+                        f"'msft'. Valid choices: "
+                        f"{', '.join(map(repr, MSFT_COLUMNS))}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,29 +439,63 @@ def _differenced(values: np.ndarray, difference: bool) -> np.ndarray:
   return np.concatenate([[0.0], np.diff(values)])
 
 
-def train_windows(z: np.ndarray, starts: np.ndarray, window: int,
-                  horizon: int) -> dict[str, np.ndarray]:
-  """Windows of normalised values z [N] starting at `starts` [B].
+def fit_input_scalers(series: Series, train_end: int,
+                      target_scaler: Scaler) -> tuple[Scaler, ...]:
+  """One Scaler per input column (F), each fitted on that column's train
+  split values[:train_end] only. The target, where it is an input, keeps
+  `target_scaler` (with its differencing, as in a univariate run); the
+  other columns are standardised levels."""
+  inputs = series.input_values()
+  return tuple(
+      target_scaler if name == series.column else
+      Scaler.fit(inputs[:, i], train_end, difference=False)
+      for i, name in enumerate(series.input_columns))
 
-  inputs [B, W, 1] = z[s : s + W]; targets [B, W, H]: position j holds the
-  next H values z[s + j + 1 : s + j + 1 + H].
+
+def transform_inputs(series: Series, scalers) -> np.ndarray:
+  """[N, F] normalised input columns, column i scaled by scalers[i]."""
+  inputs = series.input_values()
+  if len(scalers) != inputs.shape[1]:
+    raise UserError(f"{len(scalers)} input scalings for "
+                    f"{inputs.shape[1]} input columns "
+                    f"{series.input_columns!r}.")
+  return np.stack([scaler.transform(inputs[:, i])
+                   for i, scaler in enumerate(scalers)], axis=1)
+
+
+def _as_columns(z: np.ndarray) -> np.ndarray:
+  """[N] -> [N, 1]; [N, F] unchanged."""
+  z = np.asarray(z)
+  return z[:, None] if z.ndim == 1 else z
+
+
+def train_windows(z: np.ndarray, starts: np.ndarray, window: int,
+                  horizon: int, inputs: np.ndarray | None = None
+                  ) -> dict[str, np.ndarray]:
+  """Windows of the normalised target z [N] starting at `starts` [B].
+
+  inputs [B, W, F] = inputs[s : s + W] (`inputs` [N, F]; None: z itself,
+  F = 1); targets [B, W, H]: position j holds the target's next H values
+  z[s + j + 1 : s + j + 1 + H].
   """
+  columns = _as_columns(z if inputs is None else inputs)
   offsets = np.arange(window)[:, None] + 1 + np.arange(horizon)[None, :]
-  inputs = z[starts[:, None] + np.arange(window)[None, :]]
-  targets = z[starts[:, None, None] + offsets[None]]
-  return {"inputs": inputs[..., None].astype(np.float32),
+  windows = columns[starts[:, None] + np.arange(window)[None, :]]
+  targets = np.asarray(z)[starts[:, None, None] + offsets[None]]
+  return {"inputs": windows.astype(np.float32),
           "targets": targets.astype(np.float32)}
 
 
 def origin_windows(z: np.ndarray, targets: np.ndarray, window: int
                    ) -> np.ndarray:
-  """Rolling-origin inputs [len(targets), W, 1]: for target index t, the W
-  values z[t - W : t] up to its origin t - 1."""
+  """Rolling-origin inputs [len(targets), W, F] from z [N] (F = 1) or
+  [N, F]: for target index t, the W rows z[t - W : t] up to its origin
+  t - 1."""
   index = np.asarray(targets)[:, None] - window + np.arange(window)[None, :]
   if index.size and index.min() < 0:
     raise UserError(f"Target index {int(targets[0])} needs {window} earlier "
                     "points (forecast.window); the train split is too short.")
-  return z[index][..., None].astype(np.float32)
+  return _as_columns(z)[index].astype(np.float32)
 
 
 # -- Metrics and baselines (original units). ----------------------------------

@@ -1,13 +1,16 @@
-"""Univariate time-series forecasting with a recurrent stack and baselines.
+"""Time-series forecasting with a recurrent stack and baselines.
 
 Data (rnnlab/data/series.py): forecast.series ("sine", "co2", "sunspots",
-"csv"), forecast.missing, a chronological split by forecast.val_fraction and
-forecast.test_fraction, optional first differences (forecast.difference) and
-standardisation fitted on the train split only.
+"msft", "csv"), the target forecast.column and the model's inputs
+forecast.input_columns (() = the target alone), forecast.missing, a
+chronological split by forecast.val_fraction and forecast.test_fraction,
+optional first differences of the target (forecast.difference), and each
+input column standardised with its own train-split mean and std.
 
 Model: model.name = "sequence" (`models/sequence.py`): the recurrent stack
-(model.cell, hidden_size, num_layers, ...) over a window [B, W, 1] of
-normalised values and a Dense readout to forecast.horizon outputs per step;
+(model.cell, hidden_size, num_layers, ...) over a window [B, W, F] of the
+F normalised input columns and a Dense readout to forecast.horizon outputs
+of the target per step;
 output j at position i forecasts the (j+1)-th value after position i
 (direct multi-output).
 
@@ -26,8 +29,9 @@ stopping and the best checkpoint use it). With forecast.horizon H > 1 also
 "mae_h<H>", the MAE of the H-step-ahead output. The sine also reports
 "rmse_clean", the RMSE against the noise-free sin(t/10).
 
-Baselines, with the same rolling-origin one-step protocol on the same
-points: "naive_*" (x_{t-1}), "snaive_*" (x_{t-season}, forecast.season > 0),
+Baselines, on the target alone, with the same rolling-origin one-step
+protocol on the same points: "naive_*" (x_{t-1}), "snaive_*"
+(x_{t-season}, forecast.season > 0),
 "arima_*": statsmodels ARIMA(forecast.arima_order,
 forecast.arima_seasonal_order, forecast.arima_trend) fitted once on the
 train split, then extended over validation and test with its parameters
@@ -71,7 +75,7 @@ def forecast_loss(model, params, batch, rng, positions: int, train=True):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _last_outputs(model, params, inputs: jax.Array) -> jax.Array:
-  """Windows [K, W, 1] -> the forecasts from their last position [K, H]."""
+  """Windows [K, W, F] -> the forecasts from their last position [K, H]."""
   outputs, _ = model.apply({"params": params}, inputs)
   return outputs[:, -1]
 
@@ -89,9 +93,13 @@ class ForecastTask(base.Task):
     if d.loss_positions > d.window:
       raise UserError(f"config.forecast.loss_positions={d.loss_positions} "
                       f"must be <= config.forecast.window={d.window}.")
+    series_lib.check_columns(d)
 
-  def __init__(self, config, scaler: series_lib.Scaler | None = None):
-    """`scaler`: a saved one (inference) instead of refitting on train."""
+  def __init__(self, config, scaler: series_lib.Scaler | None = None,
+               input_scalers: tuple[series_lib.Scaler, ...] | None = None):
+    """`scaler`, `input_scalers`: saved ones (inference) instead of
+    refitting on train; input_scalers None with a saved `scaler`: the
+    target is the only input."""
     self.config = config
     d = config.forecast
     self.series = series_lib.load(d)
@@ -100,7 +108,14 @@ class ForecastTask(base.Task):
                                   d.test_fraction)
     self.scaler = scaler or series_lib.Scaler.fit(
         self.values, self.split.train_end, d.difference)
-    self.z = self.scaler.transform(self.values)  # [N] normalised
+    self.z = self.scaler.transform(self.values)  # [N] normalised target
+    if input_scalers is None:
+      input_scalers = series_lib.fit_input_scalers(
+          self.series, self.split.train_end, self.scaler)
+    self.input_scalers = tuple(input_scalers)
+    # [N, F] normalised model inputs.
+    self.z_inputs = series_lib.transform_inputs(self.series,
+                                                self.input_scalers)
     # Train windows start in [first, last_start]: inputs and targets inside
     # the train split.
     self.first_start = self.scaler.first
@@ -134,7 +149,8 @@ class ForecastTask(base.Task):
   # -- Training. --------------------------------------------------------------
 
   def init_inputs(self):
-    return (np.zeros((1, self.config.forecast.window, 1), np.float32),)
+    return (np.zeros((1, self.config.forecast.window,
+                      self.z_inputs.shape[1]), np.float32),)
 
   def tokens_per_batch(self):
     return self.config.train.batch_size * self.config.forecast.window
@@ -147,7 +163,8 @@ class ForecastTask(base.Task):
     starts = rng.integers(self.first_start, self.last_start + 1,
                           self.config.train.batch_size)[rows or slice(None)]
     return series_lib.train_windows(self.z, starts, self.config.forecast.window,
-                                    self.config.forecast.horizon)
+                                    self.config.forecast.horizon,
+                                    self.z_inputs)
 
   def loss_fn(self, params, batch, rng):
     return forecast_loss(self.model, params, batch, rng,
@@ -168,7 +185,7 @@ class ForecastTask(base.Task):
     for begin in range(0, len(targets), size):
       chunk = targets[begin:begin + size]
       padded = np.pad(chunk, (0, size - len(chunk)), mode="edge")
-      inputs = series_lib.origin_windows(self.z, padded,
+      inputs = series_lib.origin_windows(self.z_inputs, padded,
                                          self.config.forecast.window)
       out.append(np.asarray(_last_outputs(self.model, params,
                                           inputs))[:len(chunk)])
@@ -260,9 +277,17 @@ class ForecastTask(base.Task):
   # -- Files. -----------------------------------------------------------------
 
   def metadata(self) -> dict[str, Any]:
-    return {"series": self.series.name, "points": len(self.values),
+    """What predict needs besides the config: the target's scaling and,
+    with input columns other than the target alone, each input's
+    ("inputs"; absent for a univariate run, whose file stays as before)."""
+    meta = {"series": self.series.name, "points": len(self.values),
             "train_end": self.split.train_end, "val_end": self.split.val_end,
             "scaler": self.scaler.to_json()}
+    if self.series.inputs is not None:
+      meta["inputs"] = [{"column": name, **scaler.to_json()}
+                        for name, scaler in zip(self.series.input_names,
+                                                self.input_scalers)]
+    return meta
 
   def save_metadata(self, workdir):
     # Process 0 writes it (a resumed run keeps it); every process checks it.
@@ -310,12 +335,24 @@ class ForecastTask(base.Task):
     if steps < 1:
       raise UserError(f"steps={steps} must be >= 1.")
     d = self.config.forecast
-    window = self.z[-d.window:].astype(np.float32)
     last = self.values[-1]
     if steps <= d.horizon:
+      window = self.z_inputs[-d.window:].astype(np.float32)  # [W, F]
       z = np.asarray(_last_outputs(self.model, params,
-                                   window[None, :, None]))[0, :steps]
+                                   window[None]))[0, :steps]
       return self.scaler.to_levels(z, last), "direct"
+    if self.series.input_columns != (self.series.column,):
+      unknown = [c for c in self.series.input_columns
+                 if c != self.series.column]
+      raise UserError(
+          f"steps={steps} > forecast.horizon={d.horizon} needs a recursive "
+          "roll-out, which feeds each forecast back as the next input; this "
+          f"run also reads {', '.join(map(repr, unknown))} (forecast."
+          f"input_columns={self.series.input_columns!r}), whose future "
+          "values it does not forecast. Ask for steps <= "
+          f"{d.horizon}, or train with forecast.horizon >= {steps} for a "
+          "direct forecast.")
+    window = self.z[-d.window:].astype(np.float32)
     z_future = []
     for _ in range(steps):
       z_next = float(np.asarray(_last_outputs(self.model, params,
@@ -331,7 +368,17 @@ def load_for_inference(workdir: pathlib.Path, config=None):
   workdir = pathlib.Path(workdir)
   config, meta = rundir.load_task_run(workdir, "forecast", "forecasting",
                                       SCALER_FILE, config)
-  task = ForecastTask(config, series_lib.Scaler.from_json(meta["scaler"]))
+  inputs = meta.get("inputs")  # absent: the target is the only input
+  input_scalers = None
+  if inputs is not None:
+    names = tuple(i["column"] for i in inputs)
+    if names != tuple(config.forecast.input_columns):
+      raise UserError(f"{workdir / SCALER_FILE} scales input columns "
+                      f"{names!r}, but the run's config reads "
+                      f"{tuple(config.forecast.input_columns)!r}.")
+    input_scalers = tuple(series_lib.Scaler.from_json(i) for i in inputs)
+  task = ForecastTask(config, series_lib.Scaler.from_json(meta["scaler"]),
+                      input_scalers)
   if len(task.values) != meta["points"]:
     logging.warning("The series now has %d points (%d at training); "
                     "forecasting after its current end.", len(task.values),

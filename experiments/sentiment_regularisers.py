@@ -31,10 +31,13 @@ from rnnlab.tasks import classify
 
 BEGIN, END = ("<!-- sentiment-regularisers:begin -->",
               "<!-- sentiment-regularisers:end -->")
-VARIANTS = {  # name -> overrides on the config
-    "recipe": {},
-    "word dropout 0.2": {"classify.word_dropout": 0.2},
-    "weight average 0.99": {"optim.ema_decay": 0.99},
+# name -> overrides on the config; every variant sets both keys, so the
+# study does not depend on the config's defaults.
+VARIANTS = {
+    "neither": {"classify.word_dropout": 0.0, "optim.ema_decay": 0.0},
+    "word dropout 0.2": {"classify.word_dropout": 0.2, "optim.ema_decay": 0.0},
+    "weight average 0.99": {"classify.word_dropout": 0.0,
+                            "optim.ema_decay": 0.99},
     "both": {"classify.word_dropout": 0.2, "optim.ema_decay": 0.99},
 }
 

@@ -52,6 +52,10 @@ def test_the_regularisers_study_replaces_only_its_own_part(tmp_path):
   assert len(reg.trials(["gru", "lstm"], [0, 1, 2])) == 2 * 4 * 3
   assert {"classify.word_dropout": 0.2, "optim.ema_decay": 0.99,
           "model.cell": "gru", "seed": 1} in reg.trials(["gru"], [1])
+  # Every variant sets both keys: the study does not follow the config's
+  # defaults.
+  assert all({"classify.word_dropout", "optim.ema_decay"} <= set(t)
+             for t in reg.trials(["lstm"], [0]))
   doc = tmp_path / "doc.md"
   doc.write_text(f"intro\n{sentiment_study.BEGIN}\nstudy\n"
                  f"{sentiment_study.END}\nmiddle\n{reg.BEGIN}\nold\n{reg.END}"

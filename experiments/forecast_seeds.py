@@ -6,6 +6,12 @@ status.json {"status": "done"} is not trained again (an interrupted one
 resumes from its checkpoint), so the command can be rerun at will. Writes
 <root>/<config stem>/results.md and results.json, and prints the table.
 
+The model's figures are those of the last evaluation (status.json), as
+the tables in docs/forecasting.md were measured; --checkpoint=best takes
+those of the checkpoint the validation loss chose (<workdir>/
+forecast_test.json, written by the task from <workdir>/best/), as
+experiments/forecast_heldout.py does.
+
   python -m experiments.forecast_seeds --config=configs/gru_forecast_co2.py
   python -m experiments.forecast_seeds --config=configs/gru_forecast_sine.py \
       --seeds=0 --root=/tmp/seeds --arg=runlocal
@@ -36,6 +42,9 @@ def parse_args(argv=None):
   p.add_argument("--arg", default="", help="The config arg, e.g. runlocal.")
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--root", default=str(ROOT / "runs" / "forecast_seeds"))
+  p.add_argument("--checkpoint", default="last", choices=("best", "last"),
+                 help="best: the checkpoint chosen on validation; last: the "
+                 "last evaluation.")
   args = p.parse_args(argv)
   try:
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -60,8 +69,11 @@ def load_config(path: str, arg: str = ""):
   return config
 
 
-def run_seed(config, seed: int, workdir: pathlib.Path) -> dict[str, Any]:
-  """Trains (or reuses) one seed; returns its final test metrics and time."""
+def run_seed(config, seed: int, workdir: pathlib.Path,
+             checkpoint: str = "last") -> dict[str, Any]:
+  """Trains (or reuses) one seed; returns its test and validation metrics
+  (of the best checkpoint, or with `checkpoint` "last" of the last
+  evaluation), the ARIMA spec and decisions of its report, and time."""
   from rnnlab import train  # pylint: disable=g-import-not-at-top
   status_path = workdir / "status.json"
   status = (json.loads(status_path.read_text()) if status_path.exists()
@@ -81,9 +93,17 @@ def run_seed(config, seed: int, workdir: pathlib.Path) -> dict[str, Any]:
     print(f"skip  {workdir}: done", flush=True)
   trial = json.loads((workdir / TRIAL_FILE).read_text()) if (
       workdir / TRIAL_FILE).exists() else {}
-  return {"seed": seed, "step": status["step"], "test": status["eval"]["test"],
-          "val": status["eval"]["val"],
-          "wall_seconds": trial.get("wall_seconds")}
+  report = json.loads((workdir / "forecast_test.json").read_text())
+  out = {"seed": seed, "step": status["step"], "test": status["eval"]["test"],
+         "val": status["eval"]["val"], "checkpoint": "last",
+         "arima": {k: report["arima"][k] for k in ("order", "seasonal_order",
+                                                   "trend")},
+         "decisions": report.get("decisions", {}),
+         "wall_seconds": trial.get("wall_seconds")}
+  if checkpoint == "best" and "checkpoint" in report:
+    out.update(step=report["checkpoint"]["step"], test=report["metrics"],
+               val=report["val_metrics"], checkpoint="best")
+  return out
 
 
 def _mean_std(values, seeded: bool = True) -> str:
@@ -104,22 +124,25 @@ def table(config, runs: list[dict[str, Any]]) -> str:
   on the seed)."""
   tests = [r["test"] for r in runs]
   clean = "rmse_clean" in tests[0]
-  e = config.forecast
-  arima = (f"ARIMA{tuple(e.arima_order)}"
-           + (f"x{tuple(e.arima_seasonal_order)}"
-              if any(e.arima_seasonal_order) else "")
-           + f" trend={e.arima_trend!r}")
+  e = runs[0]["arima"]  # the run's own: chosen on train with arima_search
+  arima = (f"ARIMA{tuple(e['order'])}"
+           + (f"x{tuple(e['seasonal_order'])}"
+              if any(e["seasonal_order"]) else "")
+           + f" trend={e['trend']!r}")
+  used = runs[0]["decisions"].get("used", {})
+  window = used.get("window", config.forecast.window)
+  season = used.get("season", config.forecast.season)
   header = ["Forecaster", "MAE", "RMSE", "MASE"]
   header += ["RMSE vs noise-free"] if clean else []
   header += ["MAE / ARIMA MAE"]
   rows = []
   names = [("", f"{config.model.cell.upper()} (hidden "
                 f"{config.model.hidden_size}, window "
-                f"{config.forecast.window})")]
+                f"{window})")]
   names += [(f"{k}_", arima if k == "arima" else label)
             for k, label in BASELINES if f"{k}_mae" in tests[0]]
-  if config.forecast.season:
-    names = [(p, f"{n} ({config.forecast.season})" if p == "snaive_" else n)
+  if season:
+    names = [(p, f"{n} ({season})" if p == "snaive_" else n)
              for p, n in names]
   for prefix, name in names:
     seeded = not prefix  # the model; baselines do not depend on the seed
@@ -162,12 +185,16 @@ def main(argv=None):
   config = load_config(args.config, args.arg)
   stem = pathlib.Path(args.config).stem + (f"_{args.arg}" if args.arg else "")
   root = pathlib.Path(args.root) / stem
-  runs = [run_seed(config, s, root / f"seed{s}") for s in args.seeds]
+  runs = [run_seed(config, s, root / f"seed{s}", args.checkpoint)
+          for s in args.seeds]
   md = (f"`{args.config}`{f' ({args.arg})' if args.arg else ''}, test "
         f"split, seeds {', '.join(map(str, args.seeds))} "
         f"(model: mean ± sample std; baselines do not depend on the seed), "
-        f"final step {runs[0]['step']}; "
-        f"{datetime.date.today().isoformat()}, {platform.node()}\n\n"
+        + (f"checkpoints chosen on validation (steps "
+           f"{', '.join(str(r['step']) for r in runs)}); "
+           if args.checkpoint == "best" else
+           f"final step {runs[0]['step']}; ")
+        + f"{datetime.date.today().isoformat()}, {platform.node()}\n\n"
         + table(config, runs) + "\n\n"
         + "\n".join(f"- {line}" for line in checks(runs)) + "\n")
   root.mkdir(parents=True, exist_ok=True)

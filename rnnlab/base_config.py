@@ -226,6 +226,20 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
         items("integers >= 0", lambda x: is_int(x) and x >= 0, length=4))
   s.add("arima_trend", "c", table("arima trend"))  # "n", "c", "t", "ct"
   s.add("mase_lag", 1, positive)  # MASE scale: train MAE of x_{t-lag}
+  # Decisions taken from the train split, each logged and written to the
+  # run's forecast_scaler.json and forecast_test.json (configs/
+  # gru_forecast_csv.py). auto_difference: set the differencing by ADF and
+  # KPSS tests (then forecast.difference must stay False).
+  s.add("auto_difference", False, flag)
+  # With forecast.season 0: find the season in the train split's
+  # autocorrelation (0 if none); a season > 0 is used as given.
+  s.add("detect_season", False, flag)
+  # > 0: window = min(forecast.window, fraction x train points), and
+  # loss_positions shrinks in proportion; 0 = forecast.window as given.
+  s.add("window_fraction", 0.0, rate)
+  # Choose the ARIMA baseline's order, trend and seasonal terms by AIC on
+  # the train split (then the arima_* keys must keep their defaults).
+  s.add("arima_search", False, flag)
   config.forecast = s.config
 
   # task="seq2seq" (rnnlab/data/seq2seq.py, rnnlab/tasks/seq2seq.py):

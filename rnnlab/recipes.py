@@ -317,6 +317,30 @@ def make_forecast_runlocal(c: ml_collections.ConfigDict
   return c
 
 
+def make_forecast_auto(c: ml_collections.ConfigDict
+                       ) -> ml_collections.ConfigDict:
+  """The recipe of configs/gru_forecast_csv.py, for a series no config was
+  tuned for: differencing, the season, the window and the ARIMA baseline's
+  order decided from the train split (forecast.auto_difference,
+  detect_season, window_fraction 0.25, arima_search), and training that
+  stops on validation (eval every 50 steps, patience 8, up to 2,000 steps)
+  with the reports of the checkpoint chosen there. One GRU layer of 16
+  over windows of up to 64, loss on the last half of each, Adam 1e-3."""
+  c.forecast.auto_difference = True
+  c.forecast.difference = False
+  c.forecast.detect_season = True
+  c.forecast.arima_search = True
+  c.forecast.window, c.forecast.loss_positions = 64, 32
+  c.forecast.window_fraction = 0.25
+  c.model.hidden_size = 16
+  c.train.steps = 2000
+  c.train.eval_every = c.train.checkpoint_every = 50
+  c.train.log_every = 50
+  c.train.patience = 8
+  c.optim.learning_rate = 1e-3
+  return c
+
+
 # The targets of configs/gru_forecast_msft.py: the next day's log return,
 # or the next close (forecast as a first difference added to the last close).
 MSFT_TARGETS = {"return": "log_return", "close": "Close"}

@@ -574,3 +574,147 @@ def arima_one_step(train_results, values: np.ndarray, start: int,
   extended = train_results.append(np.asarray(values[train_end:end],
                                              np.float64), refit=False)
   return np.asarray(extended.predict(start=start, end=end - 1)), extended
+
+
+# -- Decisions from the train split (configs/gru_forecast_csv.py). ------------
+# Each takes the train split's values only, so the test split cannot move
+# a decision; each returns the decision with the numbers behind it, for the
+# log and the run's report.
+
+SIGNIFICANCE = 0.05  # the unit-root and stationarity tests' level
+MIN_DECISION_POINTS = 20  # fewer train points: the tests mean little
+# A season is the lag of a local peak of the autocorrelation after it has
+# first dipped below 0 (a cycle, not the short-lag decay: differenced co2
+# has 0.32 at lag 3). A peak must reach SEASON_MIN_ACF (and 2.58 / sqrt(n),
+# the 1% band of white noise; an AR(1) with phi 0.7 over 280 points reached
+# 0.23 at lag 61), and the shortest peak within SEASON_MARGIN of the highest
+# wins, so that a multiple of the period (co2: 156 weeks vs 53) does not.
+SEASON_MIN_ACF = 0.25
+SEASON_MARGIN = 0.9
+SEASON_MAX_FRACTION = 1 / 3  # lags searched: up to a third of the split
+# ARIMA search: (p, q) grid and trends by AIC on at most the last
+# ARIMA_SEARCH_POINTS train points (the chosen order is then fitted on the
+# whole train split); seasonal terms only for seasons up to
+# ARIMA_MAX_SEASON (a weekly season of 52 makes the state space too slow:
+# a SARIMA(1,1,1)(0,1,1,52) on co2 ran for minutes).
+ARIMA_P = (0, 1, 2, 3, 4)
+ARIMA_Q = (0, 1, 2)
+ARIMA_SEASONAL_PQ = ((1, 0), (0, 1), (1, 1))
+ARIMA_SEARCH_POINTS = 1000
+ARIMA_MAX_SEASON = 24
+
+
+def _check_decision_points(train_values: np.ndarray, what: str):
+  if len(train_values) < MIN_DECISION_POINTS:
+    raise UserError(
+        f"{what} needs at least {MIN_DECISION_POINTS} train points; the "
+        f"train split has {len(train_values)}. Use a longer series, or set "
+        "the decision yourself (forecast.difference, forecast.season, "
+        "forecast.arima_order).")
+
+
+def decide_difference(train_values: np.ndarray) -> dict[str, Any]:
+  """Whether to model first differences, from the train split: yes when
+  the augmented Dickey-Fuller test cannot reject a unit root (p > 0.05)
+  and KPSS rejects level stationarity (p < 0.05). Both tests must agree, so
+  a stationary series near the KPSS boundary (an AR(1) with phi = 0.7) stays
+  in levels and a trend or random walk is differenced."""
+  # pylint: disable-next=g-import-not-at-top
+  from statsmodels.tsa.stattools import adfuller, kpss
+  y = np.asarray(train_values, np.float64)
+  _check_decision_points(y, "forecast.auto_difference")
+  with warnings.catch_warnings():
+    # KPSS warns when its p-value is outside its table (0.01 .. 0.1); the
+    # clipped value still decides correctly.
+    warnings.simplefilter("ignore")
+    adf_p = float(adfuller(y, autolag="AIC")[1])
+    kpss_p = float(kpss(y, regression="c", nlags="auto")[1])
+  return {"difference": bool(adf_p > SIGNIFICANCE and kpss_p < SIGNIFICANCE),
+          "adf_pvalue": adf_p, "kpss_pvalue": kpss_p,
+          "rule": f"ADF p > {SIGNIFICANCE} and KPSS p < {SIGNIFICANCE}"}
+
+
+def detect_season(train_values: np.ndarray, difference: bool
+                  ) -> dict[str, Any]:
+  """The season from the train split's autocorrelation (of the first
+  differences when `difference`, since a trend's ACF hides any peak):
+  "season" 0 when no peak qualifies."""
+  from statsmodels.tsa.stattools import acf  # pylint: disable=g-import-not-at-top
+  y = np.asarray(train_values, np.float64)
+  _check_decision_points(y, "forecast.detect_season")
+  z = np.diff(y) if difference else y
+  max_lag = max(3, int(len(z) * SEASON_MAX_FRACTION))
+  a = acf(z, nlags=max_lag, fft=True)
+  threshold = max(SEASON_MIN_ACF, 2.58 / np.sqrt(len(z)))
+  below = np.flatnonzero(a < 0)
+  first = int(below[0]) if below.size else max_lag
+  peaks = [m for m in range(max(2, first), max_lag)
+           if a[m] > a[m - 1] and a[m] >= a[m + 1] and a[m] >= threshold]
+  season = 0
+  if peaks:
+    top = max(a[m] for m in peaks)
+    season = min(m for m in peaks if a[m] >= SEASON_MARGIN * top)
+  return {"season": season, "acf": float(a[season]) if season else None,
+          "threshold": float(threshold), "max_lag": max_lag,
+          "peaks": [[m, round(float(a[m]), 4)]
+                    for m in sorted(peaks, key=lambda m: -a[m])[:5]]}
+
+
+def adapt_window(window: int, loss_positions: int, train_points: int,
+                 fraction: float) -> dict[str, Any]:
+  """forecast.window_fraction > 0: the window is at most that fraction of
+  the train split (a short series still gets many training windows), and
+  loss_positions shrinks in proportion."""
+  if not fraction:
+    return {"window": window, "loss_positions": loss_positions,
+            "adapted": False}
+  new = max(2, min(window, int(fraction * train_points)))
+  positions = max(1, min(new, round(loss_positions * new / window)))
+  return {"window": new, "loss_positions": positions,
+          "adapted": new != window, "configured_window": window,
+          "train_points": train_points, "fraction": fraction}
+
+
+def select_arima(train_values: np.ndarray, difference: bool,
+                 season: int) -> dict[str, Any]:
+  """The ARIMA baseline's order by AIC on the train split: d = 1 when
+  differencing (AIC does not compare models of different d), p in
+  ARIMA_P, q in ARIMA_Q, trend "c" (d = 0) or "n" / "t" (d = 1: no drift or
+  drift); then, for 1 < season <= ARIMA_MAX_SEASON, seasonal (P, 0, Q)
+  terms added to the best where they lower the AIC."""
+  y = np.asarray(train_values, np.float64)
+  _check_decision_points(y, "forecast.arima_search")
+  y = y[-ARIMA_SEARCH_POINTS:]
+  d = int(difference)
+  trends = ("n", "t") if d else ("c",)
+  tried = []
+
+  def aic(order, seasonal, trend):
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")  # non-convergence: a worse AIC
+      try:
+        value = float(arima_model(y, order, seasonal, trend).fit().aic)
+      except (np.linalg.LinAlgError, ValueError):
+        value = float("inf")
+    value = value if np.isfinite(value) else float("inf")
+    tried.append((value, tuple(order), tuple(seasonal), trend))
+    return value
+
+  best = min(((aic((p, d, q), (0, 0, 0, 0), t), (p, d, q), t)
+              for p in ARIMA_P for q in ARIMA_Q for t in trends),
+             key=lambda x: x[0])
+  best_aic, order, trend = best
+  seasonal = (0, 0, 0, 0)
+  if 1 < season <= ARIMA_MAX_SEASON:
+    for big_p, big_q in ARIMA_SEASONAL_PQ:
+      candidate = (big_p, 0, big_q, season)
+      value = aic(order, candidate, trend)
+      if value < best_aic:
+        best_aic, seasonal = value, candidate
+  if not np.isfinite(best_aic):
+    raise DataError("forecast.arima_search: no ARIMA on the grid could be "
+                    "fitted to the train split.")
+  return {"order": list(order), "seasonal_order": list(seasonal),
+          "trend": trend, "search_aic": best_aic, "candidates": len(tried),
+          "search_points": int(len(y)),
+          "seasonal_skipped": bool(season > ARIMA_MAX_SEASON)}

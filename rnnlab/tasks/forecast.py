@@ -39,6 +39,19 @@ fixed (results.append(...,
 refit=False)); each of its forecasts is the Kalman filter's one-step
 prediction from the data before it. "mae_ratio_arima" = model MAE / ARIMA
 MAE (< 1: the model wins).
+
+Decisions from the train split (configs/gru_forecast_csv.py), each logged
+and saved in forecast_scaler.json ("decisions") and forecast_test.json:
+forecast.auto_difference (ADF and KPSS tests), forecast.detect_season (the
+autocorrelation; a given forecast.season wins), forecast.window_fraction
+(the window and loss_positions shrink for a short series) and
+forecast.arima_search (the ARIMA order by AIC). `self.difference`,
+`self.season`, `self.window` and `self.loss_positions` are what the run
+uses, the config's keys where no decision is asked for.
+
+Reports (forecast_test.json, forecast_test.png) are of the checkpoint that
+the validation loss chose (<workdir>/best/; the newest where there is none):
+"checkpoint" gives its step.
 """
 from __future__ import annotations
 
@@ -52,10 +65,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnlab import base_config
+from rnnlab import checkpoint
 from rnnlab import metrics as metrics_lib
 from rnnlab import rundir
 from rnnlab.data import series as series_lib
-from rnnlab.errors import UserError
+from rnnlab.errors import CheckpointError, UserError
 from rnnlab.tasks import base
 
 SCALER_FILE = "forecast_scaler.json"
@@ -94,20 +109,43 @@ class ForecastTask(base.Task):
       raise UserError(f"config.forecast.loss_positions={d.loss_positions} "
                       f"must be <= config.forecast.window={d.window}.")
     series_lib.check_columns(d)
+    if d.auto_difference and d.difference:
+      raise UserError("config.forecast.difference=True forces differencing "
+                      "and config.forecast.auto_difference=True decides it "
+                      "from the train split; set only one.")
+    defaults = base_config.get_config().forecast
+    if d.arima_search:
+      for key in ("arima_order", "arima_seasonal_order", "arima_trend"):
+        if tuple(np.atleast_1d(d[key])) != tuple(np.atleast_1d(
+            defaults[key])):
+          raise UserError(
+              f"config.forecast.{key}={d[key]!r} is unused with "
+              "config.forecast.arima_search=True, which chooses the order "
+              f"by AIC; keep its default {defaults[key]!r} or set "
+              "arima_search=False.")
 
   def __init__(self, config, scaler: series_lib.Scaler | None = None,
-               input_scalers: tuple[series_lib.Scaler, ...] | None = None):
-    """`scaler`, `input_scalers`: saved ones (inference) instead of
-    refitting on train; input_scalers None with a saved `scaler`: the
-    target is the only input."""
+               input_scalers: tuple[series_lib.Scaler, ...] | None = None,
+               decisions: dict[str, Any] | None = None):
+    """`scaler`, `input_scalers`, `decisions`: saved ones (inference)
+    instead of refitting or deciding again on train; input_scalers None
+    with a saved `scaler`: the target is the only input."""
     self.config = config
     d = config.forecast
     self.series = series_lib.load(d)
     self.values = self.series.values
     self.split = series_lib.split(len(self.values), d.val_fraction,
                                   d.test_fraction)
+    self.decisions = (decisions if decisions is not None
+                      else self._decide())
+    self.difference = self.decisions.get("difference", {}).get(
+        "difference", d.difference)
+    self.season = self.decisions.get("season", {}).get("season", d.season)
+    window = self.decisions.get("window", {})
+    self.window = window.get("window", d.window)
+    self.loss_positions = window.get("loss_positions", d.loss_positions)
     self.scaler = scaler or series_lib.Scaler.fit(
-        self.values, self.split.train_end, d.difference)
+        self.values, self.split.train_end, self.difference)
     self.z = self.scaler.transform(self.values)  # [N] normalised target
     if input_scalers is None:
       input_scalers = series_lib.fit_input_scalers(
@@ -119,13 +157,13 @@ class ForecastTask(base.Task):
     # Train windows start in [first, last_start]: inputs and targets inside
     # the train split.
     self.first_start = self.scaler.first
-    self.last_start = self.split.train_end - d.window - d.horizon
+    self.last_start = self.split.train_end - self.window - d.horizon
     if self.last_start < self.first_start:
       raise UserError(
           f"The train split of {self.series.name!r} has "
-          f"{self.split.train_end} points; forecast.window={d.window} plus "
+          f"{self.split.train_end} points; forecast.window={self.window} plus "
           f"forecast.horizon={d.horizon} need at least "
-          f"{d.window + d.horizon + self.scaler.first + 1}. Shorten the "
+          f"{self.window + d.horizon + self.scaler.first + 1}. Shorten the "
           "window or lower forecast.val_fraction / forecast.test_fraction.")
     for name in ("val", "test"):
       start, end = self.split.bounds(name)
@@ -134,8 +172,8 @@ class ForecastTask(base.Task):
                         f"({len(self.values)} points, forecast.val_fraction="
                         f"{d.val_fraction}, forecast.test_fraction="
                         f"{d.test_fraction}); both must hold points.")
-    if d.season >= self.split.train_end:
-      raise UserError(f"forecast.season={d.season} must be shorter than the "
+    if self.season >= self.split.train_end:
+      raise UserError(f"forecast.season={self.season} must be shorter than the "
                       f"train split ({self.split.train_end} points).")
     self.mase_scale = series_lib.naive_scale(
         self.values[:self.split.train_end], config.forecast.mase_lag)
@@ -145,15 +183,80 @@ class ForecastTask(base.Task):
     self.model = self.create_model(output_size=d.horizon)
     self._baselines: dict[str, dict[str, float]] = {}
     self._arima = None  # (train results, one-step forecasts [N - train_end])
+    self._arima_spec = None  # {"order", "seasonal_order", "trend", ...}
+
+  def _decide(self) -> dict[str, Any]:
+    """The decisions forecast.auto_difference, detect_season and
+    window_fraction ask for, from the train split only; {} when none is
+    asked for (older runs' metadata stays as it was)."""
+    d = self.config.forecast
+    train = self.values[:self.split.train_end]
+    out = {}
+    difference = d.difference
+    if d.auto_difference:
+      out["difference"] = series_lib.decide_difference(train)
+      difference = out["difference"]["difference"]
+      logging.info("forecast.auto_difference: %s first differences (train "
+                   "split, %d points: ADF p=%.3g, KPSS p=%.3g; rule %s).",
+                   "modelling" if difference else "not modelling",
+                   len(train), out["difference"]["adf_pvalue"],
+                   out["difference"]["kpss_pvalue"],
+                   out["difference"]["rule"])
+    if d.detect_season:
+      if d.season:
+        out["season"] = {"season": d.season, "given": True}
+        logging.info("forecast.detect_season: season %d as given "
+                     "(forecast.season).", d.season)
+      else:
+        out["season"] = series_lib.detect_season(train, difference)
+        logging.info("forecast.detect_season: season %d from the train "
+                     "split's autocorrelation%s (peaks [lag, acf]: %s; "
+                     "threshold %.3g).", out["season"]["season"],
+                     " of first differences" if difference else "",
+                     out["season"]["peaks"], out["season"]["threshold"])
+    if d.window_fraction:
+      out["window"] = series_lib.adapt_window(
+          d.window, d.loss_positions, len(train), d.window_fraction)
+      logging.info("forecast.window_fraction=%g: window %d, loss_positions "
+                   "%d (configured %d and %d; train split %d points).",
+                   d.window_fraction, out["window"]["window"],
+                   out["window"]["loss_positions"], d.window,
+                   d.loss_positions, len(train))
+    return out
+
+  @property
+  def arima_spec(self) -> dict[str, Any]:
+    """The ARIMA baseline's order, seasonal order and trend: the config's,
+    or with forecast.arima_search those chosen by AIC on the train split
+    (searched once, on first use)."""
+    if self._arima_spec is None:
+      e = self.config.forecast
+      if e.arima_search:
+        spec = series_lib.select_arima(self.values[:self.split.train_end],
+                                       self.difference, self.season)
+        logging.info("forecast.arima_search: ARIMA%s x %s trend %r (AIC "
+                     "%.6g on the last %d train points, %d candidates%s).",
+                     tuple(spec["order"]), tuple(spec["seasonal_order"]),
+                     spec["trend"], spec["search_aic"], spec["search_points"],
+                     spec["candidates"],
+                     "; seasonal terms skipped, season > "
+                     f"{series_lib.ARIMA_MAX_SEASON}"
+                     if spec["seasonal_skipped"] else "")
+        self._arima_spec = {**spec, "searched": True}
+      else:
+        self._arima_spec = {"order": list(e.arima_order),
+                            "seasonal_order": list(e.arima_seasonal_order),
+                            "trend": e.arima_trend, "searched": False}
+    return self._arima_spec
 
   # -- Training. --------------------------------------------------------------
 
   def init_inputs(self):
-    return (np.zeros((1, self.config.forecast.window,
+    return (np.zeros((1, self.window,
                       self.z_inputs.shape[1]), np.float32),)
 
   def tokens_per_batch(self):
-    return self.config.train.batch_size * self.config.forecast.window
+    return self.config.train.batch_size * self.window
 
   def train_batch(self, step, rows=None):
     if step < 0:
@@ -162,13 +265,13 @@ class ForecastTask(base.Task):
         [self.config.seed, series_lib.TRAIN_STREAM, step])
     starts = rng.integers(self.first_start, self.last_start + 1,
                           self.config.train.batch_size)[rows or slice(None)]
-    return series_lib.train_windows(self.z, starts, self.config.forecast.window,
+    return series_lib.train_windows(self.z, starts, self.window,
                                     self.config.forecast.horizon,
                                     self.z_inputs)
 
   def loss_fn(self, params, batch, rng):
     return forecast_loss(self.model, params, batch, rng,
-                         self.config.forecast.loss_positions)
+                         self.loss_positions)
 
   # -- Evaluation. ------------------------------------------------------------
 
@@ -185,8 +288,7 @@ class ForecastTask(base.Task):
     for begin in range(0, len(targets), size):
       chunk = targets[begin:begin + size]
       padded = np.pad(chunk, (0, size - len(chunk)), mode="edge")
-      inputs = series_lib.origin_windows(self.z_inputs, padded,
-                                         self.config.forecast.window)
+      inputs = series_lib.origin_windows(self.z_inputs, padded, self.window)
       out.append(np.asarray(_last_outputs(self.model, params,
                                           inputs))[:len(chunk)])
     return np.concatenate(out)
@@ -198,9 +300,9 @@ class ForecastTask(base.Task):
     out = {"time": self.series.time[start:end],
            "truth": self.values[start:end],
            "naive": series_lib.naive_forecast(self.values, start, end)}
-    if self.config.forecast.season:
+    if self.season:
       out["snaive"] = series_lib.naive_forecast(self.values, start, end,
-                                                self.config.forecast.season)
+                                                self.season)
     out["arima"] = self.arima_forecasts()[start - self.split.train_end:
                                           end - self.split.train_end]
     if self.series.clean is not None:
@@ -263,10 +365,10 @@ class ForecastTask(base.Task):
   def arima_forecasts(self) -> np.ndarray:
     """ARIMA one-step forecasts of values[train_end:] [N - train_end]."""
     if self._arima is None:
-      e = self.config.forecast
+      spec = self.arima_spec
       results = series_lib.fit_arima(
-          self.values[:self.split.train_end], e.arima_order,
-          e.arima_seasonal_order, e.arima_trend)
+          self.values[:self.split.train_end], spec["order"],
+          spec["seasonal_order"], spec["trend"])
       for warning in results.fit_warnings:
         logging.warning("ARIMA fit: %s", warning)
       forecasts, _ = series_lib.arima_one_step(
@@ -287,6 +389,8 @@ class ForecastTask(base.Task):
       meta["inputs"] = [{"column": name, **scaler.to_json()}
                         for name, scaler in zip(self.series.input_names,
                                                 self.input_scalers)]
+    if self.decisions:
+      meta["decisions"] = self.decisions
     return meta
 
   def save_metadata(self, workdir):
@@ -302,18 +406,34 @@ class ForecastTask(base.Task):
 
   def write_reports(self, params, workdir):
     """forecast_test.png (test truth vs one-step forecasts) and
-    forecast_test.json (the same numbers and the ARIMA fit)."""
+    forecast_test.json (the same numbers, the validation metrics, the
+    decisions and the ARIMA fit), for the checkpoint chosen on the
+    validation loss (<workdir>/best/), or `params` (the newest) where the
+    run has no best checkpoint."""
+    workdir = pathlib.Path(workdir)
+    step, best = self.best_params(workdir)
+    chosen = {"step": step, "chosen_on": "val loss"} if best else {
+        "step": None, "chosen_on": "newest parameters (no best/)"}
+    params = best if best is not None else params
     f = self.forecasts(params, "test")
     metrics = self.evaluate(params, "test")
-    workdir = pathlib.Path(workdir)
+    val_metrics = self.evaluate(params, "val")
+    if best is not None:
+      logging.info("Best checkpoint (step %d, chosen on val loss %.4g): "
+                   "test MAE %.4g (naive %.4g, ARIMA %.4g).", step,
+                   val_metrics["loss"], metrics["mae"],
+                   metrics["naive_mae"], metrics["arima_mae"])
     arima = self.arima_results()
-    e = self.config.forecast
+    spec = self.arima_spec
     record = {
         "series": self.series.name,
+        "checkpoint": chosen,
         "metrics": metrics,
-        "arima": {"order": list(e.arima_order),
-                  "seasonal_order": list(e.arima_seasonal_order),
-                  "trend": e.arima_trend,
+        "val_metrics": val_metrics,
+        "decisions": {**self.decisions, "used": {
+            "difference": self.difference, "season": self.season,
+            "window": self.window, "loss_positions": self.loss_positions}},
+        "arima": {**spec,
                   "params": dict(zip(arima.param_names,
                                      map(float, arima.params))),
                   "aic": float(arima.aic), "train_points": int(arima.nobs),
@@ -326,6 +446,23 @@ class ForecastTask(base.Task):
     return [plot_forecasts(workdir / PLOT_FILE, f, metrics, self.series),
             workdir / FORECASTS_FILE]
 
+  def best_params(self, workdir) -> tuple[int | None, Any]:
+    """(step, params) of <workdir>/best/, or (None, None) without one."""
+    directory = pathlib.Path(workdir) / rundir.BEST_DIR
+    if not directory.is_dir():
+      return None, None
+    rundir.wait_for_saves(directory)
+    template = jax.eval_shape(
+        lambda key: self.model.init(key, *self.init_inputs()),
+        jax.random.key(0))["params"]
+    try:
+      step, params = checkpoint.Checkpointer(
+          directory, read_only=True).restore_params(template)
+    except CheckpointError as e:
+      logging.warning("No usable best checkpoint in %s: %s", directory, e)
+      return None, None
+    return int(step), params
+
   # -- Inference past the end of the series. ---------------------------------
 
   def forecast_future(self, params, steps: int) -> tuple[np.ndarray, str]:
@@ -337,7 +474,7 @@ class ForecastTask(base.Task):
     d = self.config.forecast
     last = self.values[-1]
     if steps <= d.horizon:
-      window = self.z_inputs[-d.window:].astype(np.float32)  # [W, F]
+      window = self.z_inputs[-self.window:].astype(np.float32)  # [W, F]
       z = np.asarray(_last_outputs(self.model, params,
                                    window[None]))[0, :steps]
       return self.scaler.to_levels(z, last), "direct"
@@ -352,7 +489,7 @@ class ForecastTask(base.Task):
           "values it does not forecast. Ask for steps <= "
           f"{d.horizon}, or train with forecast.horizon >= {steps} for a "
           "direct forecast.")
-    window = self.z[-d.window:].astype(np.float32)
+    window = self.z[-self.window:].astype(np.float32)
     z_future = []
     for _ in range(steps):
       z_next = float(np.asarray(_last_outputs(self.model, params,
@@ -378,7 +515,7 @@ def load_for_inference(workdir: pathlib.Path, config=None):
                       f"{tuple(config.forecast.input_columns)!r}.")
     input_scalers = tuple(series_lib.Scaler.from_json(i) for i in inputs)
   task = ForecastTask(config, series_lib.Scaler.from_json(meta["scaler"]),
-                      input_scalers)
+                      input_scalers, meta.get("decisions", {}))
   if len(task.values) != meta["points"]:
     logging.warning("The series now has %d points (%d at training); "
                     "forecasting after its current end.", len(task.values),

@@ -15,8 +15,11 @@ Metrics: exact match, corpus BLEU and chrF (sacrebleu) of greedy and 4-beam
 decoding over the held-out numbers; attention heatmaps of the first test
 examples in <workdir>/attention/.
 
-Measured: see docs/attention.md (the numbers section), where this config's
-runs and the copy-the-source baseline are reported.
+Measured 2026-12-07 on a 2-core AMD EPYC (shared with other jobs), seed 0,
+the first command: 11 min 52 s; on the 2,000 test numbers exact match
+99.95% greedy (already at step 1,000), 100.0% 4-beam; BLEU 99.996, chrF
+99.999 (greedy). Copying the French source: exact match 0.0%, BLEU 0.02,
+chrF 11.4. Details and a heatmap: docs/attention.md.
 """
 from rnnlab import recipes
 

@@ -138,16 +138,28 @@ def restore_chosen_params(model, init_inputs, workdir: pathlib.Path,
   (chosen on validation; the newest if the run has none yet) or, with
   `checkpoint_name` "latest", the newest."""
   check_checkpoint_choice(checkpoint_name)
-  best = pathlib.Path(workdir) / BEST_DIR
-  if checkpoint_name == "best" and best.is_dir():
-    wait_for_saves(best)
-    template = jax.eval_shape(lambda key: model.init(key, *init_inputs),
-                              jax.random.key(0))["params"]
-    step, params = checkpoint.Checkpointer(
-        best, read_only=True).restore_params(template)
-    return int(step), params, "best"
+  if checkpoint_name == "best" and (pathlib.Path(workdir) / BEST_DIR).is_dir():
+    step, params = restore_best_params(model, init_inputs, workdir)
+    return step, params, "best"
   step, params = restore_params(model, init_inputs, workdir)
   return int(step), params, "latest"
+
+
+def restore_best_params(model, init_inputs, workdir: pathlib.Path
+                        ) -> tuple[int, Any]:
+  """(step, params) of <workdir>/best/, the checkpoint chosen on
+  validation (as evaluated: the weight average if the run keeps one);
+  CheckpointError if it has none that restores."""
+  best = pathlib.Path(workdir) / BEST_DIR
+  if not best.is_dir():
+    raise CheckpointError(f"No best checkpoint in {workdir} (expected "
+                          f"{best}).")
+  wait_for_saves(best)
+  template = jax.eval_shape(lambda key: model.init(key, *init_inputs),
+                            jax.random.key(0))["params"]
+  step, params = checkpoint.Checkpointer(best, read_only=True).restore_params(
+      template)
+  return int(step), params
 
 
 def prepare_workdir(workdir: pathlib.Path, config) -> None:

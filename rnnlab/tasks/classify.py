@@ -32,7 +32,6 @@ import ml_collections
 import numpy as np
 import optax
 
-from rnnlab import checkpoint
 from rnnlab import metrics as metrics_lib
 from rnnlab import models as models_lib
 from rnnlab import rundir
@@ -208,20 +207,15 @@ class ClassifyTask(base.Task):
 def evaluate_best(task: ClassifyTask, workdir) -> dict[str, Any] | None:
   """{"step", "eval": {split: metrics}} of <workdir>/best/, or None if the
   run has no best checkpoint yet."""
-  directory = pathlib.Path(workdir) / rundir.BEST_DIR
-  if not directory.is_dir():
+  if not (pathlib.Path(workdir) / rundir.BEST_DIR).is_dir():
     return None
-  rundir.wait_for_saves(directory)
-  template = jax.eval_shape(
-      lambda key: task.model.init(key, *task.init_inputs(), train=False),
-      jax.random.key(0))["params"]
   try:
-    step, params = checkpoint.Checkpointer(
-        directory, read_only=True).restore_params(template)
+    step, params = rundir.restore_best_params(task.model, task.init_inputs(),
+                                              workdir)
   except CheckpointError as e:
-    logging.warning("No usable best checkpoint in %s: %s", directory, e)
+    logging.warning("No usable best checkpoint in %s: %s", workdir, e)
     return None
-  return {"step": int(step), "chosen_on": "val loss",
+  return {"step": step, "chosen_on": "val loss",
           "eval": {s: task.evaluate(params, s) for s in task.eval_splits}}
 
 

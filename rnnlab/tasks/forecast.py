@@ -66,7 +66,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import base_config
-from rnnlab import checkpoint
 from rnnlab import metrics as metrics_lib
 from rnnlab import rundir
 from rnnlab.data import series as series_lib
@@ -448,20 +447,14 @@ class ForecastTask(base.Task):
 
   def best_params(self, workdir) -> tuple[int | None, Any]:
     """(step, params) of <workdir>/best/, or (None, None) without one."""
-    directory = pathlib.Path(workdir) / rundir.BEST_DIR
-    if not directory.is_dir():
+    if not (pathlib.Path(workdir) / rundir.BEST_DIR).is_dir():
       return None, None
-    rundir.wait_for_saves(directory)
-    template = jax.eval_shape(
-        lambda key: self.model.init(key, *self.init_inputs()),
-        jax.random.key(0))["params"]
     try:
-      step, params = checkpoint.Checkpointer(
-          directory, read_only=True).restore_params(template)
+      return rundir.restore_best_params(self.model, self.init_inputs(),
+                                        workdir)
     except CheckpointError as e:
-      logging.warning("No usable best checkpoint in %s: %s", directory, e)
+      logging.warning("No usable best checkpoint in %s: %s", workdir, e)
       return None, None
-    return int(step), params
 
   # -- Inference past the end of the series. ---------------------------------
 

@@ -148,9 +148,7 @@ def main(argv=None) -> int:
     rows += summarise(root, problem, attentions, seeds)
     if problem == "numbers":
       copies[problem] = copy_baseline(root, problem, attentions[0], seeds)
-  command = ("python -m experiments.attention_study " + " ".join(
-      a for a in (argv if argv is not None else sys.argv[1:])
-      if a != "--report_only"))
+  command = study.rerun_command("experiments.attention_study", argv)
   text = markdown(rows, copies, seeds, command)
   study.write_doc(pathlib.Path(args.doc), text.rstrip("\n"), BEGIN, END)
   print(text)

@@ -52,17 +52,17 @@ def ensemble(workdirs, rows: dict[str, list[dict[str, str]]]
              ) -> dict[str, float]:
   """Accuracy of the mean class probabilities of the runs in `workdirs`
   (their best checkpoints) on the validation and test rows."""
+  splits = ("validation", "test")
+  total, classes = {s: 0.0 for s in splits}, None
+  for workdir in workdirs:  # each run loaded once, for both splits
+    run = classify.load_text_classifier(workdir)
+    classes = run.classes
+    for split in splits:
+      total[split] = total[split] + np.asarray(
+          run.probabilities([r["text"] for r in rows[split]]))
   out = {}
-  for split in ("validation", "test"):
-    texts = [r["text"] for r in rows[split]]
-    mean = None
-    classes = None
-    for workdir in workdirs:
-      run = classify.load_text_classifier(workdir)
-      classes = run.classes
-      p = np.asarray(run.probabilities(texts))
-      mean = p if mean is None else mean + p
-    predicted = [classes[i] for i in np.argmax(mean, axis=1)]
+  for split in splits:
+    predicted = [classes[i] for i in np.argmax(total[split], axis=1)]
     out[split] = float(np.mean([p == r["category"] for p, r in
                                 zip(predicted, rows[split])]))
   return out
@@ -134,9 +134,7 @@ def main(argv=None) -> int:
     sweep.run(config, root, trials(cells, seeds), 1, extra)
   rows = rt.split_rows(pathlib.Path(rt.manual_dir()) / rt.FILE_NAME)
   summary = summarise(root, cells, seeds, rows)
-  command = ("python -m experiments.sentiment_regularisers " + " ".join(
-      a for a in (argv if argv is not None else sys.argv[1:])
-      if a != "--report_only"))
+  command = study.rerun_command("experiments.sentiment_regularisers", argv)
   text = markdown(summary, study.bag_of_words(rows), command, seeds)
   study.write_doc(pathlib.Path(args.doc), text.rstrip("\n"), BEGIN, END)
   print(text)

@@ -183,6 +183,14 @@ def markdown(rows, bow, major, sizes, seeds, command: str,
   return "\n".join(lines)
 
 
+def rerun_command(module: str, argv) -> str:
+  """The command line that reruns a study (--report_only dropped: the
+  report shows the command that runs it)."""
+  args = argv if argv is not None else sys.argv[1:]
+  return " ".join(["python -m", module,
+                   *(a for a in args if a != "--report_only")])
+
+
 def write_doc(doc: pathlib.Path, text: str, begin: str = BEGIN,
               end: str = END):
   """Replaces the part of `doc` between the markers `begin` and `end`
@@ -228,9 +236,7 @@ def main(argv=None) -> int:
   png = plot(rows, doc.with_name("sentiment_study.png"))
   # The command that runs the study (with --report_only it re-reads the
   # same trials: the table is the one that command prints).
-  command = ("python -m experiments.sentiment_study " + " ".join(
-      a for a in (argv if argv is not None else sys.argv[1:])
-      if a != "--report_only"))
+  command = rerun_command("experiments.sentiment_study", argv)
   text = markdown(rows, bow, major, {k: len(v) for k, v in splits.items()},
                   seeds, command, png.name)
   write_doc(doc, text)

@@ -7,14 +7,17 @@ directions summed to the decoder's width), the same number of steps, and
       --doc=docs/attention.md
   python -m experiments.attention_study --root=runs/attention \
       --problems=addition --doc=docs/attention.md
+  python -m experiments.attention_study --root=runs/attention \
+      --steps=dates:1000,numbers:1000 --doc=docs/attention.md
   python -m experiments.attention_study --root=/tmp/att --seeds=0 \
       --problems=addition --attentions=none,dot --doc=/tmp/att/report.md \
       -- --config.train.steps=20
 
 Every trial is configs/gru_seq2seq_<problem>.py with seq2seq.attention and
 the seed overridden, run through rnnlab.sweep (done trials are skipped, so
-a rerun resumes). Figures are the final evaluation's (step = the config's
-train.steps): exact match of greedy and 4-beam decoding on the held-out
+a rerun resumes). --steps=problem:N gives one problem's trials N steps
+instead of the config's train.steps (the same N for every attention).
+Figures are the final evaluation's (the trial's last step): exact match of greedy and 4-beam decoding on the held-out
 test set, and for the translation corpus BLEU and chrF; the copy-the-
 source baseline is computed on the same test set. A --doc holding the
 study's markers gets the part between them replaced.
@@ -68,8 +71,31 @@ def summarise(root: pathlib.Path, problem: str, attentions, seeds
                  "beam": get("test/beam4_accuracy"),
                  "bleu": get("test/bleu"), "chrf": get("test/chrf"),
                  "wall": [r["seconds"] for r in runs if r["seconds"]],
+                 "steps": sorted({trial_steps(root / problem / sweep.trial_name(t))
+                                  for t in trials([attention], seeds)} - {None}),
                  "status": sorted({r["status"] for r in runs})})
   return rows
+
+
+def trial_steps(workdir: pathlib.Path) -> int | None:
+  """The step count a trial ran with, from its own config.json."""
+  from rnnlab import rundir  # pylint: disable=g-import-not-at-top
+  if not (workdir / "config.json").exists():
+    return None
+  return int(rundir.load_config(workdir).train.steps)
+
+
+def parse_steps(text: str) -> dict[str, int]:
+  """"dates:1000,numbers:1000" -> {"dates": 1000, "numbers": 1000}."""
+  steps = {}
+  for item in (x for x in text.split(",") if x):
+    problem, sep, n = item.partition(":")
+    if not sep or problem not in PROBLEMS or not n.isdigit() or int(n) < 1:
+      raise ValueError(
+          f"--steps: {item!r} is not problem:N with problem one of "
+          f"{', '.join(PROBLEMS)} and N a positive integer.")
+    steps[problem] = int(n)
+  return steps
 
 
 def copy_baseline(root: pathlib.Path, problem: str, attention: str, seeds
@@ -101,7 +127,10 @@ def markdown(rows, copies, seeds, command: str) -> str:
     if translation:
       head += " BLEU | chrF |"
       rule += "---|---|"
-    lines += [f"**{problem}**", "", head + " Wall per run |", rule + "---|"]
+    steps = sorted({n for r in rows if r["problem"] == problem
+                    for n in r["steps"]})
+    lines += [f"**{problem}**, {' / '.join(f'{n:,}' for n in steps)} steps",
+              "", head + " Wall per run |", rule + "---|"]
     for r in (r for r in rows if r["problem"] == problem):
       wall = f"{statistics.mean(r['wall']):.0f} s" if r["wall"] else "n/a"
       line = (f"| {r['attention']} | {_mean_std(r['greedy'])} | "
@@ -126,6 +155,9 @@ def main(argv=None) -> int:
   p.add_argument("--problems", default=",".join(PROBLEMS))
   p.add_argument("--attentions", default=",".join(ATTENTIONS))
   p.add_argument("--seeds", default="0,1,2")
+  p.add_argument("--steps", default="",
+                 help="problem:N,... : N training steps for that problem's "
+                 "trials instead of its config's train.steps.")
   p.add_argument("--report_only", action="store_true")
   args, extra = p.parse_known_args(argv)
   extra = [a for a in extra if a != "--"]
@@ -138,13 +170,20 @@ def main(argv=None) -> int:
       print(f"error: {flag}: unknown {bad}. Valid choices: "
             f"{', '.join(valid)}.", file=sys.stderr)
       return 2
+  try:
+    steps = parse_steps(args.steps)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   seeds = [int(s) for s in args.seeds.split(",") if s]
   root = pathlib.Path(args.root)
   rows, copies = [], {}
   for problem in problems:
     if not args.report_only:
+      overrides = ([f"--config.train.steps={steps[problem]}"]
+                   if problem in steps else [])
       sweep.run(config_path(problem), root / problem,
-                trials(attentions, seeds), 1, extra)
+                trials(attentions, seeds), 1, extra + overrides)
     rows += summarise(root, problem, attentions, seeds)
     if problem == "numbers":
       copies[problem] = copy_baseline(root, problem, attentions[0], seeds)

@@ -3,7 +3,8 @@
     python -m rnnlab.predict --workdir=runs/co2 --steps=52 [--output=f.png]
 
 Loads the run's config.json, its saved scaling (forecast_scaler.json) and
-newest checkpoint, reloads the series, and forecasts the next --steps values:
+its best checkpoint (chosen on validation; the newest if there is none yet)
+unless --checkpoint=latest, reloads the series, and forecasts the next --steps values:
 with steps <= forecast.horizon, the model's direct multi-step outputs from one
 pass over the last window; otherwise a recursive roll-out of one-step
 forecasts, each fed back as the newest input (refused for a run whose inputs
@@ -29,26 +30,28 @@ PLOT_FILE = "forecast_future.png"
 
 def predict(workdir: str | pathlib.Path, steps: int,
             output: str | pathlib.Path | None = None,
-            history: int = 0) -> dict:
+            history: int = 0, checkpoint_name: str = "best") -> dict:
   """Forecasts `steps` values after the series' end; writes the plot to
   `output` (default <workdir>/forecast_future.png) showing the last
-  `history` points (0: 4 x steps, at least 100) and returns the record."""
+  `history` points (0: 4 x steps, at least 100) and returns the record.
+  `checkpoint_name`: "best" (chosen on validation) or "latest"."""
   if steps < 1:
     raise UserError(f"--steps={steps} must be >= 1.")
   if history < 0:
     raise UserError(f"--history={history} must be >= 0 (0 = 4 x steps).")
   workdir = pathlib.Path(workdir)
-  task, step, params = forecast.load_for_inference(workdir)
+  task, step, params, name = forecast.load_for_inference(workdir, None,
+                                                         checkpoint_name)
   values, method = task.forecast_future(params, steps)
   series = task.series
   times = series.time[-1] + series.time_step * np.arange(1, steps + 1)
   output = pathlib.Path(output) if output else workdir / PLOT_FILE
   shown = history or max(4 * steps, 100)
   _plot(output, series.time[-shown:], series.values[-shown:], times, values,
-        f"{series.name}: {steps} steps after the end ({method}, checkpoint "
-        f"step {step})", series.unit)
+        f"{series.name}: {steps} steps after the end ({method}, {name} "
+        f"checkpoint, step {step})", series.unit)
   return {"workdir": str(workdir), "series": series.name,
-          "checkpoint_step": step, "method": method, "steps": steps,
+          "checkpoint": name, "checkpoint_step": step, "method": method, "steps": steps,
           "last": {"time": float(series.time[-1]),
                    "value": float(series.values[-1])},
           "forecast": [{"time": float(t), "value": float(v)}
@@ -78,7 +81,8 @@ def _plot(path, past_time, past, future_time, future, title, unit):
 def main(argv):
   del argv
   f = flags.FLAGS
-  record = predict(f.workdir, f.steps, f.output or None, f.history)
+  record = predict(f.workdir, f.steps, f.output or None, f.history,
+                   f.checkpoint)
   sys.stdout.write(json.dumps(record, indent=2) + "\n")
 
 
@@ -90,6 +94,9 @@ def _define_flags():
                       f"<workdir>/{PLOT_FILE}.")
   flags.DEFINE_integer("history", 0, "Observed points to plot before the "
                        "forecast; 0 = 4 x steps (at least 100).")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
+                    "best: the checkpoint chosen on validation (the newest "
+                    "if the run has none yet); latest: the newest.")
 
 
 def run():

@@ -14,11 +14,14 @@ def test_the_table_has_bleu_only_for_the_translation():
   row = lambda problem, attention: {
       "problem": problem, "attention": attention, "greedy": [0.5, 0.7],
       "beam": [0.6, 0.6], "bleu": [40.0, 50.0], "chrf": [60.0, 70.0],
-      "wall": [10.0, 20.0], "status": ["done"]}
+      "wall": [10.0, 20.0], "status": ["done"],
+      "steps": [3000] if problem == "addition" else [1000]}
   copies = {"numbers": {"exact_match": [0.01, 0.03], "bleu": [1.0, 3.0],
                         "chrf": [10.0, 10.0]}}
   text = study.markdown([row("addition", "dot"), row("numbers", "dot")],
                         copies, [0, 1], "python -m experiments.attention_study")
+  assert "**addition**, 3,000 steps" in text
+  assert "**numbers**, 1,000 steps" in text
   addition = text[text.index("**addition**"):text.index("**numbers**")]
   numbers = text[text.index("**numbers**"):]
   assert "| dot | 60.0 ± 14.1 | 60.0 ± 0.0 | 15 s |" in addition
@@ -37,3 +40,14 @@ def test_unknown_problems_and_attentions_are_refused(capsys):
   assert study.main(["--root=/nonexistent", "--doc=/nonexistent/d.md",
                      "--attentions=dot,luong"]) == 2
   assert "Valid choices: none, additive" in capsys.readouterr().err
+
+
+def test_steps_per_problem_are_parsed_and_bad_ones_refused(capsys):
+  assert study.parse_steps("dates:1000,numbers:500") == {"dates": 1000,
+                                                         "numbers": 500}
+  assert study.parse_steps("") == {}
+  for bad in ("dates:x", "dates", "sums:10", "numbers:0"):
+    assert study.main(["--root=/nonexistent", "--doc=/nonexistent/d.md",
+                       f"--steps={bad}"]) == 2
+    assert (f"--steps: {bad!r} is not problem:N with problem one of "
+            "addition, dates, numbers") in capsys.readouterr().err

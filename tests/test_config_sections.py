@@ -203,7 +203,7 @@ def test_an_old_forecast_run_predicts(tmp_path):
   train.train_and_evaluate(_runlocal("gru_forecast_sine", **{
       "train.steps": 5}), workdir)
   _as_old_run(workdir, "gru_forecast_sine", **{"train.steps": 5})
-  task, step, params = forecast.load_for_inference(workdir)
+  task, step, params, _ = forecast.load_for_inference(workdir)
   assert step == 5 and task.config.forecast.window == 32
   values, method = task.forecast_future(params, 3)
   assert values.shape == (3,) and method == "recursive"

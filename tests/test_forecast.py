@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
+from rnnlab import checkpoint
 from rnnlab import config_check
+from rnnlab import predict
+from rnnlab import rundir
 from rnnlab import train
 from rnnlab.data import series as series_lib
 from rnnlab.errors import DataError, UserError
@@ -228,6 +233,34 @@ def test_predict_command_on_the_trained_workdir(trained, tmp_path):
   assert [f["time"] for f in record["forecast"]] == [400, 401, 402, 403, 404]
   assert all(abs(f["value"]) < 2 for f in record["forecast"])
   assert out.stat().st_size > 0
+
+
+def test_predict_uses_the_checkpoint_chosen_on_validation(trained, tmp_path):
+  # A copy of the run whose best/ holds other weights at an earlier step:
+  # predict reads best/ by default and the newest with "latest".
+  workdir = tmp_path / "run"
+  shutil.copytree(trained[0], workdir)
+  shutil.rmtree(workdir / rundir.BEST_DIR, ignore_errors=True)
+  task, last_step, params, _ = forecast.load_for_inference(workdir,
+                                                           checkpoint_name="latest")
+  shifted = jax.tree.map(lambda p: p * 0.5, params)
+  best = checkpoint.Checkpointer(workdir / rundir.BEST_DIR, 1)
+  best.save(7, shifted, shifted, {"step": 7})  # params are all it reads
+  best.close()
+  chosen = predict.predict(workdir, 3, tmp_path / "best.png")
+  newest = predict.predict(workdir, 3, tmp_path / "latest.png",
+                           checkpoint_name="latest")
+  assert (chosen["checkpoint"], chosen["checkpoint_step"]) == ("best", 7)
+  assert (newest["checkpoint"], newest["checkpoint_step"]) == (
+      "latest", last_step) and last_step == 150
+  expected, _ = task.forecast_future(shifted, 3)
+  np.testing.assert_allclose([f["value"] for f in chosen["forecast"]],
+                             expected, rtol=1e-5, atol=1e-6)
+  assert [f["value"] for f in chosen["forecast"]] != [
+      f["value"] for f in newest["forecast"]]
+  with pytest.raises(UserError, match="Unknown checkpoint 'last'.*'best', "
+                     "'latest'"):
+    predict.predict(workdir, 3, checkpoint_name="last")
 
 
 def test_direct_horizon_and_differencing_without_training():

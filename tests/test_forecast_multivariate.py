@@ -171,7 +171,7 @@ def test_multivariate_training_lowers_the_loss_and_predict_reads_it(
       "naive_mae"]
   meta = json.loads((workdir / forecast.SCALER_FILE).read_text())
   assert [i["column"] for i in meta["inputs"]] == ["y", "x"]
-  task, _, params = forecast.load_for_inference(workdir)
+  task, _, params, _ = forecast.load_for_inference(workdir)
   assert task.init_inputs()[0].shape == (1, 32, 2)
   assert task.input_scalers[1] == series_lib.Scaler.from_json(
       meta["inputs"][1])

@@ -492,9 +492,13 @@ class ForecastTask(base.Task):
     return self.scaler.to_levels(np.asarray(z_future), last), "recursive"
 
 
-def load_for_inference(workdir: pathlib.Path, config=None):
-  """(task, step, params) of a trained forecasting run: the series is
-  reloaded from its config and scaled with the run's saved statistics."""
+def load_for_inference(workdir: pathlib.Path, config=None,
+                       checkpoint_name: str = "best"):
+  """(task, step, params, checkpoint name) of a trained forecasting run: the
+  series is reloaded from its config and scaled with the run's saved
+  statistics; the weights are the best checkpoint's (chosen on validation;
+  the newest if there is none yet) or, with "latest", the newest."""
+  rundir.check_checkpoint_choice(checkpoint_name)
   workdir = pathlib.Path(workdir)
   config, meta = rundir.load_task_run(workdir, "forecast", "forecasting",
                                       SCALER_FILE, config)
@@ -513,9 +517,9 @@ def load_for_inference(workdir: pathlib.Path, config=None):
     logging.warning("The series now has %d points (%d at training); "
                     "forecasting after its current end.", len(task.values),
                     meta["points"])
-  step, params = rundir.restore_params(task.model, task.init_inputs(),
-                                       workdir)
-  return task, step, params
+  step, params, name = rundir.restore_chosen_params(
+      task.model, task.init_inputs(), workdir, checkpoint_name)
+  return task, step, params, name
 
 
 def plot_forecasts(path: pathlib.Path, f: dict[str, np.ndarray],

@@ -71,6 +71,7 @@ def summarise(root: pathlib.Path, problem: str, attentions, seeds
                  "beam": get("test/beam4_accuracy"),
                  "bleu": get("test/bleu"), "chrf": get("test/chrf"),
                  "wall": [r["seconds"] for r in runs if r["seconds"]],
+                 "cpus": sorted({r["cpus"] for r in runs if r["cpus"]}),
                  "steps": sorted({trial_steps(root / problem / sweep.trial_name(t))
                                   for t in trials([attention], seeds)} - {None}),
                  "status": sorted({r["status"] for r in runs})})
@@ -117,7 +118,7 @@ def copy_baseline(root: pathlib.Path, problem: str, attention: str, seeds
 def markdown(rows, copies, seeds, command: str) -> str:
   lines = [BEGIN,
            f"Measured {study.datetime.date.today()} on {study.cpu_model()}, "
-           "2 cores, one run at a time:", "", "```", command, "```", "",
+           "one run at a time:", "", "```", command, "```", "",
            f"Mean ± std over seeds {', '.join(map(str, seeds))}, test set, "
            "final step; wall clock per run (the whole command).", ""]
   for problem in dict.fromkeys(r["problem"] for r in rows):
@@ -129,8 +130,12 @@ def markdown(rows, copies, seeds, command: str) -> str:
       rule += "---|---|"
     steps = sorted({n for r in rows if r["problem"] == problem
                     for n in r["steps"]})
+    cpus = sorted({n for r in rows if r["problem"] == problem
+                   for n in r.get("cpus", ())})
+    cores = (f" ({' / '.join(map(str, cpus))} "
+             f"core{'s' if cpus != [1] else ''})" if cpus else "")
     lines += [f"**{problem}**, {' / '.join(f'{n:,}' for n in steps)} steps",
-              "", head + " Wall per run |", rule + "---|"]
+              "", head + f" Wall per run{cores} |", rule + "---|"]
     for r in (r for r in rows if r["problem"] == problem):
       wall = f"{statistics.mean(r['wall']):.0f} s" if r["wall"] else "n/a"
       line = (f"| {r['attention']} | {_mean_std(r['greedy'])} | "

@@ -378,6 +378,12 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   # A non-finite loss or gradient: "stop" (status diverged, last good
   # checkpoint kept) or "skip" the step (parameters and optimizer unchanged).
   s.add("on_nonfinite", "stop", one_of("stop", "skip"))
+  # A safety net, not a budget (the budget is train.steps, which fixes the
+  # schedule): once this many seconds have passed since train_and_evaluate
+  # began, the run evaluates, samples, checkpoints and ends with status
+  # "done" and time_limited true, short of train.steps; a rerun resumes with
+  # a fresh allowance. 0 = no limit.
+  s.add("max_seconds", 0.0, non_negative)
   config.train = s.config
 
   s = _Section("optim.", rules)
@@ -656,7 +662,8 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
 RESUMABLE_KEYS = (
     "train.steps", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.max_to_keep", "train.sample_every",
-    "train.progress_bar", "train.profile_steps", "seq2seq.attention_plots",
+    "train.progress_bar", "train.profile_steps", "train.max_seconds",
+    "seq2seq.attention_plots",
     "model.implementation", "model.layer_schedule",
     "model.hoist_input_projection", "model.unroll", "init_from",
     "sample.prime", "sample.length", "sample.temperature", "sample.top_k")

@@ -197,8 +197,10 @@ def run_trial(config_spec: str, root: pathlib.Path, overrides: Overrides,
   status = status_of(workdir) if code == 0 else (
       f"{status_of(workdir)} (exit {code})")
   print(f"[sweep] {name}: {status} in {seconds:.0f} s", flush=True)
+  # The CPUs it may use, since wall clocks compare only at the same count.
   (workdir / "trial.json").write_text(json.dumps(
-      {"overrides": overrides, "seconds": seconds, "exit_code": code}))
+      {"overrides": overrides, "seconds": seconds, "exit_code": code,
+       "cpus": len(os.sched_getaffinity(0))}))
   return TrialResult(name, status, seconds)
 
 
@@ -283,10 +285,11 @@ def read_trial(workdir: pathlib.Path) -> dict[str, Any]:
   from rnnlab import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   trial = {"name": workdir.name, "workdir": workdir,
            "status": status_of(workdir), "records": [],
-           "final": {}, "seconds": None}
+           "final": {}, "seconds": None, "cpus": None}
   if (workdir / "trial.json").exists():
     meta = json.loads((workdir / "trial.json").read_text())
     trial["seconds"], trial["overrides"] = meta["seconds"], meta["overrides"]
+    trial["cpus"] = meta.get("cpus")  # absent before it was recorded
   trial["records"] = metrics_lib.read_metrics(workdir)
   # The last value of every split/metric, e.g. "val/loss", "test/accuracy".
   for r in trial["records"]:

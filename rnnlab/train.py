@@ -216,13 +216,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   waits for it, sets status "preempted" and raises `Preempted`; calling this
   again resumes, ending bitwise where an uninterrupted run would (CPU).
   """
+  began = time.monotonic()
   workdir = pathlib.Path(workdir)
   config_check.validate(config)
   rundir.prepare_workdir(workdir, config)
   rundir.set_status(workdir, "running")
   try:
     with _preemption_notice() as preempted:
-      results = _train(config, workdir, preempted)
+      results = _train(config, workdir, preempted,
+                       _time_limit(config, began))
   except TrainingDiverged as e:
     rundir.set_status(workdir, "diverged", error=str(e))
     raise
@@ -237,6 +239,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     raise
   rundir.set_status(workdir, "done", **results)
   return results
+
+
+def _time_limit(config, began: float) -> Callable[[int], bool]:
+  """`out_of_time(step) -> bool`, asked after every training step: whether
+  train.max_seconds have passed since `began` (time.monotonic()). With
+  several processes, process 0's clock decides, at log_every boundaries
+  only (a broadcast each step would cost more than the steps)."""
+  limit = config.train.max_seconds
+  if not limit:
+    return lambda step: False
+  if jax.process_count() == 1:
+    return lambda step: time.monotonic() - began > limit
+
+  def synced(step):
+    if step % config.train.log_every:
+      return False
+    return bool(multihost_utils.broadcast_one_to_all(
+        np.array(time.monotonic() - began > limit)))
+  return synced
 
 
 @contextlib.contextmanager
@@ -363,7 +384,8 @@ def choose_for_config(config) -> autotune.Choice:
 
 
 def _train(config, workdir: pathlib.Path,
-           preempted: Callable[[int], bool] = lambda step: False
+           preempted: Callable[[int], bool] = lambda step: False,
+           out_of_time: Callable[[int], bool] = lambda step: False
            ) -> dict[str, Any]:
   task = tasks.create_task(config)
   task.save_metadata(workdir)
@@ -391,7 +413,7 @@ def _train(config, workdir: pathlib.Path,
   # the last good checkpoint must be complete.
   try:
     results = _train_loop(config, workdir, task, state, schedule, carry,
-                          ckpt, best_ckpt, preempted)
+                          ckpt, best_ckpt, preempted, out_of_time)
   except BaseException:
     _close_all(ckpt, best_ckpt, report=False)  # the loop's error wins
     raise
@@ -415,7 +437,7 @@ def _close_all(*checkpointers, report: bool):
 
 
 def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
-                best_ckpt, preempted) -> dict[str, Any]:
+                best_ckpt, preempted, out_of_time) -> dict[str, Any]:
   mesh = sharding.make_mesh()
   if config.train.batch_size % mesh.size:
     raise UserError(
@@ -458,7 +480,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
   profiler = _StepProfiler(workdir / "profile", start,
                            config.train.profile_steps)
   progress = _progress_bar(config, start, total)
-  history, eval_results, skipped = [], {}, 0
+  history, eval_results, skipped, time_limited = [], {}, 0, False
   # Throughput over each log interval, excluding compile, eval, sampling
   # and checkpoint time.
   mark, excluded = time.perf_counter(), 0.0
@@ -475,13 +497,16 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
         _check_finite(history[-1], step)
     history.append(step_metrics)
     done = step + 1
+    # train.max_seconds: end here as if this were the last step.
+    time_limited = done < total and out_of_time(done)
+    last = done == total or time_limited
     if step == start:
       jax.block_until_ready(step_metrics)
       writer.write(done, "compile", {"seconds": time.perf_counter() - mark})
       if not skip:
         _check_finite(step_metrics, done)
       history, mark, excluded = [], time.perf_counter(), 0.0
-    elif done % config.train.log_every == 0 or done == total:
+    elif done % config.train.log_every == 0 or last:
       summary = _mean_metrics(history)
       skipped += round(summary["nonfinite"] * len(history))
       if skip and summary["nonfinite"]:
@@ -497,8 +522,8 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
     progress.update(1)
 
     other_start = time.perf_counter()
-    evaluating = done % config.train.eval_every == 0 or done == total
-    saving = done % config.train.checkpoint_every == 0 or done == total
+    evaluating = done % config.train.eval_every == 0 or last
+    saving = done % config.train.checkpoint_every == 0 or last
     if (evaluating or saving) and not skip:
       _check_finite(step_metrics, done)  # never evaluate or save NaNs
     if evaluating:
@@ -515,7 +540,7 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
                      tracker.best_step, tracker.bad_evals)
         saving = True
     if config.train.sample_every and (done % config.train.sample_every == 0
-                                      or done == total):
+                                      or last):
       _write_sample(task, evaluated_params(), done, workdir, writer)
     if saving:
       save(done)
@@ -536,6 +561,11 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
       raise Preempted(done)
     if tracker.stopped:
       break
+    if time_limited:
+      logging.warning("train.max_seconds=%g reached at step %d of %d: "
+                      "evaluated and saved; rerun to resume.",
+                      config.train.max_seconds, done, total)
+      break
   profiler.stop(history)
   progress.close()
 
@@ -552,7 +582,8 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
     task.write_reports(evaluated_params(), workdir)
   return {"step": final, "eval": eval_results,
           "best": {"step": tracker.best_step, "loss": tracker.best_loss},
-          "stopped_early": tracker.stopped, "skipped_steps": skipped}
+          "stopped_early": tracker.stopped, "time_limited": time_limited,
+          "skipped_steps": skipped}
 
 
 class _StepProfiler:

@@ -15,7 +15,8 @@ def test_the_table_has_bleu_only_for_the_translation():
       "problem": problem, "attention": attention, "greedy": [0.5, 0.7],
       "beam": [0.6, 0.6], "bleu": [40.0, 50.0], "chrf": [60.0, 70.0],
       "wall": [10.0, 20.0], "status": ["done"],
-      "steps": [3000] if problem == "addition" else [1000]}
+      "steps": [3000] if problem == "addition" else [1000],
+      "cpus": [2] if problem == "addition" else [1]}
   copies = {"numbers": {"exact_match": [0.01, 0.03], "bleu": [1.0, 3.0],
                         "chrf": [10.0, 10.0]}}
   text = study.markdown([row("addition", "dot"), row("numbers", "dot")],
@@ -25,6 +26,8 @@ def test_the_table_has_bleu_only_for_the_translation():
   addition = text[text.index("**addition**"):text.index("**numbers**")]
   numbers = text[text.index("**numbers**"):]
   assert "| dot | 60.0 ± 14.1 | 60.0 ± 0.0 | 15 s |" in addition
+  assert "Wall per run (2 cores) |" in addition
+  assert "Wall per run (1 core) |" in numbers
   assert "BLEU" not in addition
   assert "| dot | 60.0 ± 14.1 | 60.0 ± 0.0 | 45.0 ± 7.1 | 65.0 ± 7.1 | 15 s |" \
       in numbers

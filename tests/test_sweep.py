@@ -5,6 +5,7 @@ runs trial K alone and refuses a bad index or a changed sweep."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -36,6 +37,8 @@ def test_two_by_two_sweep_runs_skips_done_and_reports(tmp_path, capsys):
     saved = json.loads((root / name / "config.json").read_text())
     assert f"cell={saved['model']['cell']}" in name
     assert f"learning_rate={saved['optim']['learning_rate']}" in name
+    # Wall clocks compare only at the same CPU count, so it is recorded.
+    assert sweep.read_trial(root / name)["cpus"] == len(os.sched_getaffinity(0))
   first = capsys.readouterr().out
   assert first.count(": done in") == 4
   # A rerun skips all four.

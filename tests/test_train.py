@@ -94,6 +94,29 @@ def test_resume_matches_uninterrupted_run(tmp_path, corpus_path):
   assert steps == sorted(steps) and steps[-1] == 24
 
 
+def test_max_seconds_ends_cleanly_and_a_rerun_resumes(tmp_path, corpus_path):
+  del corpus_path
+  # A limit already spent after the first step: the run evaluates and saves
+  # there, says so, and a rerun without the limit continues to the end.
+  workdir = tmp_path / "run"
+  short = train.train_and_evaluate(
+      tiny_lm_config(train__steps=12, train__eval_every=1000,
+                     train__checkpoint_every=1000, train__max_seconds=1e-9),
+      workdir)
+  assert short["step"] == 1 and short["time_limited"]
+  assert np.isfinite(short["eval"]["val"]["loss"])
+  status = json.loads((workdir / "status.json").read_text())
+  assert status["status"] == "done" and status["time_limited"]
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").open()]
+  assert [r["step"] for r in records if r["split"] == "val"] == [1]
+  assert checkpoint.Checkpointer(workdir / "checkpoints",
+                                 read_only=True).latest_step() == 1
+  full = train.train_and_evaluate(
+      tiny_lm_config(train__steps=12, train__eval_every=1000,
+                     train__checkpoint_every=1000), workdir)
+  assert full["step"] == 12 and not full["time_limited"]
+
+
 def test_a_weight_averaged_run_evaluates_and_keeps_the_average(tmp_path,
                                                               corpus_path):
   del corpus_path

@@ -155,6 +155,20 @@ def provenance() -> dict[str, Any]:
   }
 
 
+def process_age() -> float | None:
+  """Seconds since this process started (Linux: /proc), imports included;
+  None where the kernel does not say."""
+  try:
+    # Field 22 of /proc/self/stat, in clock ticks after boot; the name
+    # (field 2) may hold spaces, so count from its closing parenthesis.
+    fields = pathlib.Path("/proc/self/stat").read_text().rpartition(")")[2]
+    started = int(fields.split()[19]) / os.sysconf("SC_CLK_TCK")
+    uptime = float(pathlib.Path("/proc/uptime").read_text().split()[0])
+  except (OSError, ValueError, IndexError):
+    return None
+  return max(0.0, uptime - started)
+
+
 def to_float(x) -> float:
   return float(jax.device_get(x))
 

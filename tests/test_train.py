@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -54,8 +56,21 @@ def test_workdir_holds_run_records(trained):
   assert "=== step 15 ===" in (workdir / "samples.txt").read_text()
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", read_only=True)
   assert ckpt.latest_step() == config.train.steps
-  splits = {json.loads(l)["split"] for l in (workdir / "metrics.jsonl").open()}
-  assert {"train", "val", "compile"} <= splits
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").open()]
+  assert {"train", "val", "compile"} <= {r["split"] for r in records}
+  # Time to the first step counts from the process's start, so it includes
+  # the first step's compilation and what came before it.
+  first = next(r for r in records if r["split"] == "compile")
+  assert first["step"] == 1
+  assert first["since_process_start"] > first["seconds"] > 0
+
+
+def test_process_age_counts_from_the_process_start():
+  code = ("import time; time.sleep(1.5); from rnnlab import metrics; "
+          "print(metrics.process_age())")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True, timeout=120).stdout
+  assert 1.5 <= float(out) < 60
 
 
 def test_evaluate_checkpoint_without_training(trained):

@@ -42,19 +42,23 @@ SHAPES = {
 }
 
 
-def train_flops_per_token(cell: str, s: Shape) -> float:
-  """Matmul FLOPs of one training token: 3x the forward (fwd + 2x bwd).
-
-  Forward per layer: 2 (D_in + H) G H for the gates; readout: 2 H V.
-  Elementwise work and the embedding gather are not counted.
-  """
+def forward_flops_per_token(cell: str, layers: int, embed: int, hidden: int,
+                            vocab: int) -> float:
+  """Matmul FLOPs of one token through the model (sampling does this once
+  per character): per layer 2 (D_in + H) G H for the gates, readout 2 H V.
+  Elementwise work and the embedding gather are not counted."""
   g = GATES[cell]
-  forward = 0.0
-  for layer in range(s.layers):
-    d_in = s.embed if layer == 0 else s.hidden
-    forward += 2 * (d_in + s.hidden) * g * s.hidden
-  forward += 2 * s.hidden * s.vocab
-  return 3 * forward
+  flops = 0.0
+  for layer in range(layers):
+    d_in = embed if layer == 0 else hidden
+    flops += 2 * (d_in + hidden) * g * hidden
+  return flops + 2 * hidden * vocab
+
+
+def train_flops_per_token(cell: str, s: Shape) -> float:
+  """Matmul FLOPs of one training token: 3x the forward (fwd + 2x bwd)."""
+  return 3 * forward_flops_per_token(cell, s.layers, s.embed, s.hidden,
+                                     s.vocab)
 
 
 def summarize(samples: list[float]) -> tuple[float, float]:

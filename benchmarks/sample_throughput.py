@@ -16,6 +16,10 @@ The peer is the chapter's method written in PyTorch: a Python loop that
 calls the model once per character (eager, `torch.no_grad`, softmax with
 temperature + `torch.multinomial`).
 
+The last column is auto's achieved matmul FLOP/s (one forward pass of
+the model per character, harness.forward_flops_per_token) and its share of
+the machine's fp32 matmul peak (train_throughput.matmul_peak_gflops).
+
 Both use the same architecture (the workdir's config, else the default GRU
 config: 2 x 256 GRU, embedding 64, vocabulary 65) at batch 1 and batch 64.
 Speed does not depend on the weights, so without --workdir the parameters
@@ -127,6 +131,10 @@ def main(argv=None):
   print(f"# model: {m.num_layers} x {m.hidden_size} {m.cell}, embedding "
         f"{m.embed_dim}, vocabulary {vocab}; {args.length} characters per "
         f"sequence; {'trained: ' + args.workdir if args.workdir else 'fresh parameters'}")
+  peak = train_throughput.matmul_peak_gflops()
+  print(f"# fp32 matmul peak (2048^3, jit): {peak:.0f} GFLOP/s")
+  flops_per_char = harness.forward_flops_per_token(
+      m.cell, m.num_layers, m.embed_dim, m.hidden_size, vocab)
   natives = train_throughput.columns("natives")  # the default first
   samplers = {c: sampling.Sampler(model, params, "native",
                                   isa=c.removeprefix("native_"))
@@ -135,7 +143,8 @@ def main(argv=None):
   auto = sampling.Sampler(model, params, "auto")
   names = ["auto"] + list(samplers) + ["loop"]
   header = (["batch", "auto picks"] + [f"{n} chars/s" for n in names] +
-            [f"{n} / loop" for n in names[:-1]] + ["auto / fastest"])
+            [f"{n} / loop" for n in names[:-1]] + ["auto / fastest",
+                                                   "auto GFLOP/s (% peak)"])
   print("| " + " | ".join(header) + " |")
   print("|---" * len(header) + "|")
   for batch in (int(b) for b in args.batches.split(",")):
@@ -160,6 +169,8 @@ def main(argv=None):
     row += [f"{cps[n]:,.0f}" for n in names]
     row += [f"{cps[n] / cps['loop']:.1f}x" for n in names[:-1]]
     row.append(f"{cps['auto'] / cps[fastest]:.2f}x")
+    gflops = cps["auto"] * flops_per_char / 1e9
+    row.append(f"{gflops:.1f} ({100 * gflops / peak:.0f}%)")
     print("| " + " | ".join(row) + " |", flush=True)
 
 

@@ -10,9 +10,9 @@ its own process. "Cold": XDG_CACHE_HOME points at an empty directory, so
 JAX's compilation cache, the native kernels' build and `auto`'s timings
 (all under ~/.cache/rnnlab) start empty; the OS's file cache is not
 dropped. "Warm": the same command again, with the caches the cold run
-filled. The figure is the first step's metrics.jsonl record
-(since_process_start: from the process's start, imports included, to the
-end of the first step) and of it the first step's own compile and run.
+filled. The figure is the first step's metrics.jsonl record: its
+wall_seconds (from the process's start, imports included, to the end of
+the first step) and, of that, the first step's own compile and run.
 The corpus must be found without the cache: set RNNLAB_DATA_DIR.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def first_step(config: str, cache: pathlib.Path, workdir: pathlib.Path
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").open()]
   first = next(r for r in records if r["split"] == "compile")
   choice = json.loads((workdir / "model.json").read_text())["implementation"]
-  return {"to_first_step": first["since_process_start"],
+  return {"to_first_step": first["wall_seconds"],
           "first_step": first["seconds"], "whole_command": wall,
           "implementation": choice.get("choice", "?"),
           "choice_source": choice.get("source", "?")}

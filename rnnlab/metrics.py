@@ -192,6 +192,12 @@ class MetricWriter:
       return
     values = {k: to_float(v) for k, v in metrics.items()}
     record = {"step": int(step), "split": split, **values}
+    # For curves against wall-clock time: seconds since this process began
+    # (a resumed run's clock starts again). Not a TensorBoard scalar: its
+    # events carry their own wall time.
+    age = process_age()
+    if age is not None:
+      record["wall_seconds"] = round(age, 3)
     with self.path.open("a") as f:
       f.write(json.dumps(record) + "\n")
     for k, v in values.items():

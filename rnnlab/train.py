@@ -502,13 +502,9 @@ def _train_loop(config, workdir, task, state, schedule, carry, ckpt,
     last = done == total or time_limited
     if step == start:
       jax.block_until_ready(step_metrics)
-      # Time to the first step, as a user waits for it: from the process's
-      # start (imports, data, implementation choice, compilation).
-      first = {"seconds": time.perf_counter() - mark}
-      age = metrics_lib.process_age()
-      if age is not None:
-        first["since_process_start"] = age
-      writer.write(done, "compile", first)
+      # Its wall_seconds is the time to the first step as a user waits
+      # for it: imports, data, implementation choice and compilation.
+      writer.write(done, "compile", {"seconds": time.perf_counter() - mark})
       if not skip:
         _check_finite(step_metrics, done)
       history, mark, excluded = [], time.perf_counter(), 0.0

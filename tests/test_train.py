@@ -58,11 +58,13 @@ def test_workdir_holds_run_records(trained):
   assert ckpt.latest_step() == config.train.steps
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").open()]
   assert {"train", "val", "compile"} <= {r["split"] for r in records}
-  # Time to the first step counts from the process's start, so it includes
-  # the first step's compilation and what came before it.
+  # Every record says when it was written, from the process's start (for
+  # curves against wall time); the first step's is the time to it, its
+  # compilation and what came before it included.
+  walls = [r["wall_seconds"] for r in records]
+  assert walls == sorted(walls)
   first = next(r for r in records if r["split"] == "compile")
-  assert first["step"] == 1
-  assert first["since_process_start"] > first["seconds"] > 0
+  assert first["step"] == 1 and first["wall_seconds"] > first["seconds"] > 0
 
 
 def test_process_age_counts_from_the_process_start():

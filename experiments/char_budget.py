@@ -5,6 +5,12 @@ then the winner retrained with new seeds next to the default GRU.
       --doc=docs/char_budget.md
   python -m experiments.char_budget --root=/tmp/cb --seeds=1 \
       --arg=runlocal --doc=/tmp/cb/report.md
+  python -m experiments.char_budget --screen_only --doc=docs/char_budget.md
+
+The search's part (--screen_root, a `rnnlab.sweep --search` root, and
+--screen_default, the default recipe's run at the same step budget) copies
+the sweep's ranked report and its plots next to the doc, between the
+char-budget-screen markers; --screen_only writes only that part.
 
 Trains configs/gru_shakespeare_20min.py once per seed (<root>/seed<s>) and
 configs/gru_shakespeare.py once (<root>/default), each a whole command in
@@ -32,6 +38,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 WINNER = ROOT / "configs" / "gru_shakespeare_20min.py"
 DEFAULT = ROOT / "configs" / "gru_shakespeare.py"
 BEGIN, END = "<!-- char-budget:begin -->", "<!-- char-budget:end -->"
+SCREEN_BEGIN, SCREEN_END = ("<!-- char-budget-screen:begin -->",
+                            "<!-- char-budget-screen:end -->")
 ONE_STREAM_FILE = "eval_one_stream.json"
 
 
@@ -102,13 +110,48 @@ def plot(runs: dict[str, dict], path: pathlib.Path) -> pathlib.Path:
   return sweep.save_figure(fig, path)
 
 
+def screen_part(screen_root: pathlib.Path, default: pathlib.Path,
+                doc: pathlib.Path) -> str:
+  """The search's ranked table (the sweep's report.md, best first) and
+  plots, and the default recipe's loss at the same budget."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  table = (screen_root / "report.md").read_text().strip()
+  for name in ("params.png", "curves.png"):
+    shutil.copyfile(screen_root / name,
+                    doc.with_name(f"char_budget_screen_{name}"))
+  records = [json.loads(l) for l in (default / "metrics.jsonl").open()]
+  val = [r for r in records if r["split"] == "val"]
+  best = min(val, key=lambda r: r["loss"])
+  return "\n".join([
+      SCREEN_BEGIN,
+      f"Measured {study.datetime.date.today()} on {study.cpu_model()}, "
+      f"one trial at a time, each on one core. The default recipe "
+      f"(`configs/gru_shakespeare.py`'s settings) at the same budget: "
+      f"**{best['loss']:.4f}** (step {best['step']:,}). Trials ranked by "
+      "their lowest validation loss:", "", table, "",
+      "![objective against each searched value](char_budget_screen_params.png)",
+      "", "![validation curves of the trials](char_budget_screen_curves.png)",
+      "", SCREEN_END])
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--root", default="runs/char20")
   p.add_argument("--seeds", default="1,2,3")
   p.add_argument("--arg", default="", help="config arg of both, e.g. runlocal")
   p.add_argument("--doc", default=str(ROOT / "docs" / "char_budget.md"))
+  p.add_argument("--screen_root", default="runs/char20_screen")
+  p.add_argument("--screen_default", default="runs/char20_screen_default")
+  p.add_argument("--screen_only", action="store_true")
   args = p.parse_args(argv)
+  doc = pathlib.Path(args.doc)
+  screen = pathlib.Path(args.screen_root)
+  if (screen / "report.md").exists():
+    text = screen_part(screen, pathlib.Path(args.screen_default), doc)
+    study.write_doc(doc, text, SCREEN_BEGIN, SCREEN_END)
+    print(text)
+  if args.screen_only:
+    return 0
   root = pathlib.Path(args.root)
   seeds = [int(s) for s in args.seeds.split(",") if s]
   for s in seeds:
@@ -116,7 +159,6 @@ def main(argv=None) -> int:
   train(DEFAULT, args.arg, root / "default", 0)
   winners = {s: summary(root / f"seed{s}") for s in seeds}
   default = summary(root / "default")
-  doc = pathlib.Path(args.doc)
   png = plot({**{f"{WINNER.stem}, seed {s}": w for s, w in winners.items()},
               f"{DEFAULT.stem} (default), seed 0": default},
              doc.with_name("char_budget_curves.png"))

@@ -10,15 +10,17 @@ attention. Held-out pairs never appear in training.
 The arg picks the attention and/or "runlocal" (rnnlab.recipes.seq2seq_config);
 every attention gets the same encoder.
 
-Measured (2026-12-07, this 2-core CPU shared with another training job,
-jax 0.10.2, the commands above; docs/attention.md): exact match on the
-2,000 held-out test pairs after 3,000 steps of 128, greedy / 4-beam
-decoding (greedy at steps 1,000; 2,000), wall clock of the whole command:
-  additive attention   99.6% / 99.6% (9.95%; 99.0%), 1 min 9 s
-  no attention (:none) 24.95% / 18.7% (3.5%; 10.75%), 54 s
-  general (:general)   97.85% / 97.95% (7.55%; 57.15%), 1 min 3 s
-  dot (:dot)           98.5% / 98.5% (74.55%; 97.3%), 1 min 54 s
-  scaled_dot           98.5% / 98.4% (3.45%; 75.15%), 1 min 22 s
+Measured (2026-12-07, AMD EPYC, 2 cores, jax 0.10.2; the controlled study
+of docs/attention.md, python -m
+experiments.attention_study --root=runs/attention
+--steps=dates:1000,numbers:1000 --doc=docs/attention.md): exact
+match on the 2,000 held-out test pairs after 3,000 steps of 128, mean ±
+std over seeds 0, 1, 2, greedy / 4-beam decoding, wall clock per run:
+  additive attention   99.5 ± 0.5% / 99.5 ± 0.5%, 70 s
+  dot (:dot)           99.2 ± 0.6% / 99.2 ± 0.6%, 64 s
+  scaled_dot           98.2 ± 0.9% / 98.3 ± 0.7%, 57 s
+  general (:general)   98.0 ± 0.6% / 98.0 ± 0.6%, 62 s
+  no attention (:none) 34.9 ± 24.5% / 29.4 ± 28.2%, 56 s
 The figures of 2026-11-26 (dot 17.4%, scaled_dot 18.0%, general 38.7%,
 additive 99.7%, none 25.0%) predate the change: dot and scaled_dot then
 got a unidirectional encoder, which cannot see the carries coming from the

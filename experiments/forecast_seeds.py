@@ -22,6 +22,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import os
 import pathlib
 import platform
 import time
@@ -87,7 +88,8 @@ def run_seed(config, seed: int, workdir: pathlib.Path,
     train.train_and_evaluate(config, workdir)
     (workdir / TRIAL_FILE).write_text(json.dumps({
         "seed": seed, "wall_seconds": time.perf_counter() - start,
-        "date": datetime.date.today().isoformat()}) + "\n")
+        "date": datetime.date.today().isoformat(),
+        "cpus": len(os.sched_getaffinity(0))}) + "\n")
     status = json.loads(status_path.read_text())
   else:
     print(f"skip  {workdir}: done", flush=True)
@@ -99,7 +101,8 @@ def run_seed(config, seed: int, workdir: pathlib.Path,
          "arima": {k: report["arima"][k] for k in ("order", "seasonal_order",
                                                    "trend")},
          "decisions": report.get("decisions", {}),
-         "wall_seconds": trial.get("wall_seconds")}
+         "wall_seconds": trial.get("wall_seconds"),
+         "cpus": trial.get("cpus")}
   if checkpoint == "best" and "checkpoint" in report:
     out.update(step=report["checkpoint"]["step"], test=report["metrics"],
                val=report["val_metrics"], checkpoint="best")

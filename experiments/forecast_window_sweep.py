@@ -60,8 +60,13 @@ def table(results: dict[tuple[int, int], list[dict]], shipped: tuple[int, int]
   val = {k: statistics.mean(r["val"]["mae"] for r in runs)
          for k, runs in results.items()}
   chosen = min(val, key=val.get)
+  cpus = sorted({r["cpus"] for runs in results.values() for r in runs
+                 if r.get("cpus")})
+  cores = (f" ({' / '.join(map(str, cpus))} core"
+           f"{'s' if cpus != [1] else ''})" if cpus else "")
   lines = ["| Window | Hidden | Validation MAE | Test MAE | Test MAE / naive "
-           "| Test MAE / ARIMA | Wall per run |", "|---|---|---|---|---|---|---|"]
+           f"| Test MAE / ARIMA | Wall per run{cores} |",
+           "|---|---|---|---|---|---|---|"]
   for (w, h), runs in sorted(results.items()):
     mark = []
     if (w, h) == chosen:
@@ -107,7 +112,8 @@ def main(argv=None) -> int:
   arima = results[chosen][0]["arima"]
   block = "\n".join([
       BEGIN,
-      f"Measured {datetime.date.today()} on {study.cpu_model()}, 2 cores:",
+      f"Measured {datetime.date.today()} on {study.cpu_model()}, one run at "
+      "a time:",
       "", "```", study.rerun_command("experiments.forecast_window_sweep",
                                      argv), "```", "",
       f"`{pathlib.Path(args.config).name}` ({base.forecast.series}), seeds "

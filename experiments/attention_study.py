@@ -17,9 +17,9 @@ Every trial is configs/gru_seq2seq_<problem>.py with seq2seq.attention and
 the seed overridden, run through rnnlab.sweep (done trials are skipped, so
 a rerun resumes). --steps=problem:N gives one problem's trials N steps
 instead of the config's train.steps (the same N for every attention).
-Figures are the final evaluation's (the trial's last step): exact match of greedy and 4-beam decoding on the held-out
-test set, and for the translation corpus BLEU and chrF; the copy-the-
-source baseline is computed on the same test set. A --doc holding the
+Figures are the final evaluation's (the trial's last step): exact match of
+greedy and 4-beam decoding on the held-out test set, and for the
+translation corpus BLEU and chrF; the copy-the-source baseline is computed on the same test set. A --doc holding the
 study's markers gets the part between them replaced.
 """
 from __future__ import annotations
@@ -72,8 +72,10 @@ def summarise(root: pathlib.Path, problem: str, attentions, seeds
                  "bleu": get("test/bleu"), "chrf": get("test/chrf"),
                  "wall": [r["seconds"] for r in runs if r["seconds"]],
                  "cpus": sorted({r["cpus"] for r in runs if r["cpus"]}),
-                 "steps": sorted({trial_steps(root / problem / sweep.trial_name(t))
-                                  for t in trials([attention], seeds)} - {None}),
+                 "steps": sorted({trial_steps(root / problem /
+                                              sweep.trial_name(t))
+                                  for t in trials([attention], seeds)}
+                                 - {None}),
                  "status": sorted({r["status"] for r in runs})})
   return rows
 

@@ -4,11 +4,12 @@
 
 Loads the run's config.json, its saved scaling (forecast_scaler.json) and
 its best checkpoint (chosen on validation; the newest if there is none yet)
-unless --checkpoint=latest, reloads the series, and forecasts the next --steps values:
-with steps <= forecast.horizon, the model's direct multi-step outputs from one
-pass over the last window; otherwise a recursive roll-out of one-step
-forecasts, each fed back as the newest input (refused for a run whose inputs
-include columns other than the target: their future values are unknown).
+unless --checkpoint=latest, reloads the series, and forecasts the next
+--steps values: with steps <= forecast.horizon, the model's direct
+multi-step outputs from one pass over the last window; otherwise a
+recursive roll-out of one-step forecasts, each fed back as the newest input
+(refused for a run whose inputs include columns other than the target:
+their future values are unknown).
 Prints JSON (the forecast with its time labels) and writes a PNG of the
 recent history and the forecast (default <workdir>/forecast_future.png).
 """
@@ -51,7 +52,8 @@ def predict(workdir: str | pathlib.Path, steps: int,
         f"{series.name}: {steps} steps after the end ({method}, {name} "
         f"checkpoint, step {step})", series.unit)
   return {"workdir": str(workdir), "series": series.name,
-          "checkpoint": name, "checkpoint_step": step, "method": method, "steps": steps,
+          "checkpoint": name, "checkpoint_step": step, "method": method,
+          "steps": steps,
           "last": {"time": float(series.time[-1]),
                    "value": float(series.values[-1])},
           "forecast": [{"time": float(t), "value": float(v)}

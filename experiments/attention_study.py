@@ -19,8 +19,9 @@ a rerun resumes). --steps=problem:N gives one problem's trials N steps
 instead of the config's train.steps (the same N for every attention).
 Figures are the final evaluation's (the trial's last step): exact match of
 greedy and 4-beam decoding on the held-out test set, and for the
-translation corpus BLEU and chrF; the copy-the-source baseline is computed on the same test set. A --doc holding the
-study's markers gets the part between them replaced.
+translation corpus BLEU and chrF; the copy-the-source baseline is
+computed on the same test set. A --doc holding the study's markers gets
+the part between them replaced.
 """
 from __future__ import annotations
 

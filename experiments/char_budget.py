@@ -122,10 +122,13 @@ def screen_part(screen_root: pathlib.Path, default: pathlib.Path,
   records = [json.loads(l) for l in (default / "metrics.jsonl").open()]
   val = [r for r in records if r["split"] == "val"]
   best = min(val, key=lambda r: r["loss"])
+  cpus = sorted({json.loads(t.read_text()).get("cpus")
+                 for t in screen_root.glob("*/trial.json")} - {None})
+  cores = f", each on {' or '.join(map(str, cpus))} core(s)" if cpus else ""
   return "\n".join([
       SCREEN_BEGIN,
       f"Measured {study.datetime.date.today()} on {study.cpu_model()}, "
-      f"one trial at a time, each on one core. The default recipe "
+      f"one trial at a time{cores}. The default recipe "
       f"(`configs/gru_shakespeare.py`'s settings) at the same budget: "
       f"**{best['loss']:.4f}** (step {best['step']:,}). Trials ranked by "
       "their lowest validation loss:", "", table, "",

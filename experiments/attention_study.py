@@ -52,14 +52,6 @@ def trials(attentions, seeds) -> list[dict[str, Any]]:
           for a in attentions for s in seeds]
 
 
-def _mean_std(values, scale: float = 100.0) -> str:
-  values = [v for v in values if v is not None and math.isfinite(v)]
-  if not values:
-    return "n/a"
-  std = statistics.stdev(values) if len(values) > 1 else 0.0
-  return f"{scale * statistics.mean(values):.1f} ± {scale * std:.1f}"
-
-
 def summarise(root: pathlib.Path, problem: str, attentions, seeds
               ) -> list[dict[str, Any]]:
   rows = []
@@ -133,23 +125,21 @@ def markdown(rows, copies, seeds, command: str) -> str:
       rule += "---|---|"
     steps = sorted({n for r in rows if r["problem"] == problem
                     for n in r["steps"]})
-    cpus = sorted({n for r in rows if r["problem"] == problem
-                   for n in r.get("cpus", ())})
-    cores = (f" ({' / '.join(map(str, cpus))} "
-             f"core{'s' if cpus != [1] else ''})" if cpus else "")
+    cores = study.cores_note(n for r in rows if r["problem"] == problem
+                             for n in r.get("cpus", ()))
     lines += [f"**{problem}**, {' / '.join(f'{n:,}' for n in steps)} steps",
               "", head + f" Wall per run{cores} |", rule + "---|"]
     for r in (r for r in rows if r["problem"] == problem):
       wall = f"{statistics.mean(r['wall']):.0f} s" if r["wall"] else "n/a"
-      line = (f"| {r['attention']} | {_mean_std(r['greedy'])} | "
-              f"{_mean_std(r['beam'])} |")
+      line = (f"| {r['attention']} | {study.mean_std(r['greedy'])} | "
+              f"{study.mean_std(r['beam'])} |")
       if translation:
-        line += f" {_mean_std(r['bleu'], 1)} | {_mean_std(r['chrf'], 1)} |"
+        line += f" {study.mean_std(r['bleu'], 1)} | {study.mean_std(r['chrf'], 1)} |"
       lines.append(line + f" {wall} |")
     if problem in copies:
       c = copies[problem]
-      lines.append(f"| copy the source | {_mean_std(c['exact_match'])} | | "
-                   f"{_mean_std(c['bleu'], 1)} | {_mean_std(c['chrf'], 1)} "
+      lines.append(f"| copy the source | {study.mean_std(c['exact_match'])} | | "
+                   f"{study.mean_std(c['bleu'], 1)} | {study.mean_std(c['chrf'], 1)} "
                    "| |")
     lines.append("")
   lines.append(END)

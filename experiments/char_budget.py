@@ -33,6 +33,8 @@ import sys
 import time
 
 from experiments import sentiment_study as study
+from rnnlab import metrics as metrics_lib
+from rnnlab import sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WINNER = ROOT / "configs" / "gru_shakespeare_20min.py"
@@ -46,8 +48,7 @@ ONE_STREAM_FILE = "eval_one_stream.json"
 def train(config: pathlib.Path, arg: str, workdir: pathlib.Path, seed: int
           ) -> float | None:
   """Runs the command unless the run is done; returns its wall clock."""
-  status = workdir / "status.json"
-  if status.exists() and json.loads(status.read_text())["status"] == "done":
+  if sweep.status_of(workdir) == "done":
     print(f"skip  {workdir}: done", flush=True)
     return None
   workdir.mkdir(parents=True, exist_ok=True)
@@ -78,8 +79,7 @@ def one_stream(workdir: pathlib.Path) -> float:
 
 
 def summary(workdir: pathlib.Path) -> dict:
-  records = [json.loads(l) for l in (workdir / "metrics.jsonl").open()]
-  val = [r for r in records if r["split"] == "val"]
+  val = [r for r in metrics_lib.read_metrics(workdir) if r["split"] == "val"]
   wall = workdir / "wall.json"
   return {"val": val[-1]["loss"], "step": val[-1]["step"],
           "one_stream": one_stream(workdir),
@@ -88,17 +88,11 @@ def summary(workdir: pathlib.Path) -> dict:
           "curve": [(r.get("wall_seconds"), r["loss"]) for r in val]}
 
 
-def _mean_std(values, digits: int = 4) -> str:
-  std = statistics.stdev(values) if len(values) > 1 else 0.0
-  return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
-
-
 def _minutes(seconds) -> str:
   return "n/a" if seconds is None else f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
 
 
 def plot(runs: dict[str, dict], path: pathlib.Path) -> pathlib.Path:
-  from rnnlab import sweep  # pylint: disable=g-import-not-at-top
   fig, (ax,) = sweep.figure(1, (7, 4))
   for name, s in runs.items():
     points = [(t / 60, l) for t, l in s["curve"] if t is not None]
@@ -119,12 +113,10 @@ def screen_part(screen_root: pathlib.Path, default: pathlib.Path,
   for name in ("params.png", "curves.png"):
     shutil.copyfile(screen_root / name,
                     doc.with_name(f"char_budget_screen_{name}"))
-  records = [json.loads(l) for l in (default / "metrics.jsonl").open()]
-  val = [r for r in records if r["split"] == "val"]
+  val = [r for r in metrics_lib.read_metrics(default) if r["split"] == "val"]
   best = min(val, key=lambda r: r["loss"])
-  cpus = sorted({json.loads(t.read_text()).get("cpus")
-                 for t in screen_root.glob("*/trial.json")} - {None})
-  cores = f", each on {' or '.join(map(str, cpus))} core(s)" if cpus else ""
+  cores = study.cores_note(json.loads(t.read_text()).get("cpus")
+                           for t in screen_root.glob("*/trial.json"))
   return "\n".join([
       SCREEN_BEGIN,
       f"Measured {study.datetime.date.today()} on {study.cpu_model()}, "
@@ -176,8 +168,8 @@ def main(argv=None) -> int:
       "Validation (1 stream) | Wall clock, whole command |",
       "|---|---|---|---|---|---|",
       f"| `{WINNER.name}` | {', '.join(map(str, seeds))} | {w[0]['step']:,} | "
-      f"**{_mean_std([x['val'] for x in w])}** | "
-      f"{_mean_std([x['one_stream'] for x in w])} | "
+      f"**{study.mean_std([x['val'] for x in w], 1.0, 4)}** | "
+      f"{study.mean_std([x['one_stream'] for x in w], 1.0, 4)} | "
       + (f"{_minutes(statistics.mean(walls))} (mean)" if walls else "n/a")
       + " |",
       f"| `{DEFAULT.name}` (default) | 0 | {default['step']:,} | "

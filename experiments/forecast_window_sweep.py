@@ -49,8 +49,7 @@ def cell_config(base, window: int, hidden: int):
 
 
 def _mean_std(values) -> str:
-  std = statistics.stdev(values) if len(values) > 1 else 0.0
-  return f"{statistics.mean(values):.4f} ± {std:.4f}"
+  return study.mean_std(values, scale=1.0, digits=4)
 
 
 def table(results: dict[tuple[int, int], list[dict]], shipped: tuple[int, int]
@@ -60,10 +59,8 @@ def table(results: dict[tuple[int, int], list[dict]], shipped: tuple[int, int]
   val = {k: statistics.mean(r["val"]["mae"] for r in runs)
          for k, runs in results.items()}
   chosen = min(val, key=val.get)
-  cpus = sorted({r["cpus"] for runs in results.values() for r in runs
-                 if r.get("cpus")})
-  cores = (f" ({' / '.join(map(str, cpus))} core"
-           f"{'s' if cpus != [1] else ''})" if cpus else "")
+  cores = study.cores_note(r.get("cpus") for runs in results.values()
+                           for r in runs)
   lines = ["| Window | Hidden | Validation MAE | Test MAE | Test MAE / naive "
            f"| Test MAE / ARIMA | Wall per run{cores} |",
            "|---|---|---|---|---|---|---|"]

@@ -103,8 +103,8 @@ def markdown(rows, bow, command: str, seeds) -> str:
                 if ens else "n/a")
     wall = (f"{statistics.mean(r['wall']):.0f} s" if r["wall"] else "n/a")
     lines.append(f"| {r['cell'].upper()} | {r['variant']} | "
-                 f"{study._mean_std(r['val'])} | "  # pylint: disable=protected-access
-                 f"{study._mean_std(r['test'])} | {ens_text} | {wall} |")  # pylint: disable=protected-access
+                 f"{study.mean_std(r['val'])} | "
+                 f"{study.mean_std(r['test'])} | {ens_text} | {wall} |")
   lines += ["", f"Bag of words on the same splits (tf-idf 1-2 grams, "
                 f"logistic regression, C={bow['C']} chosen on validation): "
                 f"{100 * bow['validation']:.1f} validation, "

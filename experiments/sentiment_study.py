@@ -88,12 +88,25 @@ def _best_eval(workdir: pathlib.Path) -> dict[str, Any] | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def _mean_std(values) -> str:
+def mean_std(values, scale: float = 100.0, digits: int = 1) -> str:
+  """"mean ± sample std" of the finite values times `scale` (100: a
+  fraction as a percentage), "n/a" if there are none; the studies'
+  reports share it."""
   values = [v for v in values if v is not None and math.isfinite(v)]
   if not values:
     return "n/a"
   std = statistics.stdev(values) if len(values) > 1 else 0.0
-  return f"{100 * statistics.mean(values):.1f} ± {100 * std:.1f}"
+  return (f"{scale * statistics.mean(values):.{digits}f} ± "
+          f"{scale * std:.{digits}f}")
+
+
+def cores_note(cpus) -> str:
+  """" (1 core)", " (2 cores)", " (1 / 2 cores)" from the CPU counts runs
+  recorded, "" if none did: wall clocks compare only at the same count."""
+  cpus = sorted(set(cpus) - {None})
+  if not cpus:
+    return ""
+  return f" ({' / '.join(map(str, cpus))} core{'s' if cpus != [1] else ''})"
 
 
 def summarise(root: pathlib.Path, cells, seeds) -> list[dict[str, Any]]:
@@ -170,8 +183,8 @@ def markdown(rows, bow, major, sizes, seeds, command: str,
     lines.append(
         f"| {r['cell'].upper()} | "
         f"{'bidirectional' if r['bidirectional'] else 'one direction'} | "
-        f"{r['pooling']} | {params} | {_mean_std(r['val'])} | "
-        f"{_mean_std(r['test'])} | {wall} | {', '.join(r['status'])} |")
+        f"{r['pooling']} | {params} | {mean_std(r['val'])} | "
+        f"{mean_std(r['test'])} | {wall} | {', '.join(r['status'])} |")
   lines += [
       f"| tf-idf 1-2 grams + logistic regression (C={bow['C']:g}, chosen "
       "on validation) | - | - | "

@@ -7,10 +7,11 @@ then the winner retrained with new seeds next to the default GRU.
       --arg=runlocal --doc=/tmp/cb/report.md
   python -m experiments.char_budget --screen_only --doc=docs/char_budget.md
 
-The search's part (--screen_root, a `rnnlab.sweep --search` root, and
---screen_default, the default recipe's run at the same step budget) copies
-the sweep's ranked report and its plots next to the doc, between the
-char-budget-screen markers; --screen_only writes only that part.
+The search's two stages (--screen_root and --refine_root, each a
+`rnnlab.sweep --search` root; --screen_default, the default recipe's run at
+the screen's step budget) copy the sweep's ranked report and its plots next
+to the doc, between the char-budget-screen and char-budget-refine markers;
+--screen_only writes only those parts.
 
 Trains configs/gru_shakespeare_20min.py once per seed (<root>/seed<s>) and
 configs/gru_shakespeare.py once (<root>/default), each a whole command in
@@ -40,8 +41,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 WINNER = ROOT / "configs" / "gru_shakespeare_20min.py"
 DEFAULT = ROOT / "configs" / "gru_shakespeare.py"
 BEGIN, END = "<!-- char-budget:begin -->", "<!-- char-budget:end -->"
-SCREEN_BEGIN, SCREEN_END = ("<!-- char-budget-screen:begin -->",
-                            "<!-- char-budget-screen:end -->")
+
+
+def markers(stage: str) -> tuple[str, str]:
+  return (f"<!-- char-budget-{stage}:begin -->",
+          f"<!-- char-budget-{stage}:end -->")
+
+
 ONE_STREAM_FILE = "eval_one_stream.json"
 
 
@@ -104,29 +110,33 @@ def plot(runs: dict[str, dict], path: pathlib.Path) -> pathlib.Path:
   return sweep.save_figure(fig, path)
 
 
-def screen_part(screen_root: pathlib.Path, default: pathlib.Path,
-                doc: pathlib.Path) -> str:
-  """The search's ranked table (the sweep's report.md, best first) and
-  plots, and the default recipe's loss at the same budget."""
+def stage_part(stage: str, root: pathlib.Path, default: pathlib.Path | None,
+               doc: pathlib.Path, how: str) -> str:
+  """One search stage's ranked table (the sweep's report.md, best first)
+  and plots, and the default recipe's loss at the same budget if run."""
   import shutil  # pylint: disable=g-import-not-at-top
-  table = (screen_root / "report.md").read_text().strip()
+  table = (root / "report.md").read_text().strip()
   for name in ("params.png", "curves.png"):
-    shutil.copyfile(screen_root / name,
-                    doc.with_name(f"char_budget_screen_{name}"))
-  val = [r for r in metrics_lib.read_metrics(default) if r["split"] == "val"]
-  best = min(val, key=lambda r: r["loss"])
+    shutil.copyfile(root / name, doc.with_name(f"char_budget_{stage}_{name}"))
   cores = study.cores_note(json.loads(t.read_text()).get("cpus")
-                           for t in screen_root.glob("*/trial.json"))
+                           for t in root.glob("*/trial.json"))
+  reference = ""
+  if default is not None and default.exists():
+    val = [r for r in metrics_lib.read_metrics(default)
+           if r["split"] == "val"]
+    best = min(val, key=lambda r: r["loss"])
+    reference = (" The default recipe (`configs/gru_shakespeare.py`'s "
+                 f"settings) at the same budget: **{best['loss']:.4f}** "
+                 f"(step {best['step']:,}).")
+  begin, end = markers(stage)
   return "\n".join([
-      SCREEN_BEGIN,
+      begin,
       f"Measured {study.datetime.date.today()} on {study.cpu_model()}, "
-      f"one trial at a time{cores}. The default recipe "
-      f"(`configs/gru_shakespeare.py`'s settings) at the same budget: "
-      f"**{best['loss']:.4f}** (step {best['step']:,}). Trials ranked by "
-      "their lowest validation loss:", "", table, "",
-      "![objective against each searched value](char_budget_screen_params.png)",
-      "", "![validation curves of the trials](char_budget_screen_curves.png)",
-      "", SCREEN_END])
+      f"{how}{cores}.{reference} Trials ranked by their lowest validation loss:",
+      "", table, "",
+      f"![objective against each searched value](char_budget_{stage}_params.png)",
+      "", f"![validation curves of the trials](char_budget_{stage}_curves.png)",
+      "", end])
 
 
 def main(argv=None) -> int:
@@ -137,14 +147,21 @@ def main(argv=None) -> int:
   p.add_argument("--doc", default=str(ROOT / "docs" / "char_budget.md"))
   p.add_argument("--screen_root", default="runs/char20_screen")
   p.add_argument("--screen_default", default="runs/char20_screen_default")
+  p.add_argument("--refine_root", default="runs/char20_refine")
   p.add_argument("--screen_only", action="store_true")
   args = p.parse_args(argv)
   doc = pathlib.Path(args.doc)
-  screen = pathlib.Path(args.screen_root)
-  if (screen / "report.md").exists():
-    text = screen_part(screen, pathlib.Path(args.screen_default), doc)
-    study.write_doc(doc, text, SCREEN_BEGIN, SCREEN_END)
-    print(text)
+  # Stage 2's trials ran two at a time, each pinned to its own core (the
+  # sweep's --trial=K): a fixed step budget makes that change no result.
+  for stage, root, default, how in (
+      ("screen", args.screen_root, pathlib.Path(args.screen_default),
+       "one trial at a time"),
+      ("refine", args.refine_root, None,
+       "two trials at a time, each pinned to its own core")):
+    if (pathlib.Path(root) / "report.md").exists():
+      text = stage_part(stage, pathlib.Path(root), default, doc, how)
+      study.write_doc(doc, text, *markers(stage))
+      print(text)
   if args.screen_only:
     return 0
   root = pathlib.Path(args.root)

@@ -51,3 +51,27 @@ def test_saved_config_loads_with_new_keys_defaulted():
   assert config.model.layer_schedule == base_config.get_config(
   ).model.layer_schedule
   assert "retired_key" not in config
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if hasattr(load(p), "get_search")],
+    ids=lambda p: p.stem)
+def test_search_spaces_name_config_keys(path):
+  from rnnlab import search  # pylint: disable=g-import-not-at-top
+  module = load(path)
+  for arg in ("", "runlocal"):
+    assert search.check_space(module.get_search(arg))  # keys and ranges
+
+
+def test_20min_search_stages_train_the_same_budget_within_a_stage():
+  module = load(ROOT / "configs" / "gru_shakespeare_20min.py")
+  budget, screen, refine = (module.get_config(a)
+                            for a in ("", "screen", "refine"))
+  assert budget.train.steps == refine.train.steps == module.BUDGET_STEPS
+  assert screen.train.steps == module.SCREEN_STEPS < module.BUDGET_STEPS
+  # Stage 2 fixes what stage 1 settled and searches a narrower space.
+  assert refine.train.order == "stateful"
+  assert refine.train.max_seconds == 0  # trials never stop short
+  stage1, stage2 = module.get_search("screen"), module.get_search("refine")
+  assert set(stage2) < set(stage1)
+  assert stage2["model.dropout_rate"].low >= 0.1

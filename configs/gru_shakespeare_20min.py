@@ -68,8 +68,8 @@ def get_config(arg: str = ""):
   c.train.eval_every = c.train.checkpoint_every = BUDGET_STEPS // 4
   c.train.max_seconds = 19 * 60.0  # the safety net; the budget is the steps
   if not (arg.screen or arg.refine):
-    # The winner (docs/char_budget.md): stage 2's best trial, plus the
-    # weight decay and weight averaging that its one-factor probes added.
+    # The winner (docs/char_budget.md): stage 2's trial 0, plus the weight
+    # decay and weight averaging that the one-factor probes on it added.
     # The stages keep the default recipe that their trials ran from.
     c.train.order = "stateful"
     c.optim.learning_rate = 0.008053

@@ -77,12 +77,14 @@ def get_config(arg: str = ""):
     c.optim.weight_decay = 0.1
     c.optim.ema_decay = 0.995
     c.model.dropout_rate = 0.154
-  if arg.refine:
-    # Stage 2 trials run on one core each beside another, slower than the
-    # budget's machine: no safety net, or a trial would stop short.
-    c.train.order = "stateful"
+  if arg.screen or arg.refine:
+    # Search trials run on one core each beside another, slower than the
+    # budget's machine: no safety net, or a trial would stop short; and no
+    # samples, which no trial is scored on.
     c.train.sample_every = 0
     c.train.max_seconds = 0.0
+  if arg.refine:
+    c.train.order = "stateful"
     # A healthy trial improves at every one of its four evaluations; one
     # that diverged (peak rate 1.06e-2: grad norm 1e7 from step 1,100)
     # stops at the next instead of spending the rest of the budget.
@@ -90,8 +92,6 @@ def get_config(arg: str = ""):
   if arg.screen:
     c.train.steps = SCREEN_STEPS
     c.train.eval_every = c.train.checkpoint_every = SCREEN_STEPS // 4
-    c.train.sample_every = 0
-    c.train.max_seconds = 0.0
   if arg.runlocal:
     recipes.make_runlocal(c)
   return c

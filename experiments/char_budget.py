@@ -41,14 +41,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 WINNER = ROOT / "configs" / "gru_shakespeare_20min.py"
 DEFAULT = ROOT / "configs" / "gru_shakespeare.py"
 BEGIN, END = "<!-- char-budget:begin -->", "<!-- char-budget:end -->"
+ONE_STREAM_FILE = "eval_one_stream.json"
 
 
 def markers(stage: str) -> tuple[str, str]:
   return (f"<!-- char-budget-{stage}:begin -->",
           f"<!-- char-budget-{stage}:end -->")
-
-
-ONE_STREAM_FILE = "eval_one_stream.json"
 
 
 def train(config: pathlib.Path, arg: str, workdir: pathlib.Path, seed: int

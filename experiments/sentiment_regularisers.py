@@ -1,8 +1,8 @@
 """Regularisers against the sentiment recipe's overfitting, 3 seeds each:
 word dropout (classify.word_dropout) and a moving average of the weights
-(optim.ema_decay), alone and together, for the GRU and the LSTM; and the
-ensemble of each variant's seeds (mean of their class probabilities), to
-see what several models would add.
+(optim.ema_decay), alone and together, then both with an ensemble trained
+in the run (classify.ensemble_size), for the GRU and the LSTM; and the
+ensemble of each variant's seeds (mean of their class probabilities).
 
   python -m experiments.sentiment_regularisers --root=runs/sentiment_reg \
       --doc=docs/classification.md
@@ -31,14 +31,20 @@ from rnnlab.tasks import classify
 
 BEGIN, END = ("<!-- sentiment-regularisers:begin -->",
               "<!-- sentiment-regularisers:end -->")
-# name -> overrides on the config; every variant sets both keys, so the
+
+def _variant(word_dropout: float, ema_decay: float, members: int = 1):
+  return {"classify.word_dropout": word_dropout, "optim.ema_decay": ema_decay,
+          "classify.ensemble_size": members}
+
+
+# name -> overrides on the config; every variant sets every key, so the
 # study does not depend on the config's defaults.
 VARIANTS = {
-    "neither": {"classify.word_dropout": 0.0, "optim.ema_decay": 0.0},
-    "word dropout 0.2": {"classify.word_dropout": 0.2, "optim.ema_decay": 0.0},
-    "weight average 0.99": {"classify.word_dropout": 0.0,
-                            "optim.ema_decay": 0.99},
-    "both": {"classify.word_dropout": 0.2, "optim.ema_decay": 0.99},
+    "neither": _variant(0.0, 0.0),
+    "word dropout 0.2": _variant(0.2, 0.0),
+    "weight average 0.99": _variant(0.0, 0.99),
+    "both": _variant(0.2, 0.99),
+    "both, 3 members": _variant(0.2, 0.99, 3),
 }
 
 
@@ -81,6 +87,7 @@ def summarise(root, cells, seeds, rows) -> list[dict[str, Any]]:
           "val": [b["eval"]["val"]["accuracy"] for b in best if b],
           "test": [b["eval"]["test"]["accuracy"] for b in best if b],
           "wall": [r["seconds"] for r in runs if r["seconds"]],
+          "cores": sorted({r["cpus"] for r in runs if r["cpus"]}),
           "ensemble": ensemble(done, rows) if len(done) > 1 else None,
           "status": sorted({r["status"] for r in runs})})
   return out
@@ -90,18 +97,22 @@ def markdown(rows, bow, command: str, seeds) -> str:
   lines = [
       BEGIN,
       f"Measured {study.datetime.date.today()} on {study.cpu_model()}, "
-      "2 cores, one run at a time:",
+      "2 cores, one run at a time (a wall marked \"1 core\": pinned to "
+      "one core while another run used the other):",
       "", "```", command, "```", "",
       f"Accuracy (%) at the checkpoint chosen on validation loss, mean ± "
-      f"std over seeds {', '.join(map(str, seeds))}; the ensemble averages "
-      "the class probabilities of those runs.", "",
-      "| Cell | Variant | Validation | Test | Ensemble val / test | "
+      f"std over seeds {', '.join(map(str, seeds))}; \"members\" are "
+      "trained side by side in one run (classify.ensemble_size); the seeds' "
+      "ensemble averages the class probabilities of a variant's runs.", "",
+      "| Cell | Variant | Validation | Test | Seeds' ensemble val / test | "
       "Wall per run |", "|---|---|---|---|---|---|"]
   for r in rows:
     ens = r["ensemble"]
     ens_text = (f"{100 * ens['validation']:.1f} / {100 * ens['test']:.1f}"
                 if ens else "n/a")
     wall = (f"{statistics.mean(r['wall']):.0f} s" if r["wall"] else "n/a")
+    if r["wall"] and r["cores"] == [1]:
+      wall += " (1 core)"
     lines.append(f"| {r['cell'].upper()} | {r['variant']} | "
                  f"{study.mean_std(r['val'])} | "
                  f"{study.mean_std(r['test'])} | {ens_text} | {wall} |")

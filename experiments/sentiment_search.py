@@ -25,9 +25,11 @@ _CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / (
 
 def get_config(arg: str = ""):
   c = base_config.load_file(f"{_CONFIG}:{arg}" if arg else str(_CONFIG))
-  # The recipe as it was searched, before word dropout and the weight
-  # average joined it (docs/classification.md), so the search reproduces.
+  # The recipe as it was searched, before word dropout, the weight average
+  # and the ensemble joined it (docs/classification.md), so the search
+  # reproduces.
   c.classify.word_dropout, c.optim.ema_decay = 0.0, 0.0
+  c.classify.ensemble_size = 1
   return c
 
 

@@ -189,6 +189,10 @@ def _build() -> tuple[ml_collections.ConfigDict, dict[str, Rule | None]]:
   s.add("input_projection", "dense", table("input projection"))
   # Tokens: each training token becomes <unk> with this probability.
   s.add("word_dropout", 0.0, rate)
+  # > 1: that many classifiers trained side by side in one run (each its
+  # own initialisation and dropout masks, the same batches); evaluation,
+  # the best checkpoint and labelling use their mean class probabilities.
+  s.add("ensemble_size", 1, positive)
   config.classify = s.config
 
   # task="forecast" (rnnlab/data/series.py, rnnlab/tasks/forecast.py): a

@@ -96,11 +96,13 @@ def weight_decay_mask(params: Params) -> Any:
   """True for parameters that get weight decay: matrices and larger.
 
   Biases, norm scales and every other 1-D (or scalar) parameter are excluded;
-  the name check also catches a bias or scale stored as a [1, H] array.
+  the name check (any name ending in "bias" or "scale") also catches one
+  stored with more axes: [1, H], or an ensemble's [M, H] (a
+  ClassifierEnsemble stacks every parameter on a leading axis).
   """
   def decays(key_path, x):
     name = param_path(key_path).rsplit("/", 1)[-1]
-    return jnp.ndim(x) >= 2 and name not in ("bias", "scale")
+    return jnp.ndim(x) >= 2 and not name.endswith(("bias", "scale"))
   return jax.tree_util.tree_map_with_path(decays, params)
 
 

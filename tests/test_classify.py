@@ -6,6 +6,7 @@ import json
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -14,6 +15,7 @@ from rnnlab import base_config
 from rnnlab import config_check
 from rnnlab import metrics
 from rnnlab import recipes
+from rnnlab import rundir
 from rnnlab import tasks
 from rnnlab import train
 from rnnlab.data import classification as data
@@ -171,6 +173,50 @@ def test_word_dropout_acts_in_training_only():
   assert np.abs(logits[0.5, True] - logits[0.0, True]).max() > 1e-3
 
 
+def test_ensemble_averages_its_members_probabilities():
+  c = _model_config("gru", False, dropout_rate=0.3)
+  fields = dict(num_classes=3, vocab_size=20, pooling="mean",
+                word_dropout=0.2)
+  ensemble = classifier.SequenceClassifier.from_config(c, ensemble_size=3,
+                                                       **fields)
+  single = classifier.SequenceClassifier.from_config(c, **fields)
+  assert isinstance(ensemble, classifier.ClassifierEnsemble)
+  rng = np.random.default_rng(0)
+  inputs = rng.integers(2, 20, (5, 9)).astype(np.int32)
+  lengths = np.array([9, 4, 1, 7, 2], np.int32)
+  params = ensemble.init(jax.random.key(0), inputs, lengths)["params"]
+  members = [jax.tree_util.tree_map(lambda p, m=m: p[m], params["member"])
+             for m in range(3)]
+  # Each member is initialised on its own: no two share an embedding.
+  embeddings = [np.asarray(m["embed"]["embedding"]) for m in members]
+  assert all(np.abs(embeddings[i] - embeddings[j]).max() > 1e-3
+             for i in range(3) for j in range(i))
+  # Evaluation: the log of the members' mean class probabilities.
+  apply_single = jax.jit(single.apply)  # one compilation for 3 members
+  probs = np.mean([jax.nn.softmax(apply_single({"params": m}, inputs,
+                                               lengths)) for m in members], 0)
+  np.testing.assert_allclose(
+      np.exp(ensemble.apply({"params": params}, inputs, lengths)), probs,
+      rtol=1e-5, atol=1e-7)
+  # Training: one row of logits per member, each with its own dropout and
+  # word-dropout masks (identical members still differ), and the loss is
+  # the members' mean.
+  same = jax.tree_util.tree_map(lambda p: jnp.broadcast_to(p[:1], p.shape),
+                                params)
+  rng_key = jax.random.key(1)
+  train_logits = ensemble.apply({"params": same}, inputs, lengths,
+                                train=True, rngs={"dropout": rng_key})
+  assert train_logits.shape == (3, 5, 3)
+  assert np.abs(train_logits[1] - train_logits[0]).max() > 1e-3
+  batch = {"inputs": inputs, "lengths": lengths,
+           "labels": np.array([0, 1, 2, 1, 0], np.int32)}
+  loss, aux = classify.classify_loss(ensemble, same, batch, rng_key)
+  nll = -np.take_along_axis(np.asarray(jax.nn.log_softmax(train_logits)),
+                            batch["labels"][None, :, None], -1)
+  np.testing.assert_allclose(loss, nll.mean(), rtol=1e-5)
+  assert 0 <= aux["accuracy"] <= 1
+
+
 def test_unknown_pooling_names_the_choices():
   with pytest.raises(UserError, match="'last', 'max', 'mean'"):
     classifier.SequenceClassifier.from_config(
@@ -281,8 +327,10 @@ def test_unlabelled_split_is_refused():
       data.load_dataset(c.classify, seed=0)
 
 
-def test_japanese_vowels_training_lowers_the_loss(tmp_path):
+@pytest.mark.parametrize("ensemble_size", [1, 2])
+def test_japanese_vowels_training_lowers_the_loss(tmp_path, ensemble_size):
   c = recipes.japanese_vowels_config("runlocal")
+  c.classify.ensemble_size = ensemble_size
   c.train.steps, c.train.eval_every, c.train.checkpoint_every = 30, 15, 15
   c.model.hidden_size = 16
   c.classify.pad_multiple = 32  # every batch 32 steps long: one compilation
@@ -297,6 +345,12 @@ def test_japanese_vowels_training_lowers_the_loss(tmp_path):
   best = json.loads((tmp_path / classify.BEST_EVAL_FILE).read_text())
   assert best["eval"]["test"]["examples"] == 370
   assert best["step"] == results["best"]["step"]
+  # The best checkpoint holds every member, stacked [ensemble_size, ...].
+  _, best_params = rundir.restore_best_params(
+      task.model, task.init_inputs(), tmp_path)
+  kernel = best_params["member"]["readout"]["kernel"] if ensemble_size > 1 \
+      else best_params["readout"]["kernel"][None]
+  assert kernel.shape[0] == ensemble_size
   # The trainer's batches: padded to a multiple of classify.pad_multiple,
   # a pure function of (seed, step).
   batch = task.train_batch(7)

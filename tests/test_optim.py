@@ -242,12 +242,17 @@ def test_rmsprop_is_char_rnn_rmsprop():
 def test_weight_decay_mask_excludes_biases_norms_and_1d():
   mask = optim.weight_decay_mask(
       {**model_params(), "odd": {"bias": jnp.zeros((1, 4)),
-                                 "vector": jnp.zeros(3)}})
+                                 "vector": jnp.zeros(3)},
+       # A classifier ensemble's members, stacked on a leading axis [M, ...].
+       "members": {"hidden_candidate_bias": jnp.zeros((3, 8)),
+                   "kernel": jnp.zeros((3, 8, 8))}})
   assert mask == {"embed": {"embedding": True},
                   "rnn": {"layers_0": {"kernel": True, "bias": False},
                           "norm": {"scale": False}},
                   "head": {"kernel": True, "bias": False},
-                  "odd": {"bias": False, "vector": False}}
+                  "odd": {"bias": False, "vector": False},
+                  "members": {"hidden_candidate_bias": False,
+                              "kernel": True}}
 
 
 # --------------------------------------------------------------------------

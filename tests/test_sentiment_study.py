@@ -49,12 +49,16 @@ def test_the_report_replaces_only_the_part_between_its_markers(tmp_path):
 
 def test_the_regularisers_study_replaces_only_its_own_part(tmp_path):
   from experiments import sentiment_regularisers as reg  # pylint: disable=g-import-not-at-top
-  assert len(reg.trials(["gru", "lstm"], [0, 1, 2])) == 2 * 4 * 3
+  assert len(reg.trials(["gru", "lstm"], [0, 1, 2])) == 2 * 5 * 3
   assert {"classify.word_dropout": 0.2, "optim.ema_decay": 0.99,
-          "model.cell": "gru", "seed": 1} in reg.trials(["gru"], [1])
-  # Every variant sets both keys: the study does not follow the config's
+          "classify.ensemble_size": 1, "model.cell": "gru",
+          "seed": 1} in reg.trials(["gru"], [1])
+  assert {t["classify.ensemble_size"] for t in reg.trials(["gru"], [1])} == {
+      1, 3}
+  # Every variant sets every key: the study does not follow the config's
   # defaults.
-  assert all({"classify.word_dropout", "optim.ema_decay"} <= set(t)
+  assert all({"classify.word_dropout", "optim.ema_decay",
+              "classify.ensemble_size"} <= set(t)
              for t in reg.trials(["lstm"], [0]))
   doc = tmp_path / "doc.md"
   doc.write_text(f"intro\n{sentiment_study.BEGIN}\nstudy\n"

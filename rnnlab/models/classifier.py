@@ -17,6 +17,11 @@ vocabulary, E embedding / projection width, H the stack's output width
            after reading back to t = 0, merged as the stack merges outputs;
            "mean" / "max": over the valid steps of the top layer's outputs
   readout  dropout (model.dropout_rate), Dense to C -> logits [B, C] float32
+
+An ensemble (classify.ensemble_size M > 1, `ClassifierEnsemble`) holds M
+such classifiers, each parameter stacked on a leading axis [M, ...]:
+training returns each member's logits [M, B, C], evaluation the log of
+the members' mean class probabilities [B, C].
 """
 from __future__ import annotations
 
@@ -62,18 +67,23 @@ class SequenceClassifier(nn.Module):
   def from_config(cls, c, *, num_classes: int, vocab_size: int = 0,
                   pooling: str = "last", input_projection: str = "dense",
                   word_dropout: float = 0.0, unk_id: int = 1,
-                  pad_id: int = 0) -> "SequenceClassifier":
-    """`c` is config.model; the head's pooling and input projection and
-    the word dropout are the task's (config.classify)."""
+                  pad_id: int = 0, ensemble_size: int = 1) -> nn.Module:
+    """`c` is config.model; the head's pooling and input projection, the
+    word dropout and the ensemble size are the task's (config.classify).
+    ensemble_size > 1 returns a `ClassifierEnsemble` of such members."""
     lookup({p: p for p in POOLINGS}, pooling, "pooling")
     lookup({p: p for p in INPUT_PROJECTIONS}, input_projection,
            "input projection")
     rnn = layers.RecurrentStack(**layers.stack_kwargs_from_config(c),
                                 parent=None)
-    return cls(num_classes=num_classes, rnn=rnn, vocab_size=vocab_size,
-               embed_dim=c.embed_dim, embed_init_std=c.embed_init_std,
-               input_projection=input_projection, pooling=pooling,
-               word_dropout=word_dropout, unk_id=unk_id, pad_id=pad_id)
+    member = cls(num_classes=num_classes, rnn=rnn, vocab_size=vocab_size,
+                 embed_dim=c.embed_dim, embed_init_std=c.embed_init_std,
+                 input_projection=input_projection, pooling=pooling,
+                 word_dropout=word_dropout, unk_id=unk_id, pad_id=pad_id,
+                 parent=None)
+    if ensemble_size > 1:
+      return ClassifierEnsemble(member=member, size=ensemble_size)
+    return member
 
   def setup(self):
     dtypes = dict(dtype=self.rnn.dtype, param_dtype=self.rnn.param_dtype)
@@ -117,3 +127,33 @@ class SequenceClassifier(nn.Module):
       total = jnp.sum(jnp.where(valid, ys, 0).astype(jnp.float32), axis=1)
       return (total / lengths[:, None].astype(jnp.float32)).astype(ys.dtype)
     return jnp.max(jnp.where(valid, ys, -jnp.inf), axis=1)
+
+
+class ClassifierEnsemble(nn.Module):
+  """`size` independently initialised copies of `member`, trained side by
+  side on the same batches, each with its own dropout and word-dropout
+  masks (lifted with nn.vmap: one program, every parameter [size, ...]).
+
+  (inputs, lengths [B]) -> logits: [size, B, C], one row per member, with
+  train=True, so that each member fits the labels on its own (training
+  their average instead lets the members co-adapt); log of the members'
+  mean class probabilities [B, C] otherwise, so that evaluation, the best
+  checkpoint's choice and labelling see one classifier.
+  """
+
+  member: SequenceClassifier
+  size: int
+
+  @nn.compact
+  def __call__(self, inputs: Array, lengths: Array, *,
+               train: bool = False) -> Array:
+    members = nn.vmap(
+        lambda member, xs, ls: member(xs, ls, train=train),
+        variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(None, None), out_axes=0, axis_size=self.size)
+    logits = members(self.member, inputs, lengths)  # [M, B, C]
+    if train:
+      return logits
+    return (jax.nn.logsumexp(jax.nn.log_softmax(logits, -1), axis=0)
+            - jnp.log(self.size))

@@ -44,12 +44,14 @@ BEST_EVAL_FILE = "best_eval.json"
 
 
 def classify_loss(model, params, batch, rng, train: bool = True):
-  """Mean cross-entropy over the batch's examples, and its accuracy."""
+  """Mean cross-entropy over the batch's examples, and its accuracy; for
+  an ensemble's members' logits [M, B, C], the mean over the members, so
+  each member's gradient is its own loss's, scaled by 1/M."""
   logits = model.apply({"params": params}, batch["inputs"], batch["lengths"],
                        train=train, rngs={"dropout": rng})
-  nll = optax.softmax_cross_entropy_with_integer_labels(logits,
-                                                        batch["labels"])
-  correct = jnp.argmax(logits, -1) == batch["labels"]
+  labels = jnp.broadcast_to(batch["labels"], logits.shape[:-1])
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = jnp.argmax(logits, -1) == labels
   return jnp.mean(nll), {"accuracy": jnp.mean(correct.astype(jnp.float32))}
 
 
@@ -69,7 +71,7 @@ def head_fields(c: ml_collections.ConfigDict) -> dict[str, Any]:
   """The classifier's fields that config.classify (`c`) sets."""
   return dict(pooling=c.pooling, input_projection=c.input_projection,
               word_dropout=c.word_dropout, unk_id=data.UNK_ID,
-              pad_id=data.PAD_ID)
+              pad_id=data.PAD_ID, ensemble_size=c.ensemble_size)
 
 
 class ClassifyTask(base.Task):

@@ -1,6 +1,7 @@
 """Where a training step's time goes, for one cell at one shape.
 
   python -m benchmarks.step_breakdown --cell=gru --shape=ref
+  python -m benchmarks.step_breakdown --cell=lstm --shape=h1024 --max_isa=avx2
   python -m benchmarks.step_breakdown --trace=runs/gru/profile   # a saved trace
 
 Two views of the same step (rnnlab's model and `train_step`, as in
@@ -13,7 +14,10 @@ benchmarks/train_throughput.py):
 2. A profiler trace of a few steps, with every XLA op's time summed over
    both threads into matmul (YNNPACK/dot), elementwise fusions, data
    movement (copies, slices, stacking of per-step outputs), loop control and
-   waits. Thread time exceeds wall time when both cores are busy.
+   waits. Thread time exceeds wall time when both cores are busy. The
+   ops that took the most time follow, by name.
+
+--max_isa=avx2 caps XLA and the native kernels as train_throughput's does.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ def parse_args(argv=None):
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--trace", default="", help="Summarise this trace only.")
   p.add_argument("--override", action="append", default=[])
+  p.add_argument("--max_isa", choices=("avx2",), default=None)
+  p.add_argument("--top", type=int, default=10, help="ops listed by name")
   return p.parse_args(argv)
 
 
@@ -66,6 +72,14 @@ def categorize(name: str) -> str:
 
 def summarize_trace(directory: str, steps: int = 1) -> dict[str, float]:
   """Per-step milliseconds of op time by category from an XLA CPU trace."""
+  totals = collections.Counter()
+  for name, ms in op_times(directory, steps).items():
+    totals[categorize(name)] += ms
+  return dict(totals)
+
+
+def op_times(directory: str, steps: int = 1) -> collections.Counter:
+  """Per-step milliseconds of op time by op name from an XLA CPU trace."""
   from jax.profiler import ProfileData  # pylint: disable=g-import-not-at-top
   files = glob.glob(os.path.join(directory, "**", "*.xplane.pb"),
                     recursive=True)
@@ -80,8 +94,8 @@ def summarize_trace(directory: str, steps: int = 1) -> dict[str, float]:
       for event in line.events:
         if event.name.startswith(("ThunkExecutor", "end: ")):
           continue
-        totals[categorize(event.name)] += event.duration_ns / 1e6 / steps
-  return dict(totals)
+        totals[event.name] += event.duration_ns / 1e6 / steps
+  return totals
 
 
 def median_ms(fn, repeats):
@@ -139,6 +153,7 @@ def ablation(cell, shape, overrides, repeats):
 
 def main(argv=None):
   args = parse_args(argv)
+  train_throughput.cap_isa(args.max_isa)  # before jax is imported
   from rnnlab import cli  # pylint: disable=g-import-not-at-top
   cli.setup()
   if args.trace:
@@ -151,7 +166,8 @@ def main(argv=None):
   times, flops = ablation(args.cell, args.shape, args.override, args.repeats)
   step_ms = times["full train step"]
   print(f"# {args.cell} at {args.shape} ({harness.SHAPES[args.shape]}), "
-        f"overrides {args.override or 'none'}; jax {jax.__version__}")
+        f"overrides {args.override or 'none'}; jax {jax.__version__}"
+        + (f"; capped at {args.max_isa}" if args.max_isa else ""))
   print(f"# matmul FLOPs per step {flops / 1e9:.1f} G; achieved "
         f"{flops / step_ms / 1e6:.0f} GFLOP/s = "
         f"{100 * flops / step_ms / 1e6 / peak:.0f}% of the {peak:.0f} "
@@ -170,7 +186,10 @@ def main(argv=None):
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):
       runner.run(steps)
-    by_category = summarize_trace(trace_dir, steps)
+    ops = op_times(trace_dir, steps)
+  by_category = collections.Counter()
+  for name, ms in ops.items():
+    by_category[categorize(name)] += ms
   total = sum(by_category.values())
   print(f"\nProfiler: XLA op time per step, summed over threads "
         f"({total:.0f} ms of thread time in a {step_ms:.0f} ms step)")
@@ -178,6 +197,12 @@ def main(argv=None):
   print("|---|---|---|")
   for category, ms in sorted(by_category.items(), key=lambda kv: -kv[1]):
     print(f"| {category} | {ms:.1f} | {100 * ms / total:.0f}% |")
+  print(f"\nThe {args.top} ops that took the most thread time per step")
+  print("| op | category | ms/step | share |")
+  print("|---|---|---|---|")
+  for name, ms in ops.most_common(args.top):
+    print(f"| {name} | {categorize(name)} | {ms:.1f} | "
+          f"{100 * ms / total:.0f}% |")
 
 
 if __name__ == "__main__":

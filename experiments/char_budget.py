@@ -7,10 +7,12 @@ then the winner retrained with new seeds next to the default GRU.
       --arg=runlocal --doc=/tmp/cb/report.md
   python -m experiments.char_budget --screen_only --doc=docs/char_budget.md
 
-The search's two stages (--screen_root and --refine_root, each a
+The search's three stages (--screen_root and --refine_root, each a
 `rnnlab.sweep --search` root; --screen_default, the default recipe's run at
-the screen's step budget) copy the sweep's ranked report and its plots next
-to the doc, between the char-budget-screen and char-budget-refine markers;
+the screen's step budget; --arch_root, the sweep of widths and depths at
+the budget's time, and --arch_reference, the winner's run at its seed)
+copy the sweep's ranked report and its plots next to the doc, between the
+char-budget-screen, char-budget-refine and char-budget-arch markers;
 --screen_only writes only those parts.
 
 Trains configs/gru_shakespeare_20min.py once per seed (<root>/seed<s>) and
@@ -109,13 +111,21 @@ def plot(runs: dict[str, dict], path: pathlib.Path) -> pathlib.Path:
 
 
 def stage_part(stage: str, root: pathlib.Path, default: pathlib.Path | None,
-               doc: pathlib.Path, how: str) -> str:
+               doc: pathlib.Path, how: str,
+               reference_name: str = "The default recipe "
+               "(`configs/gru_shakespeare.py`'s settings)") -> str:
   """One search stage's ranked table (the sweep's report.md, best first)
-  and plots, and the default recipe's loss at the same budget if run."""
+  and plots, and the reference run's loss (`default`: the default recipe
+  at the same budget) if run."""
   import shutil  # pylint: disable=g-import-not-at-top
   table = (root / "report.md").read_text().strip()
-  for name in ("params.png", "curves.png"):
-    shutil.copyfile(root / name, doc.with_name(f"char_budget_{stage}_{name}"))
+  plots = []
+  for name, what in (("params.png", "objective against each searched value"),
+                     ("curves.png", "validation curves of the trials")):
+    if (root / name).exists():  # a grid sweep has no params.png
+      shutil.copyfile(root / name,
+                      doc.with_name(f"char_budget_{stage}_{name}"))
+      plots += [f"![{what}](char_budget_{stage}_{name})", ""]
   cores = study.cores_note(json.loads(t.read_text()).get("cpus")
                            for t in root.glob("*/trial.json"))
   reference = ""
@@ -123,18 +133,14 @@ def stage_part(stage: str, root: pathlib.Path, default: pathlib.Path | None,
     val = [r for r in metrics_lib.read_metrics(default)
            if r["split"] == "val"]
     best = min(val, key=lambda r: r["loss"])
-    reference = (" The default recipe (`configs/gru_shakespeare.py`'s "
-                 f"settings) at the same budget: **{best['loss']:.4f}** "
-                 f"(step {best['step']:,}).")
+    reference = (f" {reference_name} at the same budget: "
+                 f"**{best['loss']:.4f}** (step {best['step']:,}).")
   begin, end = markers(stage)
   return "\n".join([
       begin,
       f"Measured {study.datetime.date.today()} on {study.cpu_model()}, "
       f"{how}{cores}.{reference} Trials ranked by their lowest validation loss:",
-      "", table, "",
-      f"![objective against each searched value](char_budget_{stage}_params.png)",
-      "", f"![validation curves of the trials](char_budget_{stage}_curves.png)",
-      "", end])
+      "", table, "", *plots, end])
 
 
 def main(argv=None) -> int:
@@ -146,18 +152,22 @@ def main(argv=None) -> int:
   p.add_argument("--screen_root", default="runs/char20_screen")
   p.add_argument("--screen_default", default="runs/char20_screen_default")
   p.add_argument("--refine_root", default="runs/char20_refine")
+  p.add_argument("--arch_root", default="runs/char20_arch")
+  p.add_argument("--arch_reference", default="runs/char20_probe_ema_wd")
   p.add_argument("--screen_only", action="store_true")
   args = p.parse_args(argv)
   doc = pathlib.Path(args.doc)
-  # Stage 2's trials ran two at a time, each pinned to its own core (the
-  # sweep's --trial=K): a fixed step budget makes that change no result.
-  for stage, root, default, how in (
+  # Stages 2 and 3 ran two trials at a time, each pinned to its own core
+  # (the sweep's --trial=K): a fixed step budget makes that change no result.
+  pinned = "two trials at a time, each pinned to its own core"
+  for stage, root, default, how, *name in (
       ("screen", args.screen_root, pathlib.Path(args.screen_default),
        "one trial at a time"),
-      ("refine", args.refine_root, None,
-       "two trials at a time, each pinned to its own core")):
+      ("refine", args.refine_root, None, pinned),
+      ("arch", args.arch_root, pathlib.Path(args.arch_reference), pinned,
+       "The winner (2 x 256, seed 0)")):
     if (pathlib.Path(root) / "report.md").exists():
-      text = stage_part(stage, pathlib.Path(root), default, doc, how)
+      text = stage_part(stage, pathlib.Path(root), default, doc, how, *name)
       study.write_doc(doc, text, *markers(stage))
       print(text)
   if args.screen_only:

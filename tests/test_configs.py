@@ -7,6 +7,7 @@ import pytest
 
 from rnnlab import base_config
 from rnnlab import config_check
+from rnnlab.errors import UserError
 from tests.helpers import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.py"))
@@ -69,9 +70,43 @@ def test_20min_search_stages_train_the_same_budget_within_a_stage():
                             for a in ("", "screen", "refine"))
   assert budget.train.steps == refine.train.steps == module.BUDGET_STEPS
   assert screen.train.steps == module.SCREEN_STEPS < module.BUDGET_STEPS
+  # "wide" trains stage 3's best shape for the budget's time on the slower
+  # of the two measured code paths.
+  wide = module.get_config("wide")
+  assert (wide.model.hidden_size, wide.model.num_layers) == (
+      module.WIDE_HIDDEN, module.WIDE_LAYERS) != (
+          budget.model.hidden_size, budget.model.num_layers)
+  assert wide.train.steps == min(
+      module.arch_steps(module.WIDE_HIDDEN, module.WIDE_LAYERS, ms)
+      for ms in (module.ARCH_STEP_MS, module.ARCH_STEP_MS_AVX2))
+  assert wide.train.steps < module.BUDGET_STEPS
+  assert wide.train.eval_every == wide.train.steps // 4
   # Stage 2 fixes what stage 1 settled and searches a narrower space.
   assert refine.train.order == "stateful"
   assert refine.train.max_seconds == 0  # trials never stop short
   stage1, stage2 = module.get_search("screen"), module.get_search("refine")
   assert set(stage2) < set(stage1)
   assert stage2["model.dropout_rate"].low >= 0.1
+
+
+def test_20min_arch_stage_trains_each_shape_for_the_budgets_time():
+  module = load(ROOT / "configs" / "gru_shakespeare_20min.py")
+  winner, arch = module.get_config(), module.get_config("arch")
+  # Stage 3 is the winner's recipe; only what every trial turns off
+  # differs (each trial sets its shape and steps).
+  differ = {k for k, v in base_config.leaves(arch)
+            if dict(base_config.leaves(winner))[k] != v}
+  assert differ == {"train.sample_every", "train.max_seconds",
+                    "train.patience"}
+  trials = module.get_sweep("arch")
+  shapes = {(t["model.hidden_size"], t["model.num_layers"]) for t in trials}
+  assert (256, 2) not in shapes and {(384, 2), (256, 3)} <= shapes
+  base_ms = module.ARCH_STEP_MS[256, 2]
+  for t in trials:
+    ms = module.ARCH_STEP_MS[t["model.hidden_size"], t["model.num_layers"]]
+    budget_ms = module.BUDGET_STEPS * base_ms
+    assert abs(t["train.steps"] * ms - budget_ms) <= 10 * ms  # rounded to 20
+    assert t["train.eval_every"] == t["train.checkpoint_every"] == (
+        t["train.steps"] // 4)
+  with pytest.raises(UserError, match="'arch'"):
+    module.get_sweep("")

@@ -53,10 +53,11 @@ depths for the budget's training time (seed 0): 2 x 320 1.4232, 2 x 384
       --root=runs/char20_arch
 
 arg "wide": stage 3's best, 2 x 320 for 1,600 steps. Seed 1: 1.4220
-(1 stream 1.4199) in 11 min 30 s (native_avx512); seed 2 capped at AVX2:
-1.4255 (1.4233) in 13 min 56 s, 7% longer than the default's 12 min 59 s
-there: an estimated 19.7 minutes on the AVX2 EPYC, too close to the budget
-to be the default. Best on AVX-512 CPUs.
+(1 stream 1.4199) in 11 min 30 s (native_avx512); seed 3: 1.4224 (1.4204)
+in 11 min 13 s; seed 2 capped at AVX2: 1.4255 (1.4233) in 13 min 56 s, 7%
+longer than the default's 12 min 59 s there: an estimated 19.7 minutes on
+the AVX2 EPYC, too close to the budget to be the default. Mean 1.4233 +-
+0.0019; best on AVX-512 CPUs.
 """
 from rnnlab import base_config
 from rnnlab import recipes

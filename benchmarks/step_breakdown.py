@@ -72,8 +72,13 @@ def categorize(name: str) -> str:
 
 def summarize_trace(directory: str, steps: int = 1) -> dict[str, float]:
   """Per-step milliseconds of op time by category from an XLA CPU trace."""
+  return by_category(op_times(directory, steps))
+
+
+def by_category(ops: dict[str, float]) -> dict[str, float]:
+  """Op times by name -> summed by `categorize`'s category."""
   totals = collections.Counter()
-  for name, ms in op_times(directory, steps).items():
+  for name, ms in ops.items():
     totals[categorize(name)] += ms
   return dict(totals)
 
@@ -187,15 +192,13 @@ def main(argv=None):
     with jax.profiler.trace(trace_dir):
       runner.run(steps)
     ops = op_times(trace_dir, steps)
-  by_category = collections.Counter()
-  for name, ms in ops.items():
-    by_category[categorize(name)] += ms
-  total = sum(by_category.values())
+  categories = by_category(ops)
+  total = sum(categories.values())
   print(f"\nProfiler: XLA op time per step, summed over threads "
         f"({total:.0f} ms of thread time in a {step_ms:.0f} ms step)")
   print("| category | ms/step | share |")
   print("|---|---|---|")
-  for category, ms in sorted(by_category.items(), key=lambda kv: -kv[1]):
+  for category, ms in sorted(categories.items(), key=lambda kv: -kv[1]):
     print(f"| {category} | {ms:.1f} | {100 * ms / total:.0f}% |")
   print(f"\nThe {args.top} ops that took the most thread time per step")
   print("| op | category | ms/step | share |")

@@ -15,7 +15,8 @@ copy the sweep's ranked report and its plots next to the doc, between the
 char-budget-screen, char-budget-refine and char-budget-arch markers;
 --screen_only writes only those parts.
 
-Trains configs/gru_shakespeare_20min.py once per seed (<root>/seed<s>) and
+Trains configs/gru_shakespeare_20min.py (with --winner_arg, e.g. narrow,
+if given) once per seed (<root>/seed<s>) and
 configs/gru_shakespeare.py once (<root>/default), each a whole command in
 its own process, as a user runs it (a finished run is not trained again,
 so the command can be rerun at will). Then evaluates each run's final
@@ -148,6 +149,9 @@ def main(argv=None) -> int:
   p.add_argument("--root", default="runs/char20")
   p.add_argument("--seeds", default="1,2,3")
   p.add_argument("--arg", default="", help="config arg of both, e.g. runlocal")
+  p.add_argument("--winner_arg", default="",
+                 help="config arg of the 20-minute config only, e.g. narrow "
+                 "(stage 2's 2 x 256)")
   p.add_argument("--doc", default=str(ROOT / "docs" / "char_budget.md"))
   p.add_argument("--screen_root", default="runs/char20_screen")
   p.add_argument("--screen_default", default="runs/char20_screen_default")
@@ -174,8 +178,9 @@ def main(argv=None) -> int:
     return 0
   root = pathlib.Path(args.root)
   seeds = [int(s) for s in args.seeds.split(",") if s]
+  winner_arg = ",".join(a for a in (args.arg, args.winner_arg) if a)
   for s in seeds:
-    train(WINNER, args.arg, root / f"seed{s}", s)
+    train(WINNER, winner_arg, root / f"seed{s}", s)
   train(DEFAULT, args.arg, root / "default", 0)
   winners = {s: summary(root / f"seed{s}") for s in seeds}
   default = summary(root / "default")
@@ -192,7 +197,8 @@ def main(argv=None) -> int:
       "| Config | Seeds | Steps | Validation (32 streams, state carried) | "
       "Validation (1 stream) | Wall clock, whole command |",
       "|---|---|---|---|---|---|",
-      f"| `{WINNER.name}` | {', '.join(map(str, seeds))} | {w[0]['step']:,} | "
+      f"| `{WINNER.name}{':' + args.winner_arg if args.winner_arg else ''}` | "
+      f"{', '.join(map(str, seeds))} | {w[0]['step']:,} | "
       f"**{study.mean_std([x['val'] for x in w], 1.0, 4)}** | "
       f"{study.mean_std([x['one_stream'] for x in w], 1.0, 4)} | "
       + (f"{_minutes(statistics.mean(walls))} (mean)" if walls else "n/a")

@@ -67,12 +67,16 @@ def test_search_spaces_name_config_keys(path):
 def test_20min_search_stages_train_the_same_budget_within_a_stage():
   module = load(ROOT / "configs" / "gru_shakespeare_20min.py")
   budget, screen, refine = (module.get_config(a)
-                            for a in ("", "screen", "refine"))
+                            for a in ("narrow", "screen", "refine"))
   assert budget.train.steps == refine.train.steps == module.BUDGET_STEPS
   assert screen.train.steps == module.SCREEN_STEPS < module.BUDGET_STEPS
-  # "wide" trains stage 3's best shape for the budget's time on the slower
-  # of the two measured code paths.
-  wide = module.get_config("wide")
+  for stage in (budget, screen, refine):  # the search ran at 2 x 256
+    assert (stage.model.hidden_size, stage.model.num_layers) == (256, 2)
+  # The default trains stage 3's best shape for the budget's time on the
+  # slower of the two measured code paths; "wide" names the same config.
+  wide = module.get_config()
+  assert list(base_config.leaves(wide)) == list(base_config.leaves(
+      module.get_config("wide")))
   assert (wide.model.hidden_size, wide.model.num_layers) == (
       module.WIDE_HIDDEN, module.WIDE_LAYERS) != (
           budget.model.hidden_size, budget.model.num_layers)
@@ -81,6 +85,13 @@ def test_20min_search_stages_train_the_same_budget_within_a_stage():
       for ms in (module.ARCH_STEP_MS, module.ARCH_STEP_MS_AVX2))
   assert wide.train.steps < module.BUDGET_STEPS
   assert wide.train.eval_every == wide.train.steps // 4
+  # Apart from the shape and its steps, "narrow" is the winner's recipe.
+  differ = {k for k, v in base_config.leaves(budget)
+            if dict(base_config.leaves(wide))[k] != v}
+  assert differ == {"model.hidden_size", "train.steps", "train.eval_every",
+                    "train.checkpoint_every"}
+  with pytest.raises(UserError, match="'narrow'.*'wide'"):
+    module.get_config("narrow,wide")
   # Stage 2 fixes what stage 1 settled and searches a narrower space.
   assert refine.train.order == "stateful"
   assert refine.train.max_seconds == 0  # trials never stop short
@@ -91,8 +102,8 @@ def test_20min_search_stages_train_the_same_budget_within_a_stage():
 
 def test_20min_arch_stage_trains_each_shape_for_the_budgets_time():
   module = load(ROOT / "configs" / "gru_shakespeare_20min.py")
-  winner, arch = module.get_config(), module.get_config("arch")
-  # Stage 3 is the winner's recipe; only what every trial turns off
+  winner, arch = module.get_config("narrow"), module.get_config("arch")
+  # Stage 3 is stage 2's winner's recipe; only what every trial turns off
   # differs (each trial sets its shape and steps).
   differ = {k for k, v in base_config.leaves(arch)
             if dict(base_config.leaves(winner))[k] != v}

@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 import re
+import threading
 import time
 import urllib.request
 
@@ -72,17 +73,44 @@ def _how_to(name: str, tried: list[str]) -> str:
       f"    to {cache_dir() / name / 'input.txt'}")
 
 
+def _open(url: str, timeout: float, total_s: float, deadline: float):
+  """urlopen(url) by the monotonic `deadline` (total_s from the start). It
+  runs in a worker thread because the socket timeout does not bound the
+  host name's lookup (getaddrinfo), which can hang for minutes on a broken
+  resolver; a worker still waiting at the deadline is left (a daemon) to
+  finish alone."""
+  box = {}
+
+  def work():
+    try:
+      box["response"] = urllib.request.urlopen(url, timeout=timeout)
+    except BaseException as e:  # pylint: disable=broad-except
+      box["error"] = e
+
+  worker = threading.Thread(target=work, name="rnnlab-download", daemon=True)
+  worker.start()
+  worker.join(max(0.0, deadline - time.monotonic()))
+  if worker.is_alive():
+    raise DataError(f"Download from {url} stopped before the first byte: "
+                    f"no reply within {total_s:g} s, the time limit "
+                    "DOWNLOAD_TOTAL_S (the host name's lookup or the "
+                    "connection hangs).")
+  if "error" in box:
+    raise box["error"]
+  return box["response"]
+
+
 def download(url: str, dest: pathlib.Path, sha256: str | None = None,
              timeout: float = DOWNLOAD_TIMEOUT_S) -> pathlib.Path:
   """Downloads `url` to `dest` atomically (temporary file, checksum, rename)
-  within DOWNLOAD_TOTAL_S and DOWNLOAD_MAX_BYTES; `timeout` bounds each
-  socket operation. Raises DataError naming `url` and the limit it broke;
+  within DOWNLOAD_TOTAL_S (the host name's lookup included) and
+  DOWNLOAD_MAX_BYTES; `timeout` bounds each socket operation. Raises DataError naming `url` and the limit it broke;
   on any failure `dest` is untouched and no temporary file remains."""
   dest.parent.mkdir(parents=True, exist_ok=True)
   total_s, max_bytes = DOWNLOAD_TOTAL_S, DOWNLOAD_MAX_BYTES  # read at call
   deadline = time.monotonic() + total_s
   digest, size = hashlib.sha256(), 0
-  with urllib.request.urlopen(url, timeout=timeout) as response, \
+  with _open(url, timeout, total_s, deadline) as response, \
       metrics_lib.atomic_file(dest) as f:
     declared = (getattr(response, "headers", None) or {}).get(
         "Content-Length", "")

@@ -189,6 +189,26 @@ def test_download_stops_at_the_size_limit(isolated, monkeypatch, headers):
   assert 1_200_000 < text.DOWNLOAD_MAX_BYTES <= 64 << 20  # the corpus fits
 
 
+def test_a_hanging_host_name_lookup_stops_at_the_time_limit(isolated,
+                                                           monkeypatch):
+  # The socket timeout does not bound getaddrinfo: urllib's own connection
+  # path, with only the lookup replaced by one that hangs.
+  import socket  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("RNNLAB_OFFLINE")
+  monkeypatch.setattr(text, "DOWNLOAD_TOTAL_S", 0.3, raising=False)
+  monkeypatch.setattr(socket, "getaddrinfo",
+                      lambda *a, **k: time.sleep(5) or [])
+  start = time.perf_counter()
+  with pytest.raises(text.DataError) as e:
+    text.resolve_corpus("tinyshakespeare")
+  assert time.perf_counter() - start < 2
+  message = str(e.value)
+  assert text.CORPORA["tinyshakespeare"].url in message
+  assert "0.3 s, the time limit DOWNLOAD_TOTAL_S" in message
+  assert "lookup" in message
+  assert not list((isolated / "cache").rglob("*.txt*"))
+
+
 def test_download_failing_midway_leaves_no_temporary_file(isolated,
                                                          monkeypatch):
   message, left = _download_with(isolated, monkeypatch, _Stream(

@@ -160,6 +160,11 @@ def main(argv=None):
     times = {name: [] for name in runs}
     for r in range(args.repeats):  # interleaved, so drift hits all alike
       for name, run in runs.items():
+        # An untimed run first: the timed one then starts on a CPU busy
+        # with its own work, not with the last column's. Measured on a
+        # Zen 3 EPYC (docs/benchmarks.md), native batch-1 sampling ran 25%
+        # slower right after the PyTorch loop's column than on its own.
+        run(0)
         times[name].append(harness.timed(lambda run=run: run(r + 1)))
     cps = {name: batch * args.length / statistics.median(t)
            for name, t in times.items()}

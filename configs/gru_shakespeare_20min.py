@@ -49,7 +49,9 @@ stage 2, a random search at the full budget (6 trials), found weight decay
 0.1 at a high rate (1.4305, seed 0); one-factor probes added the weight
 average (1.4303, seed 0). Stage 3 trained the recipe at other widths and
 depths for the budget's training time (seed 0): 2 x 320 1.4232, 2 x 384
-1.4239, 3 x 256 1.4243, 2 x 192 1.4400:
+1.4239, 3 x 256 1.4243, 2 x 192 1.4400. A probe of layer norm with
+residual connections on the 2 x 320 (Zen 3, seed 0) lost: 1.4459 against
+1.4290, and 16 min 25 s against 14 min 31 s:
 
   python -m rnnlab.sweep --config=configs/gru_shakespeare_20min.py:screen \
       --root=runs/char20_screen --search=tpe --trials=16

@@ -104,8 +104,9 @@ def download(url: str, dest: pathlib.Path, sha256: str | None = None,
              timeout: float = DOWNLOAD_TIMEOUT_S) -> pathlib.Path:
   """Downloads `url` to `dest` atomically (temporary file, checksum, rename)
   within DOWNLOAD_TOTAL_S (the host name's lookup included) and
-  DOWNLOAD_MAX_BYTES; `timeout` bounds each socket operation. Raises DataError naming `url` and the limit it broke;
-  on any failure `dest` is untouched and no temporary file remains."""
+  DOWNLOAD_MAX_BYTES; `timeout` bounds each socket operation. Raises
+  DataError naming `url` and the limit it broke; on any failure `dest` is
+  untouched and no temporary file remains."""
   dest.parent.mkdir(parents=True, exist_ok=True)
   total_s, max_bytes = DOWNLOAD_TOTAL_S, DOWNLOAD_MAX_BYTES  # read at call
   deadline = time.monotonic() + total_s

@@ -169,7 +169,7 @@ def main(argv=None) -> int:
        "one trial at a time"),
       ("refine", args.refine_root, None, pinned),
       ("arch", args.arch_root, pathlib.Path(args.arch_reference), pinned,
-       "The winner (2 x 256, seed 0)")):
+       "Stage 2's winner (2 x 256, `:narrow`, seed 0)")):
     if (pathlib.Path(root) / "report.md").exists():
       text = stage_part(stage, pathlib.Path(root), default, doc, how, *name)
       study.write_doc(doc, text, *markers(stage))

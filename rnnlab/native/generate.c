@@ -101,8 +101,8 @@ static inline __attribute__((always_inline)) void block_matvec(
   int i = 0;
   if (nv <= VECS / 2) {
     for (; i + 2 <= rows; i += 2) {
-      const rnnlab_vec x0 = (rnnlab_vec){0} + x[i];
-      const rnnlab_vec x1 = (rnnlab_vec){0} + x[i + 1];
+      const rnnlab_vec x0 = rnnlab_splat(x[i]);
+      const rnnlab_vec x1 = rnnlab_splat(x[i + 1]);
       const float* r = blk + (size_t)i * L * nv;
       for (int k = 0; k < nv; ++k) {
         a[k] += x0 * rnnlab_load(r + L * k);
@@ -111,7 +111,7 @@ static inline __attribute__((always_inline)) void block_matvec(
     }
   }
   for (; i < rows; ++i) {
-    const rnnlab_vec xi = (rnnlab_vec){0} + x[i];
+    const rnnlab_vec xi = rnnlab_splat(x[i]);
     const float* r = blk + (size_t)i * L * nv;
     for (int k = 0; k < nv; ++k) a[k] += xi * rnnlab_load(r + L * k);
   }

@@ -56,14 +56,18 @@ constexpr int kLanes = RNNLAB_LANES;
 //   avx512: 8 x 3 = 24 of 32 registers. Against 6 x 4 it reads a quarter
 //     less of the panel per FMA and covers batches of 32 and 64 without a
 //     remainder (5-12% faster per matmul, Xeon, docs/benchmarks.md).
-//   avx2: 4 x 3 = 12 of 16 (plus 3 + 1).
+//   avx2: 6 x 2 = 12 of 16, plus 2 panel vectors and a broadcast, so the
+//     panel stays in registers (4 x 3 left no room: every FMA reloaded its
+//     panel vector). With rnnlab_splat, 1.25-1.4x the old 4 x 3 per
+//     matmul on Zen 3 (docs/benchmarks.md); the shape of
+//     BLIS's and OpenBLAS's Haswell/Zen SGEMM kernels (6 x 16 floats).
 //   generic: 6 x 2 = 12 of 16 (SSE2; NEON has 32).
 #if RNNLAB_VEC_BYTES == 64
 #define RNNLAB_DEFAULT_ROWS 8
 #define RNNLAB_DEFAULT_VECS 3
 #elif RNNLAB_VEC_BYTES == 32
-#define RNNLAB_DEFAULT_ROWS 4
-#define RNNLAB_DEFAULT_VECS 3
+#define RNNLAB_DEFAULT_ROWS 6
+#define RNNLAB_DEFAULT_VECS 2
 #else
 #define RNNLAB_DEFAULT_ROWS 6
 #define RNNLAB_DEFAULT_VECS 2
@@ -142,7 +146,7 @@ inline void Tile(const float* a, int lda, int k_len, const float* blk,
     for (int v = 0; v < NV; ++v) bv[v] = rnnlab_load(b + kLanes * v);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const Vec x = Vec{} + a[size_t(r) * lda + k];
+      const Vec x = rnnlab_splat(a[size_t(r) * lda + k]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] += x * bv[v];
     }

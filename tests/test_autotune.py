@@ -21,6 +21,8 @@ from rnnlab import train
 from rnnlab.native import __main__ as native_cli
 from rnnlab.native import autotune
 from rnnlab.native import build
+from rnnlab.native import recurrence
+from rnnlab.native import sampler as native_sampler
 from tests.helpers import ROOT, make_lm, tiny_lm_config
 
 
@@ -190,6 +192,20 @@ def test_the_sampler_times_each_batch_size_once(timing):
   again = sampling.Sampler(lm, params, "auto")
   assert again.backend_for(1) == backend
   assert again.choices[1].source == "cache"
+
+
+@pytest.mark.parametrize("kernel", ["recurrence", "sampler"])
+def test_a_changed_kernel_source_makes_cached_timings_stale(
+    kernel, monkeypatch, tmp_path):
+  """A timing measured with the old build of either kernel (training
+  loops or sampler) must not pick for the new one."""
+  fields = {"batch": 64}
+  before = autotune.cache_key("sample", fields)
+  module = {"recurrence": recurrence, "sampler": native_sampler}[kernel]
+  edited = tmp_path / module.SOURCE.name
+  edited.write_text(module.SOURCE.read_text() + "\n/* edited */\n")
+  monkeypatch.setattr(module, "SOURCE", edited)
+  assert autotune.cache_key("sample", fields) != before
 
 
 def test_show_and_clear_list_and_forget_the_choices(timing, capsys):

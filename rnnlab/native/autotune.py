@@ -37,6 +37,7 @@ import jax
 
 from rnnlab.native import build
 from rnnlab.native import recurrence
+from rnnlab.native import sampler
 
 MARGIN = 0.05  # a less simple candidate must be this much faster
 REPEATS = 7  # interleaved timed runs per candidate; the median counts
@@ -82,9 +83,10 @@ def environment() -> dict[str, Any]:
   if not reason:
     try:
       isa = build.default_isa()
-      library = build.library_path(
-          recurrence.SOURCE, isa, cxx=True,
-          extra_flags=recurrence.CXX_FLAGS).name
+      # Both kernels (training loops, sampler): a change to either one's
+      # source, flags or compiler makes every timing stale.
+      library = ",".join(kernel.library_file(isa).name
+                         for kernel in (recurrence, sampler))
     except (build.NativeUnavailable, ValueError, OSError):
       library = "unavailable"
   import jaxlib  # pylint: disable=g-import-not-at-top

@@ -59,6 +59,11 @@ def clear_caches():
 _REGISTERED: dict[str, ctypes.CDLL] = {}
 
 
+def library_file(isa: str) -> pathlib.Path:
+  """Where variant `isa` of the kernels is cached (built or not)."""
+  return build.library_path(SOURCE, isa, cxx=True, extra_flags=CXX_FLAGS)
+
+
 @functools.lru_cache(maxsize=None)
 def register(isa: str) -> ctypes.CDLL:
   """Builds variant `isa` of the kernels (once per machine) and registers

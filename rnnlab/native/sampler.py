@@ -47,9 +47,14 @@ def library(isa: str | None = None) -> ctypes.CDLL:
   return _library(isa or build.default_isa())
 
 
+def library_file(isa: str) -> pathlib.Path:
+  """Where variant `isa` of the kernel is cached (built or not)."""
+  return build.library_path(SOURCE, isa, cxx=False)
+
+
 @functools.lru_cache(maxsize=None)
 def _library(isa: str) -> ctypes.CDLL:
-  lib = build.load(SOURCE, isa, check=build.check_variant(isa))
+  lib = build.load(SOURCE, isa, cxx=False, check=build.check_variant(isa))
   ptrs = ctypes.POINTER(ctypes.c_void_p)
   lib.rnnlab_plan.restype = ctypes.c_void_p
   lib.rnnlab_plan.argtypes = [

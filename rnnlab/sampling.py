@@ -47,10 +47,12 @@ from rnnlab.registry import lookup
 Array = jax.Array
 BACKENDS = ("auto", "native", "jax")
 # Largest batch "auto"'s fixed rule (RNNLAB_AUTOTUNE=0) gives the native
-# kernel: it reads the weights once per row, so wide batches run faster as
-# the scan's matmuls (measured 2026-11-26, Xeon, 2 x 256 GRU, chars/s
-# native vs jax: batch 2 73k vs 31k, 4 65k vs 59k, 8 60k vs 78k, 64 88k vs
-# 102k). With timing on, "auto" measures instead.
+# kernel. Measured 2026-11-26 on the Xeon (2 x 256 GRU, chars/s native vs
+# jax: batch 2 73k vs 31k, 4 65k vs 59k, 8 60k vs 78k, 64 88k vs 102k),
+# when the kernel read the weights once per row. From batch 4 it now
+# multiplies all rows in register tiles: 2026-12-08 on a Zen 3 (AVX2),
+# batch 8 71-76k vs 35k, 64 94-95k vs 54-63k. Not yet measured on
+# AVX-512, so the rule stays; with timing on, "auto" measures instead.
 NATIVE_MAX_BATCH = 4
 TIMING_LENGTH = 128  # characters per timed call when "auto" measures
 

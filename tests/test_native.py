@@ -50,7 +50,9 @@ CASES = {
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("batch,threads", [(1, 2), (3, 3)])
+# Batch 13 takes the tiled path (generate.c: BATCH_MIN = 4 or more rows): two
+# whole row tiles and a remainder.
+@pytest.mark.parametrize("batch,threads", [(1, 2), (3, 3), (13, 2)])
 def test_native_logits_match_the_model_and_draws_follow_the_rule(
     case, batch, threads, isa):
   cell, options = CASES[case]

@@ -7,7 +7,9 @@
  * one call: each thread owns a slice of every layer's hidden units, so it
  * reads only its columns of each weight matrix, and those stay in its own
  * L2 across characters. Threads meet at one barrier per layer and one
- * after the readout.
+ * after the readout. At batch BATCH_MIN or more, each product takes all
+ * rows at once in register tiles (matmul), reading the weights once per
+ * character instead of once per row.
  *
  * Model (see rnnlab/models/lm.py, cells.py; float32, eval mode):
  *   layer 0 input term:  table[token]            table = embed @ W_x + b
@@ -37,6 +39,19 @@ enum { CELL_RNN_TANH = 0, CELL_RNN_RELU = 1, CELL_LSTM = 2, CELL_GRU = 3 };
  * AVX-512, 64 with AVX2, 32 generic), two sets of them for narrow blocks:
  * at most 16 of the register file, which AVX2 and SSE have. */
 enum { VECS = 8, BLOCK = VECS * RNNLAB_LANES };
+/* A batch of rows (BATCH_MIN or more) multiplies in register tiles of
+ * TILE_ROWS rows x TILE_VECS vectors, as recurrence.cc's training loops
+ * do: the rows share each panel load, where one matvec per row would read
+ * the whole part once per row. TILE_VECS divides VECS, so a block splits
+ * into whole sub-panels; accumulators + panel vectors + a broadcast fit
+ * the register file (AVX-512 24 + 4 + 1 of 32; AVX2, SSE 12 + 2 + 1 of
+ * 16). */
+#if RNNLAB_VEC_BYTES == 64
+enum { TILE_ROWS = 6, TILE_VECS = 4 };
+#else
+enum { TILE_ROWS = 6, TILE_VECS = 2 };
+#endif
+enum { BATCH_MIN = 4 };
 
 const char* rnnlab_isa(void) { return RNNLAB_ISA; }
 
@@ -133,6 +148,68 @@ static void matvec(const Packed* P, const float* x, float* out) {
       case 6: block_matvec(x, P->rows, blk, o, 6); break;
       case 7: block_matvec(x, P->rows, blk, o, 7); break;
       case 8: block_matvec(x, P->rows, blk, o, 8); break;
+    }
+  }
+}
+
+/* o[r, 0:LANES*nv) = x[r, 0:rows) @ p for r < R (rows of x ldx apart, of
+ * o ldo apart); row i of the panel is the nv vectors at p + i * ps. R and
+ * nv are constants once inlined: the tile then lives in registers. */
+static inline __attribute__((always_inline)) void tile(
+    const float* x, int ldx, const int R, const int nv, int rows,
+    const float* p, int ps, float* o, int ldo) {
+  const int L = RNNLAB_LANES;
+  rnnlab_vec acc[TILE_ROWS][TILE_VECS];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < nv; ++v) acc[r][v] = (rnnlab_vec){0};
+  for (int i = 0; i < rows; ++i) {
+    rnnlab_vec b[TILE_VECS];
+    for (int v = 0; v < nv; ++v) b[v] = rnnlab_load(p + (size_t)i * ps + L * v);
+    for (int r = 0; r < R; ++r) {
+      const rnnlab_vec xr = rnnlab_splat(x[(size_t)r * ldx + i]);
+      for (int v = 0; v < nv; ++v) acc[r][v] += xr * b[v];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < nv; ++v)
+      rnnlab_store(o + (size_t)r * ldo + L * v, acc[r][v]);
+}
+
+/* tile() with R in 1..TILE_ROWS and nv in 1..TILE_VECS as constants. */
+#define TILE_NV(R, nv)                                       \
+  case nv: tile(x, ldx, R, nv, rows, p, ps, o, ldo); return;
+#if RNNLAB_VEC_BYTES == 64
+#define TILE_R(R)                                            \
+  case R: switch (nv) { TILE_NV(R, 1) TILE_NV(R, 2) TILE_NV(R, 3) \
+                        TILE_NV(R, 4) } return;
+#else
+#define TILE_R(R)                                            \
+  case R: switch (nv) { TILE_NV(R, 1) TILE_NV(R, 2) } return;
+#endif
+static void any_tile(const float* x, int ldx, int R, int nv, int rows,
+                     const float* p, int ps, float* o, int ldo) {
+  switch (R) { TILE_R(1) TILE_R(2) TILE_R(3) TILE_R(4) TILE_R(5) TILE_R(6) }
+}
+#undef TILE_R
+#undef TILE_NV
+
+/* out[b, 0:padded) = x[b, 0:rows) @ P for b < B (rows of x ldx apart, of
+ * out ldo apart). A sub-panel (rows x TILE_VECS vectors) stays in L1
+ * while every row tile reads it. */
+static void matmul(const Packed* P, const float* x, int ldx, int B,
+                   float* out, int ldo) {
+  const int L = RNNLAB_LANES;
+  for (int k0 = 0; k0 < P->cols; k0 += BLOCK) {
+    const int width = P->padded - k0 < BLOCK ? P->padded - k0 : BLOCK;
+    const int nvb = width / L;
+    const float* blk = P->w + (size_t)P->rows * k0;
+    for (int v0 = 0; v0 < nvb; v0 += TILE_VECS) {
+      const int nv = nvb - v0 < TILE_VECS ? nvb - v0 : TILE_VECS;
+      for (int b = 0; b < B; b += TILE_ROWS)
+        any_tile(x + (size_t)b * ldx, ldx,
+                 B - b < TILE_ROWS ? B - b : TILE_ROWS, nv, P->rows,
+                 blk + L * v0, width, out + (size_t)b * ldo + k0 + L * v0,
+                 ldo);
     }
   }
 }
@@ -356,8 +433,10 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
   {
     const int tid = omp_get_thread_num();
     const ThreadPart* part = &plan->parts[tid];
-    float* accx = malloc(sizeof(float) * plan->max_cols);
-    float* acch = malloc(sizeof(float) * plan->max_cols);
+    /* Wide batches: every row's terms at once ([B, ld] each), in tiles. */
+    const int batched = B >= BATCH_MIN, ld = plan->max_cols;
+    float* accx = malloc(sizeof(float) * ld * (batched ? B : 1));
+    float* acch = malloc(sizeof(float) * ld * (batched ? B : 1));
     float* scratch = malloc(sizeof(float) * (size_t)V);
     int* cur_tokens = malloc(sizeof(int) * (size_t)B);
     if (!accx || !acch || !scratch || !cur_tokens ||
@@ -384,29 +463,36 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
       for (int l = 0; l < L; ++l) {
         const LayerPart* lp = &part->layers[l];
         const int H = hidden[l], G = num_gates(cell[l]), n = lp->w;
+        if (batched && n > 0) {
+          if (l > 0) matmul(&lp->px, HBUF(l - 1, 1 - p), max_h, B, accx, ld);
+          matmul(&lp->ph, HBUF(l, p), max_h, B, acch, ld);
+        }
         for (int b = 0; b < B && n > 0; ++b) {
           const float* hin = HBUF(l, p) + (size_t)b * max_h;
           float* hout = HBUF(l, 1 - p) + (size_t)b * max_h + lp->u0;
+          float* accx_b = accx + (batched ? (size_t)b * ld : 0);
+          const float* acch_b = acch + (batched ? (size_t)b * ld : 0);
           if (l == 0) {
             const float* row = plan->table + (size_t)cur_tokens[b] * G * H;
             for (int g = 0; g < G; ++g)
-              memcpy(accx + g * n, row + g * H + lp->u0, sizeof(float) * n);
-          } else {
+              memcpy(accx_b + g * n, row + g * H + lp->u0,
+                     sizeof(float) * n);
+          } else if (!batched) {
             matvec(&lp->px, HBUF(l - 1, 1 - p) + (size_t)b * max_h, accx);
           }
-          matvec(&lp->ph, hin, acch);
+          if (!batched) matvec(&lp->ph, hin, acch);
           const float* bx = lp->bias;
           const float* hb = hin + lp->u0;
           switch (cell[l]) {
             case CELL_RNN_TANH:
 #pragma omp simd
               for (int j = 0; j < n; ++j)
-                hout[j] = rnnlab_tanh(accx[j] + bx[j] + acch[j]);
+                hout[j] = rnnlab_tanh(accx_b[j] + bx[j] + acch_b[j]);
               break;
             case CELL_RNN_RELU:
 #pragma omp simd
               for (int j = 0; j < n; ++j) {
-                const float a = accx[j] + bx[j] + acch[j];
+                const float a = accx_b[j] + bx[j] + acch_b[j];
                 hout[j] = a < 0.0f ? 0.0f : a; /* NaN stays NaN */
               }
               break;
@@ -414,12 +500,12 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
               float* cb = c[l] + (size_t)b * H + lp->u0;
 #pragma omp simd
               for (int j = 0; j < n; ++j) {
-                const float i_ = accx[j] + bx[j] + acch[j];
-                const float f_ = accx[n + j] + bx[n + j] + acch[n + j];
-                const float g_ = accx[2 * n + j] + bx[2 * n + j] +
-                                 acch[2 * n + j];
-                const float o_ = accx[3 * n + j] + bx[3 * n + j] +
-                                 acch[3 * n + j];
+                const float i_ = accx_b[j] + bx[j] + acch_b[j];
+                const float f_ = accx_b[n + j] + bx[n + j] + acch_b[n + j];
+                const float g_ = accx_b[2 * n + j] + bx[2 * n + j] +
+                                 acch_b[2 * n + j];
+                const float o_ = accx_b[3 * n + j] + bx[3 * n + j] +
+                                 acch_b[3 * n + j];
                 const float cn = rnnlab_sigmoid(f_) * cb[j] + rnnlab_sigmoid(i_) * rnnlab_tanh(g_);
                 cb[j] = cn;
                 hout[j] = rnnlab_sigmoid(o_) * rnnlab_tanh(cn);
@@ -430,10 +516,10 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
               const float* bn = plan->b_hn[l] + lp->u0;
 #pragma omp simd
               for (int j = 0; j < n; ++j) {
-                const float r = rnnlab_sigmoid(accx[j] + bx[j] + acch[j]);
-                const float z = rnnlab_sigmoid(accx[n + j] + bx[n + j] + acch[n + j]);
-                const float cand = rnnlab_tanh(accx[2 * n + j] + bx[2 * n + j] +
-                                         r * (acch[2 * n + j] + bn[j]));
+                const float r = rnnlab_sigmoid(accx_b[j] + bx[j] + acch_b[j]);
+                const float z = rnnlab_sigmoid(accx_b[n + j] + bx[n + j] + acch_b[n + j]);
+                const float cand = rnnlab_tanh(accx_b[2 * n + j] + bx[2 * n + j] +
+                                         r * (acch_b[2 * n + j] + bn[j]));
                 hout[j] = (1.0f - z) * hb[j] + z * cand;
               }
               break;
@@ -443,11 +529,15 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
         rnnlab_barrier_wait(&step_barrier);
       }
       /* Readout, split over the vocabulary. */
+      if (batched && part->v1 > part->v0)
+        matmul(&part->out, HBUF(L - 1, 1 - p), max_h, B, accx, ld);
       for (int b = 0; b < B && part->v1 > part->v0; ++b) {
-        matvec(&part->out, HBUF(L - 1, 1 - p) + (size_t)b * max_h, accx);
+        const float* o = accx + (batched ? (size_t)b * ld : 0);
+        if (!batched)
+          matvec(&part->out, HBUF(L - 1, 1 - p) + (size_t)b * max_h, accx);
         float* lg = cur_logits + (size_t)b * V;
         for (int v = part->v0; v < part->v1; ++v)
-          lg[v] = accx[v - part->v0] + plan->b_out[v];
+          lg[v] = o[v - part->v0] + plan->b_out[v];
       }
       p = 1 - p;
       rnnlab_barrier_wait(&step_barrier);

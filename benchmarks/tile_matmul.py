@@ -63,7 +63,8 @@ def compile_tile(isa: str, tile: str, directory: pathlib.Path) -> pathlib.Path:
   return target
 
 
-def products(cell: str, s: harness.Shape) -> list[tuple[str, int, int, int, int]]:
+def products(cell: str,
+             s: harness.Shape) -> list[tuple[str, int, int, int, int]]:
   """(name, M, K, N, lda) of the per-step recurrent products."""
   gh = harness.GATES[cell] * s.hidden
   return [("forward h @ W_h", s.batch, s.hidden, gh, s.seq_len * s.hidden),

@@ -164,7 +164,8 @@ static inline __attribute__((always_inline)) void tile(
     for (int v = 0; v < nv; ++v) acc[r][v] = (rnnlab_vec){0};
   for (int i = 0; i < rows; ++i) {
     rnnlab_vec b[TILE_VECS];
-    for (int v = 0; v < nv; ++v) b[v] = rnnlab_load(p + (size_t)i * ps + L * v);
+    for (int v = 0; v < nv; ++v)
+      b[v] = rnnlab_load(p + (size_t)i * ps + L * v);
     for (int r = 0; r < R; ++r) {
       const rnnlab_vec xr = rnnlab_splat(x[(size_t)r * ldx + i]);
       for (int v = 0; v < nv; ++v) acc[r][v] += xr * b[v];
@@ -516,10 +517,13 @@ int rnnlab_generate(const Plan* plan, float* const* h, float* const* c,
               const float* bn = plan->b_hn[l] + lp->u0;
 #pragma omp simd
               for (int j = 0; j < n; ++j) {
-                const float r = rnnlab_sigmoid(accx_b[j] + bx[j] + acch_b[j]);
-                const float z = rnnlab_sigmoid(accx_b[n + j] + bx[n + j] + acch_b[n + j]);
-                const float cand = rnnlab_tanh(accx_b[2 * n + j] + bx[2 * n + j] +
-                                         r * (acch_b[2 * n + j] + bn[j]));
+                const float r =
+                    rnnlab_sigmoid(accx_b[j] + bx[j] + acch_b[j]);
+                const float z =
+                    rnnlab_sigmoid(accx_b[n + j] + bx[n + j] + acch_b[n + j]);
+                const float cand =
+                    rnnlab_tanh(accx_b[2 * n + j] + bx[2 * n + j] +
+                                r * (acch_b[2 * n + j] + bn[j]));
                 hout[j] = (1.0f - z) * hb[j] + z * cand;
               }
               break;
